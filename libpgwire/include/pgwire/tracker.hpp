@@ -1,0 +1,121 @@
+// Connection tracker: turns the frames of both directions of one connection
+// into "statement executed" events.
+//
+// Feed every frame (pieces of large frames too) in the order they crossed the
+// wire, each direction in its own order; responses are matched to requests in
+// FIFO order, as the server answers them. The tracker knows:
+//   - the startup parameters and the authentication phase (so it can tell
+//     which 'p' message a frame is, and never keeps a password);
+//   - named and unnamed prepared statements and portals;
+//   - pipelining: several Sync groups in flight;
+//   - the server skipping the rest of an extended batch after an error (those
+//     Executes are reported with Outcome::kNotExecuted);
+//   - multi-statement Query strings (one event per Query message);
+//   - COPY in and out, PortalSuspended, asynchronous Notice/ParameterStatus/
+//     Notification, a connection ending mid-request (Outcome::kUnknown).
+// With frontend frames only (TrackerOptions::frontend_only) it emits an event
+// per request as it is sent, with Outcome::kUnknown.
+//
+// Nothing here throws or asserts on input: a frame that does not decode is
+// counted in stats().decode_errors and skipped.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pgwire/framer.hpp"
+#include "pgwire/messages.hpp"
+
+namespace pgwire {
+
+struct SessionInfo {
+  uint64_t session_id = 0;
+  std::string client;  // "127.0.0.1:51234", set by the caller
+  std::string user;
+  std::string database;
+  std::string application_name;
+  uint32_t protocol = 0;  // 196608 (3.0) or 196610 (3.2); 0 before the startup packet
+  int32_t backend_pid = 0;
+  std::vector<std::byte> cancel_key;
+  bool authenticated = false;
+  std::string auth_method;  // "trust", "password", "md5", "SCRAM-SHA-256", ...
+};
+
+struct StatementParam {
+  std::optional<std::string> value;  // nullopt = SQL NULL; raw bytes (binary values are not converted)
+  int16_t format = 0;                // 0 text, 1 binary
+  uint32_t type_oid = 0;             // from Parse, else ParameterDescription, else 0
+};
+
+enum class StatementKind : uint8_t { kQuery, kExecute, kFunctionCall };
+const char* statement_kind_name(StatementKind k);  // "query", "execute", "function_call"
+
+enum class Outcome : uint8_t {
+  kOk,           // CommandComplete / EmptyQueryResponse / PortalSuspended / FunctionCallResponse
+  kError,        // ErrorResponse
+  kNotExecuted,  // skipped by the server after an earlier error in the same batch
+  kUnknown,      // connection ended first, or frontend-only capture
+};
+
+struct StatementEvent {
+  StatementKind kind = StatementKind::kQuery;
+  std::string sql;            // Query text, or Parse text resolved through portal and statement
+  bool sql_truncated = false; // the text was longer than TrackerOptions::max_sql_bytes
+  std::string statement;      // prepared statement name ("" = unnamed)
+  std::string portal;         // portal name
+  uint32_t function_oid = 0;  // FunctionCall
+  std::vector<StatementParam> params;
+  Outcome outcome = Outcome::kUnknown;
+  std::string tag;            // "SELECT 1", "INSERT 0 5", "EMPTY", "SUSPENDED"
+  std::optional<uint64_t> rows;
+  std::string sqlstate;
+  std::string error_message;
+  int64_t start_ns = 0;       // when the request frame was seen (Execute / Query / FunctionCall)
+  int64_t end_ns = 0;         // when its outcome was seen; 0 if unknown
+};
+
+struct TrackerOptions {
+  bool frontend_only = false;
+  uint32_t max_sql_bytes = 1 << 20;    // longer SQL texts are cut (and flagged)
+  uint32_t max_param_bytes = 1 << 16;  // longer parameter values are cut
+  size_t max_statements = 10000;       // named prepared statements remembered per session
+};
+
+struct TrackerStats {
+  uint64_t frontend_frames = 0;
+  uint64_t backend_frames = 0;
+  uint64_t decode_errors = 0;
+  uint64_t events = 0;
+  std::string last_error;  // description of the last decode error
+};
+
+class ConnectionTracker {
+ public:
+  using Sink = std::function<void(const StatementEvent&, const SessionInfo&)>;
+
+  ConnectionTracker(TrackerOptions opts, Sink sink);
+  ~ConnectionTracker();
+  ConnectionTracker(const ConnectionTracker&) = delete;
+  ConnectionTracker& operator=(const ConnectionTracker&) = delete;
+
+  // One frame or piece, as returned by a Framer, with its capture time.
+  void on_frame(Direction dir, const Frame& frame, int64_t ts_ns);
+  // The connection ended: every request still waiting is emitted with Outcome::kUnknown.
+  void on_close(int64_t ts_ns);
+
+  SessionInfo& session();
+  const SessionInfo& session() const;
+  // What the client's next 'p' frame is (from the last authentication request).
+  PasswordKind password_kind() const;
+  const TrackerStats& stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pgwire
