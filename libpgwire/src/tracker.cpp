@@ -1,0 +1,577 @@
+#include "pgwire/tracker.hpp"
+
+#include <charconv>
+#include <deque>
+#include <string_view>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+namespace pgwire {
+
+const char* statement_kind_name(StatementKind k) {
+  switch (k) {
+    case StatementKind::kQuery: return "query";
+    case StatementKind::kExecute: return "execute";
+    case StatementKind::kFunctionCall: return "function_call";
+  }
+  return "unknown";
+}
+
+namespace {
+
+struct PreparedStatement {
+  std::string sql;
+  bool sql_truncated = false;
+  std::vector<uint32_t> param_types;
+};
+
+struct Portal {
+  std::string statement;
+  bool statement_known = false;
+  PreparedStatement prepared;   // copy: the statement may be closed or replaced while the portal lives
+  std::vector<StatementParam> params;
+};
+
+// What the server still owes the client, in the order it will answer.
+enum class Pending : uint8_t { kQuery, kParse, kBind, kDescribe, kExecute, kClose, kSync, kFunctionCall };
+
+struct Request {
+  Pending what;
+  StatementEvent event;      // kQuery, kExecute, kFunctionCall
+  std::string name;          // kParse: statement created; kDescribe: statement described ('S')
+  bool describe_statement = false;
+  bool failed = false;       // an ErrorResponse arrived for it (Query / FunctionCall wait for ReadyForQuery)
+  uint64_t data_rows = 0;
+};
+
+// Rows from a command tag: "SELECT 5", "INSERT 0 5", "UPDATE 5", "COPY 5", ...
+std::optional<uint64_t> rows_from_tag(std::string_view tag) {
+  size_t sp = tag.rfind(' ');
+  if (sp == std::string_view::npos) return std::nullopt;
+  std::string_view verb = tag.substr(0, tag.find(' '));
+  static constexpr std::string_view kCounting[] = {"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE",
+                                                   "MOVE",   "FETCH",  "COPY"};
+  bool counts = false;
+  for (std::string_view v : kCounting) counts = counts || verb == v;
+  if (!counts) return std::nullopt;
+  std::string_view num = tag.substr(sp + 1);
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(num.data(), num.data() + num.size(), n);
+  if (ec != std::errc() || p != num.data() + num.size()) return std::nullopt;
+  return n;
+}
+
+std::string_view auth_method_name(int32_t code) {
+  switch (static_cast<AuthCode>(code)) {
+    case AuthCode::kCleartextPassword: return "password";
+    case AuthCode::kMd5Password: return "md5";
+    case AuthCode::kGss: return "gss";
+    case AuthCode::kSspi: return "sspi";
+    case AuthCode::kKerberosV5: return "kerberos";
+    case AuthCode::kSasl: return "sasl";
+    default: return "";
+  }
+}
+
+}  // namespace
+
+struct ConnectionTracker::Impl {
+  TrackerOptions opts;
+  Sink sink;
+  SessionInfo session;
+  TrackerStats stats;
+  int32_t last_auth_code = -1;
+
+  std::unordered_map<std::string, PreparedStatement> statements;
+  std::unordered_map<std::string, Portal> portals;
+  std::deque<Request> queue;
+  // The server discards extended-protocol messages after an error until Sync;
+  // true while frontend messages arriving now will be discarded too.
+  bool discard_until_sync = false;
+
+  // Reassembly of a frame that arrived in pieces (bounded by max_sql_bytes).
+  std::vector<std::byte> assembly[2];
+  bool assembly_truncated[2] = {false, false};
+
+  Impl(TrackerOptions o, Sink s) : opts(o), sink(std::move(s)) {}
+
+  void emit(StatementEvent& ev) {
+    ++stats.events;
+    if (sink) sink(ev, session);
+  }
+
+  void decode_error(const Error& e) {
+    ++stats.decode_errors;
+    stats.last_error = e.describe();
+  }
+
+  std::string clip(std::string_view s, bool* truncated, uint32_t limit) {
+    if (s.size() > limit) {
+      *truncated = true;
+      return std::string(s.substr(0, limit));
+    }
+    return std::string(s);
+  }
+
+  // ---- frontend -----------------------------------------------------------
+
+  void push(Request r) {
+    queue.push_back(std::move(r));
+  }
+
+  void on_frontend(const fe::Message& msg, int64_t ts, bool truncated) {
+    std::visit([&](const auto& m) { frontend(m, ts, truncated); }, msg);
+  }
+
+  void frontend(const fe::StartupMessage& m, int64_t, bool) {
+    session.protocol = m.protocol;
+    session.user = std::string(m.param("user"));
+    session.database = std::string(m.param("database"));
+    if (session.database.empty()) session.database = session.user;
+    session.application_name = std::string(m.param("application_name"));
+  }
+  void frontend(const fe::SslRequest&, int64_t, bool) {}
+  void frontend(const fe::GssEncRequest&, int64_t, bool) {}
+  void frontend(const fe::CancelRequest& m, int64_t, bool) {
+    session.backend_pid = m.process_id;
+    session.cancel_key.assign(m.secret_key.begin(), m.secret_key.end());
+  }
+
+  void frontend(const fe::Query& m, int64_t ts, bool truncated) {
+    Request r{Pending::kQuery, {}, {}, false, false, 0};
+    r.event.kind = StatementKind::kQuery;
+    r.event.sql_truncated = truncated;
+    r.event.sql = clip(m.sql, &r.event.sql_truncated, opts.max_sql_bytes);
+    r.event.start_ns = ts;
+    submit(std::move(r));
+  }
+
+  void frontend(const fe::Parse& m, int64_t, bool truncated) {
+    std::string name(m.statement);
+    if (!name.empty() && statements.size() >= opts.max_statements && !statements.count(name)) {
+      // Bounded memory: forget the oldest-inserted is not tracked by unordered_map; drop an arbitrary one.
+      statements.erase(statements.begin());
+    }
+    PreparedStatement& st = statements[name];
+    st.sql_truncated = truncated;
+    st.sql = clip(m.sql, &st.sql_truncated, opts.max_sql_bytes);
+    st.param_types = m.param_types;
+    Request r{Pending::kParse, {}, name, false, false, 0};
+    submit(std::move(r));
+  }
+
+  void frontend(const fe::Bind& m, int64_t, bool truncated) {
+    Portal p;
+    p.statement = std::string(m.statement);
+    auto it = statements.find(p.statement);
+    if (it != statements.end()) {
+      p.statement_known = true;
+      p.prepared = it->second;
+    }
+    if (!truncated) {
+      p.params.reserve(m.params.size());
+      for (size_t i = 0; i < m.params.size(); ++i) {
+        StatementParam sp;
+        if (m.params[i]) {
+          std::string_view v = as_string_view(*m.params[i]);
+          bool cut = false;
+          sp.value = clip(v, &cut, opts.max_param_bytes);
+        }
+        sp.format = m.param_format(i);
+        if (i < p.prepared.param_types.size()) sp.type_oid = p.prepared.param_types[i];
+        p.params.push_back(std::move(sp));
+      }
+    }
+    portals[std::string(m.portal)] = std::move(p);
+    submit(Request{Pending::kBind, {}, {}, false, false, 0});
+  }
+
+  void frontend(const fe::Describe& m, int64_t, bool) {
+    Request r{Pending::kDescribe, {}, std::string(m.name), m.target == 'S', false, 0};
+    submit(std::move(r));
+  }
+
+  void frontend(const fe::Execute& m, int64_t ts, bool) {
+    Request r{Pending::kExecute, {}, {}, false, false, 0};
+    StatementEvent& ev = r.event;
+    ev.kind = StatementKind::kExecute;
+    ev.portal = std::string(m.portal);
+    ev.start_ns = ts;
+    auto it = portals.find(ev.portal);
+    if (it != portals.end()) {
+      const Portal& p = it->second;
+      ev.statement = p.statement;
+      ev.sql = p.prepared.sql;
+      ev.sql_truncated = p.prepared.sql_truncated;
+      ev.params = p.params;
+    }
+    submit(std::move(r));
+  }
+
+  void frontend(const fe::Close& m, int64_t, bool) {
+    if (m.target == 'S') {
+      statements.erase(std::string(m.name));
+    } else {
+      portals.erase(std::string(m.name));
+    }
+    submit(Request{Pending::kClose, {}, {}, false, false, 0});
+  }
+
+  void frontend(const fe::Sync&, int64_t, bool) {
+    discard_until_sync = false;
+    submit(Request{Pending::kSync, {}, {}, false, false, 0});
+  }
+
+  void frontend(const fe::FunctionCall& m, int64_t ts, bool) {
+    Request r{Pending::kFunctionCall, {}, {}, false, false, 0};
+    StatementEvent& ev = r.event;
+    ev.kind = StatementKind::kFunctionCall;
+    ev.function_oid = m.function_oid;
+    ev.sql = fmt::format("function call oid {}", m.function_oid);
+    ev.start_ns = ts;
+    for (size_t i = 0; i < m.args.size(); ++i) {
+      StatementParam sp;
+      if (m.args[i]) {
+        bool cut = false;
+        sp.value = clip(as_string_view(*m.args[i]), &cut, opts.max_param_bytes);
+      }
+      sp.format = m.arg_format(i);
+      ev.params.push_back(std::move(sp));
+    }
+    submit(std::move(r));
+  }
+
+  void frontend(const fe::Flush&, int64_t, bool) {}
+  void frontend(const fe::Terminate&, int64_t, bool) {}
+  void frontend(const CopyData&, int64_t, bool) {}
+  void frontend(const CopyDone&, int64_t, bool) {}
+  void frontend(const fe::CopyFail&, int64_t, bool) {}
+  void frontend(const fe::PasswordMessage&, int64_t, bool) {}
+  void frontend(const fe::SaslInitialResponse& m, int64_t, bool) { session.auth_method = std::string(m.mechanism); }
+  void frontend(const fe::SaslResponse&, int64_t, bool) {}
+  void frontend(const fe::GssResponse&, int64_t, bool) {}
+
+  // A request the server will answer (or, after an error in this batch, skip).
+  void submit(Request r) {
+    if (opts.frontend_only) {
+      if (r.what == Pending::kQuery || r.what == Pending::kExecute || r.what == Pending::kFunctionCall) {
+        r.event.outcome = Outcome::kUnknown;
+        emit(r.event);
+      }
+      return;
+    }
+    // postgres.c ignores every message but Sync while skipping, Query included.
+    if (discard_until_sync && r.what != Pending::kSync) {
+      skip(r);
+      return;
+    }
+    queue.push_back(std::move(r));
+  }
+
+  // The server discarded this request: a statement in it never ran.
+  void skip(Request& r) {
+    if (r.what == Pending::kExecute || r.what == Pending::kQuery || r.what == Pending::kFunctionCall) {
+      r.event.outcome = Outcome::kNotExecuted;
+      emit(r.event);
+    }
+  }
+
+  // ---- backend ------------------------------------------------------------
+
+  Request* front() { return queue.empty() ? nullptr : &queue.front(); }
+
+  void finish(Request& r, Outcome outcome, int64_t ts) {
+    r.event.outcome = outcome;
+    r.event.end_ns = ts;
+    emit(r.event);
+  }
+
+  void pop() { queue.pop_front(); }
+
+  void on_backend(const be::Message& msg, int64_t ts) {
+    std::visit([&](const auto& m) { backend(m, ts); }, msg);
+  }
+
+  void backend(const be::Authentication& m, int64_t) {
+    last_auth_code = m.code;
+    if (m.code == static_cast<int32_t>(AuthCode::kOk)) {
+      session.authenticated = true;
+      if (session.auth_method.empty()) session.auth_method = "trust";
+    } else if (std::string_view name = auth_method_name(m.code); !name.empty() && session.auth_method.empty()) {
+      session.auth_method = std::string(name);
+    }
+  }
+  void backend(const be::BackendKeyData& m, int64_t) {
+    session.backend_pid = m.process_id;
+    session.cancel_key.assign(m.secret_key.begin(), m.secret_key.end());
+  }
+  void backend(const be::NegotiateProtocolVersion& m, int64_t) {
+    session.protocol = (3u << 16) | static_cast<uint16_t>(m.newest_minor);
+  }
+  void backend(const be::ParameterStatus& m, int64_t) {
+    if (m.name == "application_name") session.application_name = std::string(m.value);
+  }
+
+  void backend(const be::ParseComplete&, int64_t) { expect_pop(Pending::kParse); }
+  void backend(const be::BindComplete&, int64_t) { expect_pop(Pending::kBind); }
+  void backend(const be::CloseComplete&, int64_t) { expect_pop(Pending::kClose); }
+  void backend(const be::NoData&, int64_t) {
+    if (Request* r = front(); r && r->what == Pending::kDescribe) pop();
+  }
+  void backend(const be::ParameterDescription& m, int64_t) {
+    Request* r = front();
+    if (!r || r->what != Pending::kDescribe || !r->describe_statement) return;
+    auto it = statements.find(r->name);
+    if (it == statements.end()) return;
+    // Fill in what Parse left unspecified (0) with what the server inferred.
+    auto& types = it->second.param_types;
+    if (types.size() < m.types.size()) types.resize(m.types.size(), 0);
+    for (size_t i = 0; i < m.types.size(); ++i)
+      if (types[i] == 0) types[i] = m.types[i];
+    // Portals bound to it before the Describe answered were bound with the old types.
+    for (auto& [name, portal] : portals) {
+      if (portal.statement != r->name) continue;
+      portal.prepared.param_types = types;
+      for (size_t i = 0; i < portal.params.size() && i < types.size(); ++i) portal.params[i].type_oid = types[i];
+    }
+    for (Request& q : queue) {
+      if (q.what != Pending::kExecute || q.event.statement != r->name) continue;
+      for (size_t i = 0; i < q.event.params.size() && i < types.size(); ++i)
+        if (q.event.params[i].type_oid == 0) q.event.params[i].type_oid = types[i];
+    }
+  }
+  void backend(const be::RowDescription&, int64_t) {
+    if (Request* r = front(); r && r->what == Pending::kDescribe) pop();
+  }
+  void backend(const be::DataRow&, int64_t) {
+    if (Request* r = front()) ++r->data_rows;
+  }
+  void backend(const be::CommandComplete& m, int64_t ts) {
+    Request* r = front();
+    if (!r) return;
+    std::optional<uint64_t> rows = rows_from_tag(m.tag);
+    if (r->what == Pending::kQuery) {
+      // Each statement of a multi-statement string completes separately: keep the
+      // last tag and add up the rows.
+      r->event.tag = std::string(m.tag);
+      if (rows) r->event.rows = r->event.rows.value_or(0) + *rows;
+    } else if (r->what == Pending::kExecute) {
+      r->event.tag = std::string(m.tag);
+      r->event.rows = rows;
+      finish(*r, Outcome::kOk, ts);
+      pop();
+    }
+  }
+  void backend(const be::EmptyQueryResponse&, int64_t ts) {
+    Request* r = front();
+    if (!r) return;
+    if (r->what == Pending::kQuery) {
+      if (r->event.tag.empty()) r->event.tag = "EMPTY";
+    } else if (r->what == Pending::kExecute) {
+      r->event.tag = "EMPTY";
+      finish(*r, Outcome::kOk, ts);
+      pop();
+    }
+  }
+  void backend(const be::PortalSuspended&, int64_t ts) {
+    Request* r = front();
+    if (!r || r->what != Pending::kExecute) return;
+    r->event.tag = "SUSPENDED";
+    r->event.rows = r->data_rows;
+    finish(*r, Outcome::kOk, ts);
+    pop();
+  }
+  void backend(const be::FunctionCallResponse&, int64_t) {
+    if (Request* r = front(); r && r->what == Pending::kFunctionCall) r->event.tag = "FUNCTION CALL";
+  }
+  void backend(const be::ErrorResponse& m, int64_t ts) {
+    Request* r = front();
+    if (!r) return;  // FATAL outside any request (startup, shutdown)
+    auto record = [&](StatementEvent& ev) {
+      ev.sqlstate = std::string(m.sqlstate());
+      ev.error_message = std::string(m.message());
+    };
+    switch (r->what) {
+      case Pending::kQuery:
+      case Pending::kFunctionCall:
+        record(r->event);
+        r->failed = true;  // completes at ReadyForQuery
+        return;
+      case Pending::kSync:
+        return;  // e.g. a deferred constraint failing at the implicit COMMIT
+      case Pending::kExecute:
+        record(r->event);
+        finish(*r, Outcome::kError, ts);
+        break;
+      case Pending::kParse:
+        if (!r->name.empty()) statements.erase(r->name);
+        break;
+      case Pending::kBind:
+      case Pending::kDescribe:
+      case Pending::kClose:
+        break;
+    }
+    pop();
+    // The server now discards everything up to the next Sync.
+    while (!queue.empty() && queue.front().what != Pending::kSync) {
+      skip(queue.front());
+      pop();
+    }
+    if (queue.empty()) discard_until_sync = true;
+  }
+  void backend(const be::ReadyForQuery&, int64_t ts) {
+    discard_until_sync = false;
+    // Normally the front is the Query / FunctionCall / Sync this answers. If
+    // anything else is still ahead of it, the stream and our model disagree:
+    // settle those with an unknown outcome rather than mismatch forever.
+    while (!queue.empty()) {
+      Request& r = queue.front();
+      Pending what = r.what;
+      if (what == Pending::kQuery || what == Pending::kFunctionCall) {
+        finish(r, r.failed ? Outcome::kError : Outcome::kOk, ts);
+      } else if (what == Pending::kExecute) {
+        finish(r, Outcome::kUnknown, ts);
+      }
+      pop();
+      if (what == Pending::kQuery || what == Pending::kFunctionCall || what == Pending::kSync) break;
+    }
+  }
+  void backend(const be::NoticeResponse&, int64_t) {}
+  void backend(const be::NotificationResponse&, int64_t) {}
+  void backend(const be::CopyInResponse&, int64_t) {}
+  void backend(const be::CopyOutResponse&, int64_t) {}
+  void backend(const be::CopyBothResponse&, int64_t) {}
+  void backend(const CopyData&, int64_t) {}
+  void backend(const CopyDone&, int64_t) {}
+  void backend(const be::EncryptionAnswer&, int64_t) {}
+
+  void expect_pop(Pending what) {
+    if (Request* r = front(); r && r->what == what) pop();
+  }
+
+  // ---- frames -------------------------------------------------------------
+
+  // Frontend types whose content the tracker needs even when huge.
+  static bool wanted_large(uint8_t type) { return type == 'Q' || type == 'P' || type == 'B' || type == 'F'; }
+
+  void on_frame(Direction dir, const Frame& f, int64_t ts) {
+    const int d = static_cast<int>(dir);
+    if (dir == Direction::kFrontend) {
+      ++stats.frontend_frames;
+    } else {
+      ++stats.backend_frames;
+    }
+    if (f.kind == FrameKind::kOpaque) return;
+    if (f.whole()) {
+      dispatch(dir, f, ts, false);
+      return;
+    }
+    // A large frame in pieces. Backend: only DataRow counting needs it.
+    if (dir == Direction::kBackend) {
+      if (f.first && f.type == 'D') {
+        if (Request* r = front()) ++r->data_rows;
+      }
+      return;
+    }
+    if (!wanted_large(f.type)) return;
+    if (f.first) {
+      assembly[d].clear();
+      assembly_truncated[d] = false;
+    }
+    size_t room = opts.max_sql_bytes + 4096 > assembly[d].size() ? opts.max_sql_bytes + 4096 - assembly[d].size() : 0;
+    if (f.body.size() > room) assembly_truncated[d] = true;
+    size_t take = std::min(room, f.body.size());
+    assembly[d].insert(assembly[d].end(), f.body.begin(), f.body.begin() + static_cast<ptrdiff_t>(take));
+    if (!f.last) return;
+    Frame whole = f;
+    whole.first = whole.last = true;
+    whole.body_offset = 0;
+    whole.body = {assembly[d].data(), assembly[d].size()};
+    if (!assembly_truncated[d]) {
+      dispatch(dir, whole, ts, false);
+    } else {
+      dispatch_truncated(whole, ts);
+    }
+    assembly[d].clear();
+    assembly[d].shrink_to_fit();
+  }
+
+  void dispatch(Direction dir, const Frame& f, int64_t ts, bool truncated) {
+    if (dir == Direction::kFrontend) {
+      auto msg = decode_frontend(f, password_kind_after(last_auth_code));
+      if (!msg) return decode_error(msg.error());
+      on_frontend(*msg, ts, truncated);
+    } else {
+      auto msg = decode_backend(f);
+      if (!msg) return decode_error(msg.error());
+      on_backend(*msg, ts);
+    }
+  }
+
+  // The prefix of a frame too large to keep: recover what the prefix holds.
+  void dispatch_truncated(const Frame& f, int64_t ts) {
+    Reader r(f.body, f.offset + 5);
+    switch (f.type) {
+      case 'Q': {
+        std::string_view sql = as_string_view(f.body);
+        frontend(fe::Query{sql}, ts, true);
+        break;
+      }
+      case 'P': {
+        fe::Parse p;
+        p.statement = r.cstring();
+        if (!r.ok()) return decode_error(r.error());
+        p.sql = as_string_view(r.rest());
+        frontend(p, ts, true);
+        break;
+      }
+      case 'B': {
+        fe::Bind b;
+        b.portal = r.cstring();
+        b.statement = r.cstring();
+        if (!r.ok()) return decode_error(r.error());
+        frontend(b, ts, true);
+        break;
+      }
+      case 'F': {
+        fe::FunctionCall c;
+        c.function_oid = r.u32();
+        frontend(c, ts, true);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  void on_close(int64_t ts) {
+    while (!queue.empty()) {
+      Request& r = queue.front();
+      if (r.what == Pending::kQuery || r.what == Pending::kExecute || r.what == Pending::kFunctionCall) {
+        // An error already seen (a FATAL, say) is the outcome; otherwise nobody knows.
+        if (r.failed) {
+          finish(r, Outcome::kError, ts);
+        } else {
+          r.event.outcome = Outcome::kUnknown;
+          r.event.end_ns = 0;
+          emit(r.event);
+        }
+      }
+      pop();
+    }
+  }
+};
+
+ConnectionTracker::ConnectionTracker(TrackerOptions opts, Sink sink)
+    : impl_(std::make_unique<Impl>(opts, std::move(sink))) {}
+ConnectionTracker::~ConnectionTracker() = default;
+
+void ConnectionTracker::on_frame(Direction dir, const Frame& frame, int64_t ts_ns) { impl_->on_frame(dir, frame, ts_ns); }
+void ConnectionTracker::on_close(int64_t ts_ns) { impl_->on_close(ts_ns); }
+SessionInfo& ConnectionTracker::session() { return impl_->session; }
+const SessionInfo& ConnectionTracker::session() const { return impl_->session; }
+PasswordKind ConnectionTracker::password_kind() const { return password_kind_after(impl_->last_auth_code); }
+const TrackerStats& ConnectionTracker::stats() const { return impl_->stats; }
+
+}  // namespace pgwire

@@ -1,0 +1,344 @@
+#include "pgwire/tracker.hpp"
+
+#include <gtest/gtest.h>
+
+#include "pgwire/statement_log.hpp"
+#include "wire_builder.hpp"
+
+namespace pgwire {
+namespace {
+
+using test::W;
+using test::Wire;
+
+// Drives a tracker with whole streams per step, in the order given.
+class TrackerHarness {
+ public:
+  explicit TrackerHarness(TrackerOptions opts = {})
+      : tracker_(opts, [this](const StatementEvent& ev, const SessionInfo&) { events.push_back(ev); }) {}
+
+  void send(Direction dir, const Wire& w, int64_t ts = 0, size_t chunk = 0) {
+    const auto& b = w.bytes();
+    if (chunk == 0) chunk = b.size();
+    for (size_t pos = 0; pos < b.size(); pos += chunk) {
+      Bytes in{b.data() + pos, std::min(chunk, b.size() - pos)};
+      for (;;) {
+        FrameResult r = framer_.next(dir, in);
+        ASSERT_FALSE(r.failed()) << r.error().describe();
+        if (r.needs_more()) break;
+        tracker_.on_frame(dir, r.frame(), ts);
+      }
+    }
+  }
+  void fe(const Wire& w, int64_t ts = 0) { send(Direction::kFrontend, w, ts); }
+  void be(const Wire& w, int64_t ts = 0) { send(Direction::kBackend, w, ts); }
+
+  ConnectionTracker& tracker() { return tracker_; }
+  std::vector<StatementEvent> events;
+
+ private:
+  ConnectionFramer framer_;
+  ConnectionTracker tracker_;
+};
+
+Wire ready(char status = 'I') { return W().msg('Z', W().byte(static_cast<uint8_t>(status))); }
+Wire complete(std::string_view tag) { return W().msg('C', W().str(tag)); }
+Wire error(std::string_view sqlstate, std::string_view message) {
+  return W().msg('E', W().byte('S').str("ERROR").byte('V').str("ERROR").byte('C').str(sqlstate).byte('M').str(
+                          message).byte(0));
+}
+Wire int_row_description() { return W().msg('T', W().i16(1).str("x").i32(0).i16(0).i32(23).i16(4).i32(-1).i16(0)); }
+Wire data_row(std::string_view v) { return W().msg('D', W().i16(1).value(v)); }
+Wire parse(std::string_view name, std::string_view sql, std::initializer_list<int> oids = {}) {
+  Wire body = W().str(name).str(sql).i16(static_cast<int>(oids.size()));
+  for (int o : oids) body.i32(o);
+  return W().msg('P', body);
+}
+Wire bind_text(std::string_view portal, std::string_view stmt, std::initializer_list<std::string_view> values) {
+  Wire body = W().str(portal).str(stmt).i16(0).i16(static_cast<int>(values.size()));
+  for (auto v : values) body.value(v);
+  body.i16(0);
+  return W().msg('B', body);
+}
+Wire execute(std::string_view portal = "", int max_rows = 0) { return W().msg('E', W().str(portal).i32(max_rows)); }
+Wire sync() { return W().msg('S', W()); }
+
+void login(TrackerHarness& h) {
+  h.fe(W().startup({{"user", "alice"}, {"database", "shop"}, {"application_name", "psql"}}));
+  h.be(W().msg('R', W().i32(0))
+           .msg('S', W().str("server_version").str("15.18"))
+           .msg('K', W().i32(4242).raw("\x01\x02\x03\x04"))
+           .append(ready()));
+}
+
+TEST(Tracker, StartupParametersAndBackendKey) {
+  TrackerHarness h;
+  login(h);
+  const SessionInfo& s = h.tracker().session();
+  EXPECT_EQ(s.user, "alice");
+  EXPECT_EQ(s.database, "shop");
+  EXPECT_EQ(s.application_name, "psql");
+  EXPECT_EQ(s.protocol, 196608u);
+  EXPECT_EQ(s.backend_pid, 4242);
+  EXPECT_EQ(s.cancel_key.size(), 4u);
+  EXPECT_TRUE(s.authenticated);
+  EXPECT_EQ(s.auth_method, "trust");
+  EXPECT_TRUE(h.events.empty());
+}
+
+TEST(Tracker, MultiStatementQueryIsOneEvent) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().msg('Q', W().str("SELECT 1; SELECT 2")), 1000);
+  h.be(W().append(int_row_description()).append(data_row("1")).append(complete("SELECT 1"))
+           .append(int_row_description()).append(data_row("2")).append(complete("SELECT 1")).append(ready()),
+       5000);
+  ASSERT_EQ(h.events.size(), 1u);
+  const StatementEvent& ev = h.events[0];
+  EXPECT_EQ(ev.kind, StatementKind::kQuery);
+  EXPECT_EQ(ev.sql, "SELECT 1; SELECT 2");
+  EXPECT_EQ(ev.outcome, Outcome::kOk);
+  EXPECT_EQ(ev.tag, "SELECT 1");
+  EXPECT_EQ(ev.rows, 2u);
+  EXPECT_EQ(ev.start_ns, 1000);
+  EXPECT_EQ(ev.end_ns, 5000);
+}
+
+TEST(Tracker, QueryErrorStopsTheStringAndReportsSqlstate) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().msg('Q', W().str("SELECT * FROM missing; SELECT 2")));
+  h.be(W().append(error("42P01", "relation \"missing\" does not exist")).append(ready()));
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kError);
+  EXPECT_EQ(h.events[0].sqlstate, "42P01");
+  EXPECT_EQ(h.events[0].error_message, "relation \"missing\" does not exist");
+}
+
+TEST(Tracker, ExtendedResolvesSqlThroughPortalAndStatement) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(parse("s1", "SELECT $1::int", {23}))
+           .append(bind_text("", "s1", {"42"}))
+           .append(W().msg('D', W().byte('P').str("")))
+           .append(execute())
+           .append(sync()));
+  h.be(W().msg('1', W()).msg('2', W()).append(int_row_description()).append(data_row("42"))
+           .append(complete("SELECT 1")).append(ready()));
+  ASSERT_EQ(h.events.size(), 1u);
+  const StatementEvent& ev = h.events[0];
+  EXPECT_EQ(ev.kind, StatementKind::kExecute);
+  EXPECT_EQ(ev.sql, "SELECT $1::int");
+  EXPECT_EQ(ev.statement, "s1");
+  ASSERT_EQ(ev.params.size(), 1u);
+  EXPECT_EQ(ev.params[0].value, "42");
+  EXPECT_EQ(ev.params[0].type_oid, 23u);
+  EXPECT_EQ(ev.tag, "SELECT 1");
+  EXPECT_EQ(ev.rows, 1u);
+  EXPECT_EQ(ev.outcome, Outcome::kOk);
+}
+
+TEST(Tracker, PipelinedBatchWithErrorSkipsToSync) {
+  TrackerHarness h;
+  login(h);
+  // Batch 1: three statements, the second fails; batch 2 after its own Sync.
+  h.fe(W().append(parse("", "INSERT INTO t VALUES (1)")).append(bind_text("", "", {})).append(execute())
+           .append(parse("", "SELECT 1/0")).append(bind_text("", "", {})).append(execute())
+           .append(parse("", "INSERT INTO t VALUES (3)")).append(bind_text("", "", {})).append(execute())
+           .append(sync())
+           .append(parse("", "SELECT 4")).append(bind_text("", "", {})).append(execute()).append(sync()));
+  h.be(W().msg('1', W()).msg('2', W()).append(complete("INSERT 0 1"))
+           .msg('1', W()).msg('2', W()).append(error("22012", "division by zero"))
+           .append(ready('E'))
+           .msg('1', W()).msg('2', W()).append(data_row("4")).append(complete("SELECT 1")).append(ready()));
+  ASSERT_EQ(h.events.size(), 4u);
+  EXPECT_EQ(h.events[0].sql, "INSERT INTO t VALUES (1)");
+  EXPECT_EQ(h.events[0].outcome, Outcome::kOk);
+  EXPECT_EQ(h.events[1].sql, "SELECT 1/0");
+  EXPECT_EQ(h.events[1].outcome, Outcome::kError);
+  EXPECT_EQ(h.events[1].sqlstate, "22012");
+  EXPECT_EQ(h.events[2].sql, "INSERT INTO t VALUES (3)");
+  EXPECT_EQ(h.events[2].outcome, Outcome::kNotExecuted);
+  EXPECT_EQ(h.events[3].sql, "SELECT 4");
+  EXPECT_EQ(h.events[3].outcome, Outcome::kOk);
+}
+
+TEST(Tracker, ErrorBeforeTheClientSentSyncDiscardsLaterMessages) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(parse("", "SELECT 1/0")).append(bind_text("", "", {})).append(execute())
+           .append(W().msg('H', W())));  // Flush, no Sync yet
+  h.be(W().msg('1', W()).msg('2', W()).append(error("22012", "division by zero")));
+  h.fe(W().append(parse("", "SELECT 2")).append(bind_text("", "", {})).append(execute()).append(sync()));
+  h.be(ready('I'));
+  ASSERT_EQ(h.events.size(), 2u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kError);
+  EXPECT_EQ(h.events[1].sql, "SELECT 2");
+  EXPECT_EQ(h.events[1].outcome, Outcome::kNotExecuted);
+}
+
+TEST(Tracker, PortalSuspendedThenResumed) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(parse("", "SELECT generate_series(1,3)")).append(bind_text("c1", "", {}))
+           .append(execute("c1", 2)).append(execute("c1", 2)).append(sync()));
+  h.be(W().msg('1', W()).msg('2', W()).append(data_row("1")).append(data_row("2")).msg('s', W())
+           .append(data_row("3")).append(complete("SELECT 1")).append(ready()));
+  ASSERT_EQ(h.events.size(), 2u);
+  EXPECT_EQ(h.events[0].tag, "SUSPENDED");
+  EXPECT_EQ(h.events[0].rows, 2u);
+  EXPECT_EQ(h.events[1].tag, "SELECT 1");
+}
+
+TEST(Tracker, CopyFromStdinInSimpleQuery) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().msg('Q', W().str("COPY t FROM STDIN")));
+  h.be(W().msg('G', W().byte(0).i16(1).i16(0)));
+  h.fe(W().msg('d', W().raw("1\n2\n")).msg('c', W()));
+  h.be(W().append(complete("COPY 2")).append(ready()));
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].tag, "COPY 2");
+  EXPECT_EQ(h.events[0].rows, 2u);
+}
+
+TEST(Tracker, AsynchronousMessagesDoNotDisturbMatching) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().msg('Q', W().str("SET application_name = 'x'")));
+  h.be(W().msg('N', W().byte('S').str("NOTICE").byte('C').str("00000").byte('M').str("hi").byte(0))
+           .msg('S', W().str("application_name").str("x"))
+           .msg('A', W().i32(7).str("chan").str("payload"))
+           .append(complete("SET")).append(ready()));
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].tag, "SET");
+  EXPECT_FALSE(h.events[0].rows);
+  EXPECT_EQ(h.tracker().session().application_name, "x");
+}
+
+TEST(Tracker, ConnectionEndingMidRequestGivesUnknown) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().msg('Q', W().str("SELECT pg_sleep(10)")));
+  h.tracker().on_close(99);
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kUnknown);
+  EXPECT_EQ(h.events[0].end_ns, 0);
+}
+
+TEST(Tracker, FrontendOnlyEmitsAtRequestTime) {
+  TrackerOptions opts;
+  opts.frontend_only = true;
+  TrackerHarness h(opts);
+  h.fe(W().startup({{"user", "bob"}}));
+  h.fe(W().msg('Q', W().str("SELECT 1")).append(parse("", "SELECT $1")).append(bind_text("", "", {"7"}))
+           .append(execute()).append(sync()));
+  ASSERT_EQ(h.events.size(), 2u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kUnknown);
+  EXPECT_EQ(h.events[1].sql, "SELECT $1");
+  EXPECT_EQ(h.events[1].params[0].value, "7");
+  EXPECT_EQ(h.tracker().session().database, "bob");
+}
+
+TEST(Tracker, FunctionCallCompletesAtReadyForQuery) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().msg('F', W().i32(1598).i16(0).i16(1).value("abc").i16(0)));
+  h.be(W().msg('V', W().value("900150983cd24fb0d6963f7d28e17f72")).append(ready()));
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].kind, StatementKind::kFunctionCall);
+  EXPECT_EQ(h.events[0].function_oid, 1598u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kOk);
+  EXPECT_EQ(h.events[0].params.at(0).value, "abc");
+}
+
+TEST(Tracker, DescribeFillsUnspecifiedParameterTypes) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(parse("q", "SELECT $1")).append(W().msg('D', W().byte('S').str("q"))).append(sync()));
+  h.be(W().msg('1', W()).msg('t', W().i16(1).i32(25)).append(int_row_description()).append(ready()));
+  h.fe(W().append(bind_text("", "q", {"hello"})).append(execute()).append(sync()));
+  h.be(W().msg('2', W()).append(data_row("hello")).append(complete("SELECT 1")).append(ready()));
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].params.at(0).type_oid, 25u);
+}
+
+TEST(Tracker, ScramLoginRecognisesSaslMessagesAndKeepsNoSecret) {
+  TrackerHarness h;
+  h.fe(W().startup({{"user", "carol"}}));
+  h.be(W().msg('R', W().i32(10).str("SCRAM-SHA-256").byte(0)));
+  EXPECT_EQ(h.tracker().password_kind(), PasswordKind::kSaslInitial);
+  h.fe(W().msg('p', W().str("SCRAM-SHA-256").value("n,,n=,r=abc")));
+  h.be(W().msg('R', W().i32(11).raw("r=abcdef,s=c2FsdA==,i=4096")));
+  EXPECT_EQ(h.tracker().password_kind(), PasswordKind::kSasl);
+  h.fe(W().msg('p', W().raw("c=biws,r=abcdef,p=proof")));
+  h.be(W().msg('R', W().i32(12).raw("v=sig")).msg('R', W().i32(0)).append(ready()));
+  EXPECT_EQ(h.tracker().session().auth_method, "SCRAM-SHA-256");
+  EXPECT_TRUE(h.tracker().session().authenticated);
+  EXPECT_EQ(h.tracker().stats().decode_errors, 0u);
+}
+
+TEST(Tracker, HugeQueryIsCutAndFlagged) {
+  TrackerOptions opts;
+  opts.max_sql_bytes = 100;
+  TrackerHarness h(opts);
+  login(h);
+  std::string sql = "SELECT '" + std::string(3 << 20, 'a') + "'";
+  h.send(Direction::kFrontend, W().msg('Q', W().str(sql)), 0, 65536);
+  h.be(W().append(complete("SELECT 1")).append(ready()));
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_TRUE(h.events[0].sql_truncated);
+  EXPECT_EQ(h.events[0].sql.size(), 100u);
+  EXPECT_EQ(h.events[0].sql.substr(0, 9), "SELECT 'a");
+}
+
+TEST(StatementLog, TextLineIsOneLineWithEverything) {
+  StatementEvent ev;
+  ev.kind = StatementKind::kExecute;
+  ev.sql = "SELECT $1,\n $2";
+  ev.statement = "s1";
+  ev.params = {StatementParam{std::string("it's"), 0, 25}, StatementParam{std::nullopt, 0, 0},
+               StatementParam{std::string("\x00\x2a", 2), 1, 23}};
+  ev.outcome = Outcome::kOk;
+  ev.tag = "SELECT 1";
+  ev.rows = 1;
+  ev.start_ns = 1764298868123456000;  // 2025-11-28T03:01:08.123456Z
+  ev.end_ns = ev.start_ns + 1500000;
+  SessionInfo s;
+  s.session_id = 7;
+  s.client = "127.0.0.1:5000";
+  s.user = "alice";
+  s.database = "shop db";
+  std::string line;
+  format_statement(LogFormat::kText, ev, s, line);
+  EXPECT_EQ(line,
+            "2025-11-28T03:01:08.123456Z session=7 client=127.0.0.1:5000 user=alice db=\"shop db\" execute ok "
+            "duration_ms=1.500 tag=\"SELECT 1\" rows=1 statement=s1 params=($1='it''s'::25, $2=NULL, "
+            "$3=x'002a'::23) sql: SELECT $1,\\n $2\n");
+  line.clear();
+  format_statement(LogFormat::kJson, ev, s, line);
+  EXPECT_EQ(line,
+            "{\"ts\":\"2025-11-28T03:01:08.123456Z\",\"session\":7,\"client\":\"127.0.0.1:5000\",\"user\":\"alice\","
+            "\"database\":\"shop db\",\"application_name\":\"\",\"kind\":\"execute\",\"statement\":\"s1\","
+            "\"portal\":\"\",\"query\":\"SELECT $1,\\n $2\",\"query_truncated\":false,\"params\":[\"it's\",null,"
+            "\"\\\\x002a\"],\"param_formats\":[0,0,1],\"param_types\":[25,0,23],\"duration_ms\":1.500,"
+            "\"status\":\"ok\",\"tag\":\"SELECT 1\",\"rows\":1,\"sqlstate\":null,\"error\":null,\"executed\":true}\n");
+}
+
+TEST(StatementLog, InvalidUtf8AndControlsAreEscaped) {
+  StatementEvent ev;
+  ev.sql = std::string("SELECT '\xff\x01' -- é", 17);
+  ev.outcome = Outcome::kNotExecuted;
+  SessionInfo s;
+  std::string line;
+  format_statement(LogFormat::kText, ev, s, line);
+  EXPECT_NE(line.find("sql: SELECT '\\xff\\x01' -- é\n"), std::string::npos) << line;
+  EXPECT_NE(line.find(" query not_executed"), std::string::npos) << line;
+  line.clear();
+  format_statement(LogFormat::kJson, ev, s, line);
+  EXPECT_NE(line.find("\"query\":\"SELECT '\\u00ff\\u0001' -- é\""), std::string::npos) << line;
+  EXPECT_NE(line.find("\"executed\":false"), std::string::npos) << line;
+}
+
+}  // namespace
+}  // namespace pgwire
