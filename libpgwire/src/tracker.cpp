@@ -45,6 +45,24 @@ struct Request {
   uint64_t data_rows = 0;
 };
 
+constexpr uint64_t kFnvOffset = 14695981039346656037ull;
+constexpr uint64_t kFnvPrime = 1099511628211ull;
+
+// FNV-1a over a byte stream: the same whatever the piece boundaries.
+uint64_t fnv1a(uint64_t h, Bytes b) {
+  for (std::byte c : b) {
+    h ^= std::to_integer<uint64_t>(c);
+    h *= kFnvPrime;
+  }
+  return h;
+}
+
+uint64_t fnv1a_length(uint64_t h, uint32_t length) {
+  std::byte be[4];
+  store_be32(be, length);
+  return fnv1a(h, Bytes{be, 4});
+}
+
 // Rows from a command tag: "SELECT 5", "INSERT 0 5", "UPDATE 5", "COPY 5", ...
 std::optional<uint64_t> rows_from_tag(std::string_view tag) {
   size_t sp = tag.rfind(' ');
@@ -347,6 +365,15 @@ struct ConnectionTracker::Impl {
   void backend(const be::DataRow&, int64_t) {
     if (Request* r = front()) ++r->data_rows;
   }
+
+  // Row digests work on the raw frames, so they are fed before decoding.
+  void digest_row_piece(const Frame& f) {
+    Request* r = front();
+    if (!r || (r->what != Pending::kQuery && r->what != Pending::kExecute)) return;
+    uint64_t h = r->event.rows_digest == 0 ? kFnvOffset : r->event.rows_digest;
+    if (f.first) h = fnv1a_length(h, f.length);
+    r->event.rows_digest = fnv1a(h, f.body);
+  }
   void backend(const be::CommandComplete& m, int64_t ts) {
     Request* r = front();
     if (!r) return;
@@ -463,6 +490,9 @@ struct ConnectionTracker::Impl {
       ++stats.backend_frames;
     }
     if (f.kind == FrameKind::kOpaque) return;
+    if (opts.digest_rows && dir == Direction::kBackend && f.kind == FrameKind::kTyped && f.type == 'D') {
+      digest_row_piece(f);
+    }
     if (f.whole()) {
       dispatch(dir, f, ts, false);
       return;

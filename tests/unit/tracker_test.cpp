@@ -292,6 +292,27 @@ TEST(Tracker, HugeQueryIsCutAndFlagged) {
   EXPECT_EQ(h.events[0].sql.substr(0, 9), "SELECT 'a");
 }
 
+TEST(Tracker, RowsDigestDependsOnRowsNotOnChunking) {
+  TrackerOptions opts;
+  opts.digest_rows = true;
+  auto run = [&](std::string_view a, std::string_view b, size_t chunk) {
+    TrackerHarness h(opts);
+    login(h);
+    h.fe(W().msg('Q', W().str("SELECT x FROM t")));
+    h.send(Direction::kBackend,
+           W().append(int_row_description()).append(data_row(a)).append(data_row(b)).append(complete("SELECT 2"))
+               .append(ready()),
+           0, chunk);
+    EXPECT_EQ(h.events.size(), 1u);
+    return h.events.empty() ? 0 : h.events[0].rows_digest;
+  };
+  uint64_t d = run("1", "2", 0);
+  EXPECT_NE(d, 0u);
+  EXPECT_EQ(run("1", "2", 3), d);
+  EXPECT_NE(run("1", "3", 0), d);
+  EXPECT_NE(run("12", "", 0), d);  // row boundaries count
+}
+
 TEST(StatementLog, TextLineIsOneLineWithEverything) {
   StatementEvent ev;
   ev.kind = StatementKind::kExecute;

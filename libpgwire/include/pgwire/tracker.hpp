@@ -74,6 +74,7 @@ struct StatementEvent {
   std::optional<uint64_t> rows;
   std::string sqlstate;
   std::string error_message;
+  uint64_t rows_digest = 0;   // FNV-1a of the DataRow messages, when TrackerOptions::digest_rows
   int64_t start_ns = 0;       // when the request frame was seen (Execute / Query / FunctionCall)
   int64_t end_ns = 0;         // when its outcome was seen; 0 if unknown
 };
@@ -83,6 +84,7 @@ struct TrackerOptions {
   uint32_t max_sql_bytes = 1 << 20;    // longer SQL texts are cut (and flagged)
   uint32_t max_param_bytes = 1 << 16;  // longer parameter values are cut
   size_t max_statements = 10000;       // named prepared statements remembered per session
+  bool digest_rows = false;            // fill StatementEvent::rows_digest (for result comparison)
 };
 
 struct TrackerStats {
