@@ -202,7 +202,7 @@ struct ConnectionTracker::Impl {
       }
     }
     portals[std::string(m.portal)] = std::move(p);
-    submit(Request{Pending::kBind, {}, {}, false, false, 0});
+    submit(Request{Pending::kBind, {}, std::string(m.portal), false, false, 0});
   }
 
   void frontend(const fe::Describe& m, int64_t, bool) {
@@ -439,14 +439,35 @@ struct ConnectionTracker::Impl {
       case Pending::kClose:
         break;
     }
+    // An error in Parse, Bind or Describe means the statement they prepare
+    // cannot run: its Execute, if it is in this batch, failed with this error.
+    Request failed_step = std::move(*r);
     pop();
+    bool attributed = failed_step.what == Pending::kExecute;
     // The server now discards everything up to the next Sync.
     while (!queue.empty() && queue.front().what != Pending::kSync) {
-      skip(queue.front());
+      Request& q = queue.front();
+      if (!attributed && q.what == Pending::kExecute && prepares(failed_step, q.event)) {
+        record(q.event);
+        finish(q, Outcome::kError, ts);
+        attributed = true;
+      } else {
+        skip(q);
+      }
       pop();
     }
     if (queue.empty()) discard_until_sync = true;
   }
+  // Whether the extended-protocol step `step` was preparing the Execute `ev`.
+  static bool prepares(const Request& step, const StatementEvent& ev) {
+    switch (step.what) {
+      case Pending::kParse: return ev.statement == step.name;
+      case Pending::kBind: return ev.portal == step.name;
+      case Pending::kDescribe: return step.describe_statement ? ev.statement == step.name : ev.portal == step.name;
+      default: return false;
+    }
+  }
+
   void backend(const be::ReadyForQuery&, int64_t ts) {
     discard_until_sync = false;
     // Normally the front is the Query / FunctionCall / Sync this answers. If
