@@ -22,6 +22,25 @@ inline constexpr uint16_t kCaptureVersionMinor = 0;
 // A record's payload never exceeds this; the writer splits larger frames.
 inline constexpr uint32_t kMaxCaptureRecordPayload = 1 << 20;
 
+// The 8 bytes every capture starts with; the CR LF exposes text-mode transfers.
+inline constexpr char kCaptureMagic[8] = {'P', 'G', 'W', 'C', 'A', 'P', '\r', '\n'};
+// Readers reject a payload_length (or header_length) above this as impossible.
+// The margin over kMaxCaptureRecordPayload is room for later minor versions.
+inline constexpr uint32_t kMaxCaptureReadLength = kMaxCaptureRecordPayload + (64 << 10);
+inline constexpr size_t kCaptureFileHeaderFixedSize = 16;  // magic, major, minor, header_length
+inline constexpr size_t kCaptureRecordHeaderSize = 8;      // payload_length, type, flags
+inline constexpr size_t kCaptureRecordTrailerSize = 4;     // CRC-32
+// A kFrame payload: session, ts, direction, flags, kind, data_length (23 bytes), then data.
+inline constexpr uint32_t kCaptureFrameFixedSize = 23;
+inline constexpr uint32_t kMaxCaptureFrameData = kMaxCaptureRecordPayload - kCaptureFrameFixedSize;
+// Record flags: none defined in 1.0. A reader that does not know a set bit of
+// this mask skips the record; unknown bits outside it are ignored.
+inline constexpr uint16_t kCaptureRecordCriticalFlags = 0xff00;
+
+// CRC-32 as in zlib and PNG (reflected polynomial 0xEDB88320, init and final
+// xor 0xFFFFFFFF). Chains: crc32_ieee(b, crc32_ieee(a)) == crc32_ieee(a + b).
+uint32_t crc32_ieee(Bytes data, uint32_t crc = 0);
+
 enum class CaptureRecordType : uint16_t {
   kSessionOpen = 1,   // session id, time, client and server addresses
   kFrame = 2,         // session id, time, direction, frame (or piece) flags, raw bytes
@@ -67,7 +86,8 @@ struct CaptureWriterOptions {
   bool redact_secrets = true;     // store frontend 'p' frames (password, SASL, GSS) as header only
   size_t buffer_size = 1 << 20;   // bytes buffered before a write(2)
   uint32_t creator_pid = 0;       // informational, goes into the header
-  std::string creator;            // e.g. "pgproxy 0.1.0"
+  std::string creator;            // e.g. "pgproxy 0.1.0"; cut to 65535 bytes
+  int64_t created_ns = 0;         // header creation time; 0 = now
 };
 
 class CaptureWriter {
@@ -86,10 +106,15 @@ class CaptureWriter {
   Status session_meta(uint64_t session_id, int64_t ts_ns, std::string_view key, Bytes value);
   // Appends an already encoded record (used by tests for unknown types).
   Status raw_record(uint16_t type, Bytes payload);
+  Status raw_record(uint16_t type, uint16_t flags, Bytes payload);
 
-  Status flush();
+  // Errors: kTooLong when a string or value does not fit its field (nothing
+  // is written, the writer stays usable); kIo from write(2), after which every
+  // call returns that error. The destructor flushes but cannot report: call
+  // close() to learn whether everything reached the file.
+  Status flush();  // write(2) what is buffered; no fsync
   Status close();  // flush, then close the descriptor if owned
-  uint64_t bytes_written() const;
+  uint64_t bytes_written() const;  // header and records so far, buffered ones included
 
  private:
   CaptureWriter() = default;
@@ -113,7 +138,12 @@ class CaptureReader {
   uint16_t version_major() const;
   uint16_t version_minor() const;
   std::string_view creator() const;
-  uint64_t offset() const;           // bytes consumed so far
+  int64_t created_ns() const;
+  uint32_t creator_pid() const;
+  // Size of the read buffer: grows to the largest record read, never beyond
+  // kCaptureFileHeaderFixedSize + kMaxCaptureReadLength.
+  size_t buffer_capacity() const;
+  uint64_t offset() const;           // bytes consumed so far; after an error, where the bad record starts
   uint64_t skipped_records() const;
   const std::string& name() const;
 

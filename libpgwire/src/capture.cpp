@@ -1,0 +1,640 @@
+// The capture file format: see docs/capture-format.md, which this follows
+// section by section.
+#include "pgwire/capture.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <ctime>
+#include <optional>
+#include <system_error>
+
+namespace pgwire {
+
+// ---------------------------------------------------------------------------
+// CRC-32, slicing by 8: table k advances the CRC of a byte followed by k zero
+// bytes, so eight table lookups consume eight bytes at once.
+
+namespace {
+
+using CrcTables = std::array<std::array<uint32_t, 256>, 8>;
+
+constexpr CrcTables make_crc_tables() {
+  CrcTables t{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t c = i;
+    for (int bit = 0; bit < 8; ++bit) c = (c & 1) ? (c >> 1) ^ 0xEDB88320u : c >> 1;
+    t[0][i] = c;
+  }
+  for (size_t k = 1; k < 8; ++k) {
+    for (size_t i = 0; i < 256; ++i) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xff];
+  }
+  return t;
+}
+
+constexpr CrcTables kCrcTables = make_crc_tables();
+
+inline uint32_t load_le32(const std::byte* p) {
+  return std::to_integer<uint32_t>(p[0]) | (std::to_integer<uint32_t>(p[1]) << 8) |
+         (std::to_integer<uint32_t>(p[2]) << 16) | (std::to_integer<uint32_t>(p[3]) << 24);
+}
+
+}  // namespace
+
+uint32_t crc32_ieee(Bytes data, uint32_t crc) {
+  const auto& t = kCrcTables;
+  uint32_t c = ~crc;
+  const std::byte* p = data.data();
+  size_t n = data.size();
+  while (n >= 8) {
+    uint32_t lo = c ^ load_le32(p);
+    uint32_t hi = load_le32(p + 4);
+    c = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^ t[3][hi & 0xff] ^
+        t[2][(hi >> 8) & 0xff] ^ t[1][(hi >> 16) & 0xff] ^ t[0][hi >> 24];
+    p += 8;
+    n -= 8;
+  }
+  for (; n > 0; --n, ++p) c = t[0][(c ^ std::to_integer<uint32_t>(*p)) & 0xff] ^ (c >> 8);
+  return ~c;
+}
+
+namespace {
+
+constexpr uint16_t kTypeSessionOpen = static_cast<uint16_t>(CaptureRecordType::kSessionOpen);
+constexpr uint16_t kTypeFrame = static_cast<uint16_t>(CaptureRecordType::kFrame);
+constexpr uint16_t kTypeSessionClose = static_cast<uint16_t>(CaptureRecordType::kSessionClose);
+constexpr uint16_t kTypeSessionMeta = static_cast<uint16_t>(CaptureRecordType::kSessionMeta);
+
+// header_length in version 1.0 without the creator: created_ns, pid, creator_length, header_crc.
+constexpr uint32_t kMinHeaderLength = 8 + 4 + 2 + 4;
+constexpr size_t kMaxString = 0xffff;  // a u16-prefixed string
+// The reader's buffer never grows beyond this: the largest header or record.
+constexpr size_t kMaxReadBuffer = kCaptureFileHeaderFixedSize + kMaxCaptureReadLength;
+constexpr size_t kInitialReadBuffer = 64 << 10;
+
+std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+int64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// For descriptors someone made non-blocking: wait instead of failing with EAGAIN.
+bool wait_ready(int fd, short events) {
+  pollfd p{fd, events, 0};
+  for (;;) {
+    if (::poll(&p, 1, -1) >= 0) return true;
+    if (errno != EINTR) return false;
+  }
+}
+
+void put_u8(std::vector<std::byte>& out, uint8_t v) { out.push_back(std::byte(v)); }
+void put_u16(std::vector<std::byte>& out, uint16_t v) {
+  size_t at = out.size();
+  out.resize(at + 2);
+  store_be16(out.data() + at, v);
+}
+void put_u32(std::vector<std::byte>& out, uint32_t v) {
+  size_t at = out.size();
+  out.resize(at + 4);
+  store_be32(out.data() + at, v);
+}
+void put_u64(std::vector<std::byte>& out, uint64_t v) {
+  size_t at = out.size();
+  out.resize(at + 8);
+  store_be64(out.data() + at, v);
+}
+void put_bytes(std::vector<std::byte>& out, Bytes b) { out.insert(out.end(), b.begin(), b.end()); }
+void put_string16(std::vector<std::byte>& out, std::string_view s) {
+  put_u16(out, static_cast<uint16_t>(s.size()));
+  put_bytes(out, as_bytes(s));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// CaptureWriter
+
+struct CaptureWriter::Impl {
+  int fd = -1;
+  bool owns_fd = false;
+  bool closed = false;
+  CaptureWriterOptions opts;
+  std::vector<std::byte> buf;   // encoded records not yet written
+  uint64_t accepted = 0;        // bytes of header and records so far
+  uint64_t flushed = 0;         // of which handed to write(2)
+  std::optional<Error> failed;  // sticky I/O error
+  Buffer frame_header;          // reused: no allocation per frame
+
+  Status check_usable() const {
+    if (failed) return *failed;
+    if (closed) return Error{Errc::kIo, accepted, "capture writer is closed"};
+    return {};
+  }
+
+  // Records are encoded in place at the end of the buffer: begin_record leaves
+  // room for the record header, end_record fills it in and appends the CRC.
+  size_t begin_record(uint16_t type, uint16_t flags) {
+    size_t start = buf.size();
+    put_u32(buf, 0);
+    put_u16(buf, type);
+    put_u16(buf, flags);
+    return start;
+  }
+  Status end_record(size_t start) {
+    size_t payload = buf.size() - start - kCaptureRecordHeaderSize;
+    store_be32(buf.data() + start, static_cast<uint32_t>(payload));
+    put_u32(buf, crc32_ieee({buf.data() + start, buf.size() - start}));
+    accepted += buf.size() - start;
+    if (buf.size() >= opts.buffer_size) return write_buffer();
+    return {};
+  }
+
+  Status write_buffer() {
+    const std::byte* p = buf.data();
+    size_t left = buf.size();
+    while (left > 0) {
+      ssize_t n = ::write(fd, p, left);
+      if (n > 0) {
+        p += n;
+        left -= static_cast<size_t>(n);
+        flushed += static_cast<uint64_t>(n);
+        continue;
+      }
+      int err = n == 0 ? EIO : errno;
+      if (err == EINTR) continue;
+      if ((err == EAGAIN || err == EWOULDBLOCK) && wait_ready(fd, POLLOUT)) continue;
+      failed = Error{Errc::kIo, flushed, "write capture: " + errno_text(err)};
+      buf.clear();
+      return *failed;
+    }
+    buf.clear();
+    return {};
+  }
+
+  // One kFrame record carrying bytes [pos, pos + n) of header + body.
+  Status frame_record(uint64_t session_id, int64_t ts_ns, Direction dir, uint8_t flags, FrameKind kind, Bytes header,
+                      Bytes body, size_t pos, size_t n) {
+    size_t start = begin_record(kTypeFrame, 0);
+    put_u64(buf, session_id);
+    put_u64(buf, static_cast<uint64_t>(ts_ns));
+    put_u8(buf, static_cast<uint8_t>(dir));
+    put_u8(buf, flags);
+    put_u8(buf, static_cast<uint8_t>(kind));
+    put_u32(buf, static_cast<uint32_t>(n));
+    size_t end = pos + n;
+    if (pos < header.size()) {
+      size_t h = std::min(end, header.size());
+      put_bytes(buf, header.subspan(pos, h - pos));
+      pos = h;
+    }
+    if (pos < end) put_bytes(buf, body.subspan(pos - header.size(), end - pos));
+    return end_record(start);
+  }
+};
+
+Result<std::unique_ptr<CaptureWriter>> CaptureWriter::create(const std::string& path, CaptureWriterOptions opts) {
+  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) return Error{Errc::kIo, 0, fmt::format("open {}: {}", path, errno_text(errno))};
+  // open() does not change the mode of a file that already existed.
+  if (::fchmod(fd, 0600) != 0) {
+    int err = errno;
+    ::close(fd);
+    return Error{Errc::kIo, 0, fmt::format("chmod {}: {}", path, errno_text(err))};
+  }
+  return from_fd(fd, true, std::move(opts));
+}
+
+Result<std::unique_ptr<CaptureWriter>> CaptureWriter::from_fd(int fd, bool owns_fd, CaptureWriterOptions opts) {
+  if (fd < 0) return Error{Errc::kIo, 0, "invalid file descriptor"};
+  std::unique_ptr<CaptureWriter> w(new CaptureWriter());
+  w->impl_ = std::make_unique<Impl>();
+  Impl& m = *w->impl_;
+  m.fd = fd;
+  m.owns_fd = owns_fd;
+  m.opts = std::move(opts);
+  if (m.opts.creator.size() > kMaxString) m.opts.creator.resize(kMaxString);
+  m.buf.reserve(std::min<size_t>(m.opts.buffer_size, kMaxCaptureRecordPayload) + 64);
+
+  const std::string& creator = m.opts.creator;
+  for (char c : kCaptureMagic) put_u8(m.buf, static_cast<uint8_t>(c));
+  put_u16(m.buf, kCaptureVersionMajor);
+  put_u16(m.buf, kCaptureVersionMinor);
+  put_u32(m.buf, kMinHeaderLength + static_cast<uint32_t>(creator.size()));
+  put_u64(m.buf, static_cast<uint64_t>(m.opts.created_ns != 0 ? m.opts.created_ns : now_ns()));
+  put_u32(m.buf, m.opts.creator_pid);
+  put_string16(m.buf, creator);
+  put_u32(m.buf, crc32_ieee({m.buf.data(), m.buf.size()}));
+  m.accepted = m.buf.size();
+  // Out at once: a reader on a pipe sees the header, and a bad descriptor shows now.
+  Status s = m.write_buffer();
+  if (!s) return s.error();
+  return w;
+}
+
+CaptureWriter::~CaptureWriter() {
+  if (!impl_) return;
+  if (!impl_->closed) (void)close();
+}
+
+Status CaptureWriter::session_open(uint64_t session_id, int64_t ts_ns, std::string_view client,
+                                   std::string_view server) {
+  Impl& m = *impl_;
+  if (Status s = m.check_usable(); !s) return s;
+  if (client.size() > kMaxString || server.size() > kMaxString) {
+    return Error{Errc::kTooLong, m.accepted, "session address longer than 65535 bytes"};
+  }
+  size_t start = m.begin_record(kTypeSessionOpen, 0);
+  put_u64(m.buf, session_id);
+  put_u64(m.buf, static_cast<uint64_t>(ts_ns));
+  put_string16(m.buf, client);
+  put_string16(m.buf, server);
+  return m.end_record(start);
+}
+
+Status CaptureWriter::frame(uint64_t session_id, int64_t ts_ns, Direction dir, const Frame& f) {
+  Impl& m = *impl_;
+  if (Status s = m.check_usable(); !s) return s;
+  Buffer& header = m.frame_header;
+  header.clear();
+  if (f.first) f.append_header(header);
+
+  if (m.opts.redact_secrets && dir == Direction::kFrontend && f.kind == FrameKind::kTyped &&
+      f.type == static_cast<uint8_t>(FrontendType::kPassword)) {
+    // The header alone, once; later pieces of the same frame are dropped whole.
+    if (!f.first) return {};
+    return m.frame_record(session_id, ts_ns, dir, kFrameFirst | kFrameLast | kFrameRedacted, f.kind, header.view(), {},
+                          0, header.size());
+  }
+
+  const size_t total = header.size() + f.body.size();
+  size_t pos = 0;
+  do {
+    size_t n = std::min<size_t>(total - pos, kMaxCaptureFrameData);
+    uint8_t flags = 0;
+    if (pos == 0 && f.first) flags |= kFrameFirst;
+    if (pos + n == total && f.last) flags |= kFrameLast;
+    if (Status s = m.frame_record(session_id, ts_ns, dir, flags, f.kind, header.view(), f.body, pos, n); !s) {
+      return s;
+    }
+    pos += n;
+  } while (pos < total);
+  return {};
+}
+
+Status CaptureWriter::session_close(uint64_t session_id, int64_t ts_ns, std::string_view reason) {
+  Impl& m = *impl_;
+  if (Status s = m.check_usable(); !s) return s;
+  if (reason.size() > kMaxString) return Error{Errc::kTooLong, m.accepted, "close reason longer than 65535 bytes"};
+  size_t start = m.begin_record(kTypeSessionClose, 0);
+  put_u64(m.buf, session_id);
+  put_u64(m.buf, static_cast<uint64_t>(ts_ns));
+  put_string16(m.buf, reason);
+  return m.end_record(start);
+}
+
+Status CaptureWriter::session_meta(uint64_t session_id, int64_t ts_ns, std::string_view key, Bytes value) {
+  Impl& m = *impl_;
+  if (Status s = m.check_usable(); !s) return s;
+  if (key.size() > kMaxString) return Error{Errc::kTooLong, m.accepted, "meta key longer than 65535 bytes"};
+  const size_t payload = 8 + 8 + 2 + key.size() + 4 + value.size();
+  if (payload > kMaxCaptureRecordPayload) {
+    return Error{Errc::kTooLong, m.accepted,
+                 fmt::format("meta value of {} bytes does not fit in one record", value.size())};
+  }
+  size_t start = m.begin_record(kTypeSessionMeta, 0);
+  put_u64(m.buf, session_id);
+  put_u64(m.buf, static_cast<uint64_t>(ts_ns));
+  put_string16(m.buf, key);
+  put_u32(m.buf, static_cast<uint32_t>(value.size()));
+  put_bytes(m.buf, value);
+  return m.end_record(start);
+}
+
+Status CaptureWriter::raw_record(uint16_t type, Bytes payload) { return raw_record(type, 0, payload); }
+
+Status CaptureWriter::raw_record(uint16_t type, uint16_t flags, Bytes payload) {
+  Impl& m = *impl_;
+  if (Status s = m.check_usable(); !s) return s;
+  if (payload.size() > kMaxCaptureRecordPayload) {
+    return Error{Errc::kTooLong, m.accepted, fmt::format("record payload of {} bytes", payload.size())};
+  }
+  size_t start = m.begin_record(type, flags);
+  put_bytes(m.buf, payload);
+  return m.end_record(start);
+}
+
+Status CaptureWriter::flush() {
+  Impl& m = *impl_;
+  if (Status s = m.check_usable(); !s) return s;
+  return m.write_buffer();
+}
+
+Status CaptureWriter::close() {
+  Impl& m = *impl_;
+  if (m.closed) return m.failed ? Status(*m.failed) : Status();
+  Status s = m.failed ? Status(*m.failed) : m.write_buffer();
+  m.closed = true;
+  if (m.owns_fd && m.fd >= 0) {
+    // Not retried on EINTR: on Linux the descriptor is released either way.
+    if (::close(m.fd) != 0 && s) {
+      m.failed = Error{Errc::kIo, m.flushed, "close capture: " + errno_text(errno)};
+      s = *m.failed;
+    }
+  }
+  m.fd = -1;
+  return s;
+}
+
+uint64_t CaptureWriter::bytes_written() const { return impl_->accepted; }
+
+// ---------------------------------------------------------------------------
+// CaptureReader
+
+struct CaptureReader::Impl {
+  int fd = -1;
+  bool owns_fd = false;
+  std::string name;
+  // buf[begin, end) holds bytes read but not consumed; buf[begin] is at file
+  // offset `consumed`.
+  std::vector<std::byte> buf;
+  size_t begin = 0;
+  size_t end = 0;
+  uint64_t consumed = 0;
+  uint64_t skipped = 0;
+  std::optional<Error> failed;  // sticky
+
+  uint16_t major = 0;
+  uint16_t minor = 0;
+  int64_t created_ns = 0;
+  uint32_t creator_pid = 0;
+  std::string creator;
+
+  ~Impl() {
+    if (owns_fd && fd >= 0) ::close(fd);
+  }
+
+  size_t available() const { return end - begin; }
+  const std::byte* data() const { return buf.data() + begin; }
+  void consume(size_t n) {
+    begin += n;
+    consumed += n;
+  }
+
+  Error fail(Errc code, uint64_t offset, std::string message) { return fail(Error{code, offset, std::move(message)}); }
+  Error fail(Error e) {
+    failed = std::move(e);
+    return *failed;
+  }
+
+  // Reads until at least `want` (<= kMaxReadBuffer) bytes are available or
+  // the input ends; the caller compares available() with what it needs.
+  Status fill(size_t want) {
+    if (available() >= want) return {};
+    if (begin + want > buf.size()) {
+      std::copy(buf.begin() + static_cast<ptrdiff_t>(begin), buf.begin() + static_cast<ptrdiff_t>(end), buf.begin());
+      end -= begin;
+      begin = 0;
+      if (want > buf.size()) buf.resize(std::min(kMaxReadBuffer, std::max(want, buf.size() * 2)));
+    }
+    while (available() < want) {
+      ssize_t n = ::read(fd, buf.data() + end, buf.size() - end);
+      if (n > 0) {
+        end += static_cast<size_t>(n);
+        continue;
+      }
+      if (n == 0) break;  // end of input
+      int err = errno;
+      if (err == EINTR) continue;
+      if ((err == EAGAIN || err == EWOULDBLOCK) && wait_ready(fd, POLLIN)) continue;
+      return Error{Errc::kIo, consumed + available(), fmt::format("read {}: {}", name, errno_text(err))};
+    }
+    return {};
+  }
+
+  Status read_header();
+  // Decodes a record's payload: true when filled in, false when the record
+  // is of a kind this reader does not know (skip it), or a bad-length error.
+  Result<bool> decode(uint16_t type, Bytes payload, CaptureRecord& rec) const;
+};
+
+namespace {
+
+// Bounds-checked reading of one payload; the first failure sticks and names
+// the field that did not fit.
+class PayloadCursor {
+ public:
+  explicit PayloadCursor(Bytes p) : p_(p) {}
+  uint8_t u8(const char* what) {
+    Bytes b = take(1, what);
+    return b.empty() ? 0 : std::to_integer<uint8_t>(b[0]);
+  }
+  uint16_t u16(const char* what) {
+    Bytes b = take(2, what);
+    return b.empty() ? 0 : load_be16(b.data());
+  }
+  uint32_t u32(const char* what) {
+    Bytes b = take(4, what);
+    return b.empty() ? 0 : load_be32(b.data());
+  }
+  uint64_t u64(const char* what) {
+    Bytes b = take(8, what);
+    return b.empty() ? 0 : load_be64(b.data());
+  }
+  Bytes take(size_t n, const char* what) {
+    if (!missing_.empty()) return {};
+    if (p_.size() - pos_ < n) {
+      missing_ = fmt::format("{} needs {} bytes, {} left in the payload", what, n, p_.size() - pos_);
+      return {};
+    }
+    Bytes b = p_.subspan(pos_, n);
+    pos_ += n;
+    return b;
+  }
+  std::string_view string16(const char* what) { return as_string_view(take(u16(what), what)); }
+  bool ok() const { return missing_.empty(); }
+  const std::string& missing() const { return missing_; }
+
+ private:
+  Bytes p_;
+  size_t pos_ = 0;
+  std::string missing_;
+};
+
+}  // namespace
+
+Result<bool> CaptureReader::Impl::decode(uint16_t type, Bytes payload, CaptureRecord& rec) const {
+  PayloadCursor c(payload);
+  rec.session_id = c.u64("session_id");
+  rec.ts_ns = static_cast<int64_t>(c.u64("ts_ns"));
+  const char* type_name = "";
+  switch (type) {
+    case kTypeSessionOpen:
+      type_name = "SessionOpen";
+      rec.client = c.string16("client");
+      rec.server = c.string16("server");
+      break;
+    case kTypeFrame: {
+      type_name = "Frame";
+      uint8_t dir = c.u8("direction");
+      rec.frame_flags = c.u8("frame_flags");
+      uint8_t kind = c.u8("frame_kind");
+      rec.data = c.take(c.u32("data_length"), "data");
+      if (c.ok() && (dir > 1 || kind > static_cast<uint8_t>(FrameKind::kOpaque))) return false;  // from a newer writer
+      rec.direction = static_cast<Direction>(dir);
+      rec.frame_kind = static_cast<FrameKind>(kind);
+      break;
+    }
+    case kTypeSessionClose:
+      type_name = "SessionClose";
+      rec.reason = c.string16("reason");
+      break;
+    case kTypeSessionMeta:
+      type_name = "SessionMeta";
+      rec.key = c.string16("key");
+      rec.value = c.take(c.u32("value_length"), "value");
+      break;
+    default:
+      return false;
+  }
+  // Bytes after the known fields are fields of a newer minor version: ignored.
+  if (!c.ok()) return Error{Errc::kBadLength, rec.file_offset, fmt::format("{} record: {}", type_name, c.missing())};
+  rec.type = static_cast<CaptureRecordType>(type);
+  return true;
+}
+
+Status CaptureReader::Impl::read_header() {
+  if (Status s = fill(kCaptureFileHeaderFixedSize); !s) return s;
+  const std::byte* p = data();
+  const size_t have = available();
+  const std::string_view start(reinterpret_cast<const char*>(p), have);
+  if (!start.starts_with(std::string_view(kCaptureMagic, sizeof kCaptureMagic))) {
+    std::string hint;
+    if (start.starts_with("PGWCAP\n") || start.starts_with("PGWCAP\r\r\n")) {
+      hint = " (line endings were converted: was the file transferred in text mode?)";
+    }
+    return Error{Errc::kBadMagic, 0, fmt::format("{} is not a pgwire capture{}", name, hint)};
+  }
+  if (have < kCaptureFileHeaderFixedSize) {
+    return Error{Errc::kTruncated, 0, fmt::format("file header cut off after {} bytes", have)};
+  }
+  major = load_be16(p + 8);
+  minor = load_be16(p + 10);
+  if (major != kCaptureVersionMajor) {
+    return Error{
+        Errc::kUnsupported, 8,
+        fmt::format("capture format version {}.{}; this reader implements {}.x", major, minor, kCaptureVersionMajor)};
+  }
+  const uint32_t header_length = load_be32(p + 12);
+  if (header_length < kMinHeaderLength || header_length > kMaxCaptureReadLength) {
+    return Error{Errc::kBadLength, 12, fmt::format("header length {} is impossible", header_length)};
+  }
+  const size_t total = kCaptureFileHeaderFixedSize + header_length;
+  if (Status s = fill(total); !s) return s;
+  if (available() < total) {
+    return Error{Errc::kTruncated, 0, fmt::format("file header cut off: {} of {} bytes", available(), total)};
+  }
+  p = data();
+  const uint32_t stored = load_be32(p + total - 4);
+  const uint32_t computed = crc32_ieee({p, total - 4});
+  if (stored != computed) {
+    return Error{Errc::kBadChecksum, 0, fmt::format("file header checksum {:08x}, computed {:08x}", stored, computed)};
+  }
+  created_ns = static_cast<int64_t>(load_be64(p + 16));
+  creator_pid = load_be32(p + 24);
+  const uint16_t creator_length = load_be16(p + 28);
+  if (kMinHeaderLength + creator_length > header_length) {
+    return Error{Errc::kBadLength, 28,
+                 fmt::format("creator length {} overflows the header of {} bytes", creator_length, header_length)};
+  }
+  creator.assign(reinterpret_cast<const char*>(p + 30), creator_length);
+  consume(total);  // fields of newer minor versions included
+  return {};
+}
+
+Result<std::unique_ptr<CaptureReader>> CaptureReader::open(const std::string& path) {
+  if (path == "-") return from_fd(STDIN_FILENO, false, "<stdin>");
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error{Errc::kIo, 0, fmt::format("open {}: {}", path, errno_text(errno))};
+  return from_fd(fd, true, path);
+}
+
+Result<std::unique_ptr<CaptureReader>> CaptureReader::from_fd(int fd, bool owns_fd, std::string name) {
+  if (fd < 0) return Error{Errc::kIo, 0, "invalid file descriptor"};
+  std::unique_ptr<CaptureReader> r(new CaptureReader());
+  r->impl_ = std::make_unique<Impl>();
+  Impl& m = *r->impl_;
+  m.fd = fd;
+  m.owns_fd = owns_fd;
+  m.name = std::move(name);
+  m.buf.resize(kInitialReadBuffer);
+  if (Status s = m.read_header(); !s) return s.error();
+  return r;
+}
+
+CaptureReader::~CaptureReader() = default;
+
+Result<bool> CaptureReader::next(CaptureRecord& rec) {
+  Impl& m = *impl_;
+  if (m.failed) return *m.failed;
+  for (;;) {
+    const uint64_t at = m.consumed;
+    if (Status s = m.fill(kCaptureRecordHeaderSize); !s) return m.fail(s.error());
+    if (m.available() == 0) return false;  // clean end, at a record boundary
+    if (m.available() < kCaptureRecordHeaderSize) {
+      return m.fail(Errc::kTruncated, at, fmt::format("record header cut off: {} of 8 bytes", m.available()));
+    }
+    const uint32_t length = load_be32(m.data());
+    const uint16_t type = load_be16(m.data() + 4);
+    const uint16_t flags = load_be16(m.data() + 6);
+    if (length > kMaxCaptureReadLength) {
+      return m.fail(Errc::kTooLong, at,
+                    fmt::format("record payload length {} is impossible (limit {})", length, kMaxCaptureReadLength));
+    }
+    const size_t total = kCaptureRecordHeaderSize + length + kCaptureRecordTrailerSize;
+    if (Status s = m.fill(total); !s) return m.fail(s.error());
+    if (m.available() < total) {
+      return m.fail(Errc::kTruncated, at, fmt::format("record cut off: {} of {} bytes", m.available(), total));
+    }
+    const std::byte* p = m.data();
+    const uint32_t stored = load_be32(p + kCaptureRecordHeaderSize + length);
+    const uint32_t computed = crc32_ieee({p, kCaptureRecordHeaderSize + length});
+    if (stored != computed) {
+      return m.fail(Errc::kBadChecksum, at, fmt::format("record checksum {:08x}, computed {:08x}", stored, computed));
+    }
+    bool known = false;
+    CaptureRecord decoded;
+    decoded.file_offset = at;
+    if ((flags & kCaptureRecordCriticalFlags) == 0) {  // no critical flag is known in 1.0
+      Result<bool> k = m.decode(type, {p + kCaptureRecordHeaderSize, length}, decoded);
+      if (!k) return m.fail(k.error());  // not consumed: offset() stays at the bad record
+      known = *k;
+    }
+    // The views handed out stay valid: the bytes only move in the next fill().
+    m.consume(total);
+    if (known) {
+      rec = decoded;
+      return true;
+    }
+    ++m.skipped;
+  }
+}
+
+uint16_t CaptureReader::version_major() const { return impl_->major; }
+uint16_t CaptureReader::version_minor() const { return impl_->minor; }
+std::string_view CaptureReader::creator() const { return impl_->creator; }
+int64_t CaptureReader::created_ns() const { return impl_->created_ns; }
+uint32_t CaptureReader::creator_pid() const { return impl_->creator_pid; }
+size_t CaptureReader::buffer_capacity() const { return impl_->buf.size(); }
+uint64_t CaptureReader::offset() const { return impl_->consumed; }
+uint64_t CaptureReader::skipped_records() const { return impl_->skipped; }
+const std::string& CaptureReader::name() const { return impl_->name; }
+
+}  // namespace pgwire
