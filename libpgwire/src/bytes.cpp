@@ -43,7 +43,8 @@ int32_t Reader::i32() {
 std::string_view Reader::cstring() {
   if (failed_) return {};
   const void* start = data_.data() + pos_;
-  const void* nul = std::memchr(start, 0, remaining());
+  // remaining() == 0 is checked first: memchr must not see the null data() of an empty span.
+  const void* nul = remaining() == 0 ? nullptr : std::memchr(start, 0, remaining());
   if (nul == nullptr) {
     fail(Errc::kMissingTerminator, "string without terminating NUL");
     return {};

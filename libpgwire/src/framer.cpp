@@ -67,9 +67,14 @@ void Framer::on_peer_frame(const Frame& peer) {
 FrameResult Framer::validate_header() {
   if (state_ == State::kStartup) {
     length_ = load_be32(header_);
-    if (length_ < 8 || length_ > kMaxStartupPacket) {
+    // The length is an Int32 on the wire: a negative one is below the minimum, not too long.
+    if (static_cast<int32_t>(length_) < 8) {
       return fail(Errc::kBadLength, frame_offset_,
-                  fmt::format("startup packet length {} outside 8..{}", length_, kMaxStartupPacket));
+                  fmt::format("startup packet length {} is below 8", static_cast<int32_t>(length_)));
+    }
+    if (length_ > kMaxStartupPacket) {
+      return fail(Errc::kTooLong, frame_offset_,
+                  fmt::format("startup packet length {} exceeds the limit {}", length_, kMaxStartupPacket));
     }
     return FrameResult::more();
   }
@@ -81,7 +86,7 @@ FrameResult Framer::validate_header() {
                 fmt::format("unknown {} message type 0x{:02x}", dir_ == Direction::kFrontend ? "frontend" : "backend",
                             type_));
   }
-  if (length_ < 4) {
+  if (static_cast<int32_t>(length_) < 4) {  // Int32 on the wire: negative is below 4 too
     return fail(Errc::kBadLength, frame_offset_ + 1,
                 fmt::format("message '{}' length {} is below 4: stream out of sync", static_cast<char>(type_),
                             static_cast<int32_t>(length_)));

@@ -308,7 +308,14 @@ Result<FunctionCall> FunctionCall::decode(Bytes body, uint64_t offset) {
   FunctionCall m;
   m.function_oid = r.u32();
   m.arg_formats = read_formats(r, "FunctionCall argument format");
+  size_t count_at = r.position();
   m.args = read_values(r, "FunctionCall argument");
+  // Same rule as Bind: zero codes, one for all, or one per argument.
+  if (r.ok() && m.arg_formats.size() > 1 && m.arg_formats.size() != m.args.size()) {
+    r.fail_at(count_at, Errc::kBadCount,
+              fmt::format("FunctionCall has {} argument formats for {} arguments", m.arg_formats.size(),
+                          m.args.size()));
+  }
   size_t at = r.position();
   m.result_format = r.i16();
   if (r.ok() && m.result_format != 0 && m.result_format != 1)
@@ -446,6 +453,13 @@ Result<CopyResponse<Type>> CopyResponse<Type>::decode(Bytes body, uint64_t offse
   if (r.ok() && m.format != 0 && m.format != 1)
     r.fail_at(0, Errc::kBadValue, fmt::format("copy format {} is not 0 or 1", m.format));
   m.column_formats = read_formats(r, "copy column format");
+  // "All must be zero if the overall copy format is textual."
+  for (size_t i = 0; r.ok() && m.format == 0 && i < m.column_formats.size(); ++i) {
+    if (m.column_formats[i] != 0) {
+      r.fail_at(3 + 2 * i, Errc::kBadValue, fmt::format("textual COPY with column {} in format {}", i,
+                                                        m.column_formats[i]));
+    }
+  }
   return done(r, std::move(m), "CopyResponse");
 }
 template <char Type>
@@ -602,7 +616,10 @@ Result<RowDescription> RowDescription::decode(Bytes body, uint64_t offset) {
       f.type_oid = r.u32();
       f.type_size = r.i16();
       f.type_modifier = r.i32();
+      size_t format_at = r.position();
       f.format = r.i16();
+      if (r.ok() && f.format != 0 && f.format != 1)
+        r.fail_at(format_at, Errc::kBadValue, fmt::format("RowDescription format {} is not 0 or 1", f.format));
       m.fields.push_back(f);
     }
   }
