@@ -1,0 +1,1 @@
+2025-11-28T03:00:00.289786Z session=1 client=127.0.0.1:40000 user=postgres db=postgres query error duration_ms=804.428 sqlstate=57014 error="canceling statement due to user request" sql: SELECT pg_sleep(10)

@@ -1,0 +1,37 @@
+2025-11-28T03:00:00.183890Z session=1 client=127.0.0.1:40000 user=postgres db=postgres query unknown sql: select count(*) from pgbench_branches
+2025-11-28T03:00:00.217731Z session=1 client=127.0.0.1:40000 user=postgres db=postgres query unknown sql: select o.n, p.partstrat, pg_catalog.count(i.inhparent) from pg_catalog.pg_class as c join pg_catalog.pg_namespace as n on (n.oid = c.relnamespace) cross join lateral (select pg_catalog.array_position(pg_catalog.current_schemas(true), n.nspname)) as o(n) left join pg_catalog.pg_partitioned_table as p on (p.partrelid = c.oid) left join pg_catalog.pg_inherits as i on (c.oid = i.inhparent) where c.relname = 'pgbench_accounts' and o.n is not null group by 1, 2 order by 1 asc limit 1
+2025-11-28T03:00:00.295998Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown sql: BEGIN;
+2025-11-28T03:00:00.305917Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='1529', $2='30131') sql: UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;
+2025-11-28T03:00:00.321105Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='30131') sql: SELECT abalance FROM pgbench_accounts WHERE aid = $1;
+2025-11-28T03:00:00.324127Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='1529', $2='1') sql: UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2;
+2025-11-28T03:00:00.328581Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='1529', $2='1') sql: UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2;
+2025-11-28T03:00:00.330990Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='1', $2='1', $3='30131', $4='1529') sql: INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP);
+2025-11-28T03:00:00.332090Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown sql: END;
+2025-11-28T03:00:00.332653Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown sql: BEGIN;
+2025-11-28T03:00:00.333029Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='699', $2='13346') sql: UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;
+2025-11-28T03:00:00.333558Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='13346') sql: SELECT abalance FROM pgbench_accounts WHERE aid = $1;
+2025-11-28T03:00:00.333868Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='699', $2='10') sql: UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2;
+2025-11-28T03:00:00.334151Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='699', $2='1') sql: UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2;
+2025-11-28T03:00:00.334561Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='10', $2='1', $3='13346', $4='699') sql: INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP);
+2025-11-28T03:00:00.334837Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown sql: END;
+2025-11-28T03:00:00.335079Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown sql: BEGIN;
+2025-11-28T03:00:00.335240Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='-4773', $2='26316') sql: UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;
+2025-11-28T03:00:00.335833Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='26316') sql: SELECT abalance FROM pgbench_accounts WHERE aid = $1;
+2025-11-28T03:00:00.336197Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='-4773', $2='2') sql: UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2;
+2025-11-28T03:00:00.336485Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='-4773', $2='1') sql: UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2;
+2025-11-28T03:00:00.336756Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='2', $2='1', $3='26316', $4='-4773') sql: INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP);
+2025-11-28T03:00:00.336975Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown sql: END;
+2025-11-28T03:00:00.337220Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown sql: BEGIN;
+2025-11-28T03:00:00.337478Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='3757', $2='33965') sql: UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;
+2025-11-28T03:00:00.340741Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='33965') sql: SELECT abalance FROM pgbench_accounts WHERE aid = $1;
+2025-11-28T03:00:00.343260Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='3757', $2='10') sql: UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2;
+2025-11-28T03:00:00.347921Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='3757', $2='1') sql: UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2;
+2025-11-28T03:00:00.351994Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='10', $2='1', $3='33965', $4='3757') sql: INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP);
+2025-11-28T03:00:00.355948Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown sql: END;
+2025-11-28T03:00:00.363921Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown sql: BEGIN;
+2025-11-28T03:00:00.364171Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='2609', $2='21212') sql: UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;
+2025-11-28T03:00:00.364796Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='21212') sql: SELECT abalance FROM pgbench_accounts WHERE aid = $1;
+2025-11-28T03:00:00.365275Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='2609', $2='7') sql: UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2;
+2025-11-28T03:00:00.365664Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='2609', $2='1') sql: UPDATE pgbench_branches SET bbalance = bbalance + $1 WHERE bid = $2;
+2025-11-28T03:00:00.365957Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown params=($1='7', $2='1', $3='21212', $4='2609') sql: INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ($1, $2, $3, $4, CURRENT_TIMESTAMP);
+2025-11-28T03:00:00.366252Z session=2 client=127.0.0.1:40001 user=postgres db=postgres execute unknown sql: END;

@@ -1,0 +1,6 @@
+2025-11-28T03:00:00.282408Z session=1 client=127.0.0.1:40000 user=postgres db=postgres query ok duration_ms=7.909 tag="SELECT 1" rows=1 sql: SELECT 1 AS one;
+2025-11-28T03:00:00.290680Z session=1 client=127.0.0.1:40000 user=postgres db=postgres query ok duration_ms=2.469 tag="SELECT 1" rows=1 sql: SELECT 'héllo wörld ☃ 日本語' AS unicode,\n       E'line one\\nline two' AS two_lines,\n       length('☃') AS chars;
+2025-11-28T03:00:00.293354Z session=1 client=127.0.0.1:40000 user=postgres db=postgres query ok duration_ms=3.508 tag="SELECT 1" rows=2 sql: SELECT 1 AS first ; SELECT 2 AS second;
+2025-11-28T03:00:00.297130Z session=1 client=127.0.0.1:40000 user=postgres db=postgres query error duration_ms=1.419 sqlstate=42P01 error="relation \"missing_table\" does not exist" sql: SELECT * FROM missing_table;
+2025-11-28T03:00:00.298680Z session=1 client=127.0.0.1:40000 user=postgres db=postgres query error duration_ms=5.855 tag="SELECT 1" rows=1 sqlstate=22012 error="division by zero" sql: SELECT 3 AS before_error ; SELECT 1/0 ; SELECT 4 AS never_runs;
+2025-11-28T03:00:00.304704Z session=1 client=127.0.0.1:40000 user=postgres db=postgres query ok duration_ms=0.945 tag="SELECT 3" rows=3 sql: SELECT current_database() AS db,\n       generate_series(1, 3) AS n;

@@ -1,0 +1,246 @@
+// pgdump-log: reads pgwire-toolkit captures offline and prints them as the
+// SQL log pgproxy writes, as JSON, as a per-message trace, or as statistics.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <optional>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "pgwire/capture_merge.hpp"
+#include "pgwire/session_monitor.hpp"
+#include "pgwire/statement_log.hpp"
+#include "pgwire/text.hpp"
+#include "pgwire/trace.hpp"
+#include "report.hpp"
+
+using namespace pgwire;
+
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitDamaged = 1;
+constexpr int kExitUsage = 2;
+
+// Buffered stdout: one fwrite per 256 KiB.
+class Output {
+ public:
+  ~Output() { flush(); }
+  std::string& buffer() { return buf_; }
+  void maybe_flush() {
+    if (buf_.size() >= (256 << 10)) flush();
+  }
+  void flush() {
+    if (!buf_.empty()) std::fwrite(buf_.data(), 1, buf_.size(), stdout);
+    buf_.clear();
+    std::fflush(stdout);
+  }
+
+ private:
+  std::string buf_;
+};
+
+struct Filters {
+  std::set<uint64_t> sessions;
+  std::string user, database;
+  std::optional<int64_t> since, until;
+  std::optional<std::regex> grep;
+
+  bool session_ok(const SessionInfo& s) const {
+    if (!sessions.empty() && !sessions.count(s.session_id)) return false;
+    if (!user.empty() && s.user != user) return false;
+    if (!database.empty() && s.database != database) return false;
+    return true;
+  }
+  bool time_ok(int64_t ts) const { return (!since || ts >= *since) && (!until || ts < *until); }
+  bool text_ok(const std::string& text) const { return !grep || std::regex_search(text, *grep); }
+};
+
+const char* password_message_name(PasswordKind pk) {
+  switch (pk) {
+    case PasswordKind::kPassword: return "PasswordMessage";
+    case PasswordKind::kSaslInitial: return "SASLInitialResponse";
+    case PasswordKind::kSasl: return "SASLResponse";
+    case PasswordKind::kGss: return "GSSResponse";
+  }
+  return "PasswordMessage";
+}
+
+class Progress {
+ public:
+  Progress(bool enabled, uint64_t total) : enabled_(enabled && total > 0), total_(total) {}
+  void update(uint64_t done) {
+    if (!enabled_ || (++calls_ & 1023) != 0) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(200)) return;
+    last_ = now;
+    std::fprintf(stderr, "\r%5.1f%%  %llu / %llu MB", 100.0 * static_cast<double>(done) / static_cast<double>(total_),
+                 static_cast<unsigned long long>(done >> 20), static_cast<unsigned long long>(total_ >> 20));
+  }
+  void done() {
+    if (enabled_) std::fprintf(stderr, "\r%*s\r", 40, "");
+  }
+
+ private:
+  bool enabled_;
+  uint64_t total_;
+  uint64_t calls_ = 0;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"pgdump-log: decode pgwire-toolkit captures offline (SQL log, JSON, trace, statistics)."};
+  app.footer(
+      "Exit status: 0 all input read; 1 some input was damaged (truncated, bad checksum, impossible frame) —\n"
+      "every valid record before the damage was printed, the damage is reported on stderr with file and\n"
+      "offset; 2 usage error or a file that could not be opened.");
+  std::vector<std::string> files;
+  std::string format = "sql", log_format = "text", stats_format = "text";
+  bool stats = false, check = false, hide_volatile = false, no_progress = false;
+  size_t top_n = 10;
+  std::vector<uint64_t> sessions;
+  Filters filters;
+  std::string since, until, grep;
+  app.add_option("captures", files, "capture files ('-' for stdin)")->required();
+  app.add_option("-f,--format", format, "output: sql (the SQL log), json (statement events), trace (every frame)")
+      ->check(CLI::IsMember({"sql", "json", "trace"}));
+  app.add_option("--log-format", log_format, "line format of --format sql: text or json, as pgproxy's --log-format")
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_flag("--stats", stats, "print a summary instead of the statements");
+  app.add_option("--stats-format", stats_format, "text or json")->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--top", top_n, "statements in the top lists of --stats")->check(CLI::PositiveNumber);
+  app.add_flag("--hide-volatile", hide_volatile, "trace: hide times, pids, keys and nonces, for regression diffs");
+  app.add_option("--session", sessions, "only these session ids (repeatable)");
+  app.add_option("--user", filters.user, "only sessions of this user");
+  app.add_option("--database", filters.database, "only sessions on this database");
+  app.add_option("--since", since, "only from this time (UTC, e.g. 2026-11-28T03:00:00Z)");
+  app.add_option("--until", until, "only before this time (UTC)");
+  app.add_option("--grep", grep, "only statements (or trace lines) matching this regular expression");
+  app.add_flag("--check", check, "validate the captures and print a one-line verdict per file");
+  app.add_flag("--no-progress", no_progress, "no progress bar on stderr");
+  app.set_version_flag("--version", "pgdump-log 0.1.0");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+  filters.sessions.insert(sessions.begin(), sessions.end());
+  for (auto [text, slot] : {std::pair{&since, &filters.since}, std::pair{&until, &filters.until}}) {
+    if (text->empty()) continue;
+    int64_t ns;
+    if (!parse_iso8601_utc(*text, &ns)) {
+      std::fprintf(stderr, "pgdump-log: cannot read the time '%s' (use 2026-11-28T03:00:00Z)\n", text->c_str());
+      return kExitUsage;
+    }
+    *slot = ns;
+  }
+  if (!grep.empty()) {
+    try {
+      filters.grep.emplace(grep, std::regex::ECMAScript | std::regex::optimize);
+    } catch (const std::regex_error& e) {
+      std::fprintf(stderr, "pgdump-log: bad --grep expression: %s\n", e.what());
+      return kExitUsage;
+    }
+  }
+
+  MergedReader reader;
+  std::vector<std::string> open_errors = reader.open(files);
+  for (const std::string& e : open_errors) std::fprintf(stderr, "pgdump-log: %s\n", e.c_str());
+  if (!open_errors.empty() && reader.files() == 0) return kExitUsage;
+
+  const bool trace = format == "trace" && !stats && !check;
+  const bool statements = !trace && !stats && !check;
+  const LogFormat line_format = format == "json" || log_format == "json" ? LogFormat::kJson : LogFormat::kText;
+  TraceOptions trace_opts;
+  trace_opts.hide_volatile = hide_volatile;
+
+  Output out;
+  pgdump::Report report;
+  uint64_t records = 0, frames = 0, events = 0, framing_errors = 0;
+
+  CaptureDecoder::Callbacks cb;
+  cb.event = [&](const StatementEvent& ev, const SessionInfo& s) {
+    ++events;
+    if (!filters.session_ok(s) || !filters.time_ok(ev.start_ns) || !filters.text_ok(ev.sql)) return;
+    if (stats) report.event(ev);
+    if (statements) {
+      format_statement(line_format, ev, s, out.buffer());
+      out.maybe_flush();
+    }
+  };
+  cb.frame = [&](const SessionInfo& s, Direction dir, const Frame& f, int64_t ts, PasswordKind pk, bool redacted) {
+    ++frames;
+    if (!filters.session_ok(s) || !filters.time_ok(ts)) return;
+    if (stats) report.frame(dir, f);
+    if (!trace || !f.first) return;
+    std::string line;
+    if (hide_volatile) {
+      line = "-";
+    } else {
+      append_iso8601_utc(line, ts);
+    }
+    fmt::format_to(std::back_inserter(line), " {} ", s.session_id);
+    if (redacted) {
+      fmt::format_to(std::back_inserter(line), "{} {} {} <redacted>", direction_name(dir), f.length,
+                     password_message_name(pk));
+    } else {
+      line += trace_frame(dir, f, pk, trace_opts);
+    }
+    if (!filters.text_ok(line)) return;
+    out.buffer() += line;
+    out.buffer() += '\n';
+    out.maybe_flush();
+  };
+  cb.session_open = [&](const SessionInfo& s, int64_t ts, std::string_view) {
+    if (stats) report.session_open(s, ts);
+  };
+  cb.session_close = [&](const SessionInfo& s, int64_t ts, std::string_view) {
+    if (stats && filters.session_ok(s)) report.session_close(s, ts);
+  };
+  cb.error = [&](const SessionInfo& s, const Error& e) {
+    ++framing_errors;
+    std::fprintf(stderr, "pgdump-log: %s: session %llu: cannot frame the stream: %s\n",
+                 reader.current_file().c_str(), static_cast<unsigned long long>(s.session_id), e.describe().c_str());
+  };
+  CaptureDecoder decoder(TrackerOptions{}, cb);
+
+  Progress progress(!no_progress && !check && isatty(STDERR_FILENO), reader.total_size());
+  int64_t last_ts = 0;
+  while (const CaptureRecord* rec = reader.next()) {
+    ++records;
+    last_ts = std::max(last_ts, rec->ts_ns);
+    decoder.on_record(*rec);
+    progress.update(reader.consumed());
+  }
+  decoder.finish(last_ts);
+  progress.done();
+
+  if (stats) out.buffer() += stats_format == "json" ? report.json(top_n) : report.text(top_n);
+  out.flush();
+
+  for (const auto& d : reader.damage()) {
+    std::fprintf(stderr, "pgdump-log: %s: damaged: %s\n", d.file.c_str(), d.error.describe().c_str());
+  }
+  const bool damaged = !reader.damage().empty() || framing_errors > 0;
+  if (check) {
+    if (damaged) {
+      std::printf("DAMAGED: %llu good records before the damage, %llu framing errors (details on stderr)\n",
+                  static_cast<unsigned long long>(records), static_cast<unsigned long long>(framing_errors));
+    } else {
+      std::printf("OK: %llu records, %llu frames, %llu statements\n", static_cast<unsigned long long>(records),
+                  static_cast<unsigned long long>(frames), static_cast<unsigned long long>(events));
+    }
+  }
+  if (damaged) return kExitDamaged;
+  return open_errors.empty() ? kExitOk : kExitUsage;
+}

@@ -1,0 +1,220 @@
+#include "report.hpp"
+
+#include <fmt/format.h>
+
+#include "pgwire/protocol.hpp"
+#include "pgwire/text.hpp"
+
+namespace pgdump {
+
+using namespace pgwire;
+
+namespace {
+
+std::string host_of(std::string_view client) {
+  // "127.0.0.1:5000" or "[::1]:5000"
+  if (!client.empty() && client[0] == '[') {
+    size_t end = client.find(']');
+    return std::string(client.substr(1, end == std::string_view::npos ? client.size() - 1 : end - 1));
+  }
+  size_t colon = client.rfind(':');
+  return std::string(client.substr(0, colon));
+}
+
+const char* outcome_label(Outcome o) {
+  switch (o) {
+    case Outcome::kOk: return "ok";
+    case Outcome::kError: return "error";
+    case Outcome::kNotExecuted: return "not_executed";
+    case Outcome::kUnknown: return "unknown";
+  }
+  return "unknown";
+}
+
+double ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
+
+std::string json_str(std::string_view s) {
+  std::string out = "\"";
+  append_json_escaped(out, s);
+  out += '"';
+  return out;
+}
+
+}  // namespace
+
+void Report::session_open(const SessionInfo& s, int64_t ts) {
+  ++sessions_;
+  open_[s.session_id] = ts;
+  if (first_ns_ == 0 || ts < first_ns_) first_ns_ = ts;
+  last_ns_ = std::max(last_ns_, ts);
+}
+
+void Report::session_close(const SessionInfo& s, int64_t ts) {
+  last_ns_ = std::max(last_ns_, ts);
+  int64_t duration = 0;
+  if (auto it = open_.find(s.session_id); it != open_.end()) {
+    duration = ts - it->second;
+    open_.erase(it);
+    session_durations_.record(duration);
+  }
+  auto count = [&](std::map<std::string, Group>& map, const std::string& key) {
+    Group& g = map[key.empty() ? "(unknown)" : key];
+    ++g.sessions;
+    g.total_ns += duration;
+  };
+  count(by_user_, s.user);
+  count(by_database_, s.database);
+  count(by_client_, host_of(s.client));
+}
+
+void Report::frame(Direction dir, const Frame& f) {
+  if (!f.first) return;
+  std::string name;
+  switch (f.kind) {
+    case FrameKind::kStartup: {
+      uint32_t code = f.startup_code();
+      name = code == kSslRequestCode       ? "SSLRequest"
+             : code == kGssEncRequestCode  ? "GSSENCRequest"
+             : code == kCancelRequestCode  ? "CancelRequest"
+                                           : "StartupMessage";
+      break;
+    }
+    case FrameKind::kAnswer: name = "EncryptionAnswer"; break;
+    case FrameKind::kOpaque: name = "Encrypted"; break;
+    case FrameKind::kTyped:
+      name = std::string(dir == Direction::kFrontend ? frontend_type_name(f.type) : backend_type_name(f.type));
+      break;
+  }
+  ++(dir == Direction::kFrontend ? frontend_messages_ : backend_messages_)[name];
+}
+
+void Report::event(const StatementEvent& ev) {
+  ++by_kind_[statement_kind_name(ev.kind)];
+  ++by_outcome_[outcome_label(ev.outcome)];
+  if (!ev.sqlstate.empty()) ++by_sqlstate_[ev.sqlstate];
+  int64_t duration = ev.end_ns != 0 && ev.end_ns >= ev.start_ns ? ev.end_ns - ev.start_ns : -1;
+  if (ev.outcome != Outcome::kNotExecuted) {
+    statements_.add(ev.sql, duration, ev.outcome == Outcome::kError, ev.rows.value_or(0));
+  }
+}
+
+namespace {
+template <class... Args>
+void put_line(std::string& out, fmt::format_string<Args...> f, Args&&... args) {
+  fmt::format_to(std::back_inserter(out), f, std::forward<Args>(args)...);
+  out += '\n';
+}
+}  // namespace
+
+std::string Report::text(size_t top_n) const {
+  std::string out;
+  put_line(out, "Sessions: {}  (span {:.3f} s, median duration {:.3f} ms, max {:.3f} ms)", sessions_,
+       static_cast<double>(last_ns_ - first_ns_) / 1e9, ms(session_durations_.percentile_ns(50)),
+       ms(session_durations_.max_ns()));
+  for (auto [title, map] : {std::pair{"user", &by_user_}, std::pair{"database", &by_database_},
+                            std::pair{"client", &by_client_}}) {
+    put_line(out, "  by {}:", title);
+    for (const auto& [k, g] : *map) put_line(out, "    {:<30} {:>8} sessions  {:>12.3f} s", k, g.sessions, g.total_ns / 1e9);
+  }
+  out += '\n';
+  put_line(out, "Messages:");
+  for (auto [title, map] : {std::pair{"frontend", &frontend_messages_}, std::pair{"backend", &backend_messages_}}) {
+    put_line(out, "  {}:", title);
+    for (const auto& [k, n] : *map) put_line(out, "    {:<28} {:>10}", k, n);
+  }
+  out += '\n';
+  put_line(out, "Statements:");
+  put_line(out, "  by kind:");
+  for (const auto& [k, n] : by_kind_) put_line(out, "    {:<26} {:>10}", k, n);
+  put_line(out, "  by outcome:");
+  for (const auto& [k, n] : by_outcome_) put_line(out, "    {:<26} {:>10}", k, n);
+  out += '\n';
+  put_line(out, "Errors by SQLSTATE:");
+  if (by_sqlstate_.empty()) put_line(out, "  none");
+  for (const auto& [k, n] : by_sqlstate_) put_line(out, "  {:<28} {:>10}", k, n);
+  out += '\n';
+  const LatencyHistogram& all = statements_.overall();
+  if (all.count() > 0) {
+    put_line(out, "Latency (ms), {} statements with a known duration: p50 {:.3f}  p95 {:.3f}  p99 {:.3f}  max {:.3f}",
+         all.count(), ms(all.percentile_ns(50)), ms(all.percentile_ns(95)), ms(all.percentile_ns(99)),
+         ms(all.max_ns()));
+  } else {
+    put_line(out, "Latency: unknown (no backend frames in the capture)");
+  }
+  out += '\n';
+  put_line(out, "Top {} statements by count:", top_n);
+  put_line(out, "  {:>10} {:>8} {:>10} {:>10} {:>10} {:>10}  {}", "count", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms",
+       "statement");
+  auto row = [&](const StatementAggregate* a) {
+    const LatencyHistogram& h = a->latency;
+    if (h.count() > 0) {
+      put_line(out, "  {:>10} {:>8} {:>10.3f} {:>10.3f} {:>10.3f} {:>10.3f}  {}", a->count, a->errors, ms(h.percentile_ns(50)),
+           ms(h.percentile_ns(95)), ms(h.percentile_ns(99)), ms(h.max_ns()), a->text);
+    } else {
+      put_line(out, "  {:>10} {:>8} {:>10} {:>10} {:>10} {:>10}  {}", a->count, a->errors, "-", "-", "-", "-", a->text);
+    }
+  };
+  for (const StatementAggregate* a : statements_.top_by_count(top_n)) row(a);
+  out += '\n';
+  put_line(out, "Top {} statements by total time:", top_n);
+  put_line(out, "  {:>12} {:>10} {:>10}  {}", "total ms", "count", "mean ms", "statement");
+  for (const StatementAggregate* a : statements_.top_by_time(top_n)) {
+    const LatencyHistogram& h = a->latency;
+    if (h.count() == 0) continue;
+    put_line(out, "  {:>12.3f} {:>10} {:>10.3f}  {}", ms(h.sum_ns()), a->count, ms(h.sum_ns()) / static_cast<double>(h.count()),
+         a->text);
+  }
+  return out;
+}
+
+std::string Report::json(size_t top_n) const {
+  std::string out;
+  auto counts = [&](const std::map<std::string, uint64_t>& m) {
+    std::string s = "{";
+    bool first = true;
+    for (const auto& [k, n] : m) {
+      s += fmt::format("{}{}:{}", first ? "" : ",", json_str(k), n);
+      first = false;
+    }
+    return s + "}";
+  };
+  auto groups = [&](const std::map<std::string, Group>& m) {
+    std::string s = "{";
+    bool first = true;
+    for (const auto& [k, g] : m) {
+      s += fmt::format("{}{}:{{\"sessions\":{},\"total_s\":{:.6f}}}", first ? "" : ",", json_str(k), g.sessions,
+                       g.total_ns / 1e9);
+      first = false;
+    }
+    return s + "}";
+  };
+  auto hist = [&](const LatencyHistogram& h) {
+    if (h.count() == 0) return std::string("null");
+    return fmt::format("{{\"count\":{},\"p50_ms\":{:.3f},\"p95_ms\":{:.3f},\"p99_ms\":{:.3f},\"max_ms\":{:.3f},"
+                       "\"total_ms\":{:.3f}}}",
+                       h.count(), ms(h.percentile_ns(50)), ms(h.percentile_ns(95)), ms(h.percentile_ns(99)),
+                       ms(h.max_ns()), ms(h.sum_ns()));
+  };
+  auto list = [&](const std::vector<const StatementAggregate*>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) {
+      s += fmt::format("{}{{\"statement\":{},\"count\":{},\"errors\":{},\"rows\":{},\"latency\":{}}}", i ? "," : "",
+                       json_str(v[i]->text), v[i]->count, v[i]->errors, v[i]->rows, hist(v[i]->latency));
+    }
+    return s + "]";
+  };
+  out += fmt::format("{{\"sessions\":{{\"count\":{},\"span_s\":{:.6f},\"duration\":{},\"by_user\":{},"
+                     "\"by_database\":{},\"by_client\":{}}}",
+                     sessions_, (last_ns_ - first_ns_) / 1e9, hist(session_durations_), groups(by_user_),
+                     groups(by_database_), groups(by_client_));
+  out += fmt::format(",\"messages\":{{\"frontend\":{},\"backend\":{}}}", counts(frontend_messages_),
+                     counts(backend_messages_));
+  out += fmt::format(",\"statements\":{{\"by_kind\":{},\"by_outcome\":{},\"latency\":{}}}", counts(by_kind_),
+                     counts(by_outcome_), hist(statements_.overall()));
+  out += fmt::format(",\"errors_by_sqlstate\":{}", counts(by_sqlstate_));
+  out += fmt::format(",\"top_by_count\":{},\"top_by_time\":{}}}\n", list(statements_.top_by_count(top_n)),
+                     list(statements_.top_by_time(top_n)));
+  return out;
+}
+
+}  // namespace pgdump
