@@ -55,7 +55,10 @@ void Framer::on_peer_frame(const Frame& peer) {
   if (dir_ == Direction::kBackend) {
     if (peer.kind == FrameKind::kStartup) {
       uint32_t code = peer.startup_code();
-      if (code == kSslRequestCode || code == kGssEncRequestCode) state_ = State::kAwaitAnswer;
+      if (code == kSslRequestCode || code == kGssEncRequestCode) {
+        state_ = State::kAwaitAnswer;
+        awaited_ = code;
+      }
     } else if (peer.kind == FrameKind::kOpaque && state_ == State::kTyped && offset_ == 0) {
       state_ = State::kOpaque;  // direct TLS: the server answers with TLS too
     }
@@ -127,7 +130,7 @@ FrameResult Framer::emit_whole(Bytes body) {
     bool known = code == kSslRequestCode || code == kGssEncRequestCode || code == kCancelRequestCode ||
                  protocol_major(code) == 3;
     if (!known) {
-      return fail(Errc::kUnknownType, frame_offset_ + 4,
+      return fail(protocol_major(code) < 3 ? Errc::kUnsupported : Errc::kUnknownType, frame_offset_ + 4,
                   protocol_major(code) < 3
                       ? fmt::format("protocol version {}.{} is not supported", protocol_major(code),
                                     protocol_minor(code))
@@ -192,7 +195,9 @@ FrameResult Framer::next(Bytes& input) {
           state_ = State::kTyped;
           break;
         }
-        if (b != 'S' && b != 'N' && b != 'G') {
+        // 'S' answers only SSLRequest, 'G' only GSSENCRequest; 'N' either.
+        const char yes = awaited_ == kGssEncRequestCode ? 'G' : 'S';
+        if (b != yes && b != 'N') {
           return fail(Errc::kBadValue, offset_, fmt::format("answer to encryption request is 0x{:02x}", b));
         }
         Frame f;

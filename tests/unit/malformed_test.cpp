@@ -66,7 +66,7 @@ const Malformed kCases[] = {
   {"fe_startup_length_7.bin", kFe, "00000007 00030000", Errc::kBadLength, 0},
   {"fe_startup_length_negative.bin", kFe, "ffffffff 00030000 00", Errc::kBadLength, 0},
   {"fe_startup_length_10001.bin", kFe, "00002711 00030000", Errc::kTooLong, 0},
-  {"fe_startup_protocol_2_0.bin", kFe, "00000009 00020000 00", Errc::kUnknownType, 4},
+  {"fe_startup_protocol_2_0.bin", kFe, "00000009 00020000 00", Errc::kUnsupported, 4},
   {"fe_startup_unknown_request_code.bin", kFe, "00000008 04d21631", Errc::kUnknownType, 4},
   {"fe_sslrequest_length_12.bin", kFe, "0000000c 04d2162f 00000000", Errc::kBadLength, 0},
   {"fe_startup_value_missing_terminator.bin", kFe, "00000010 00030000 7573657200 616c69", Errc::kMissingTerminator, 13},

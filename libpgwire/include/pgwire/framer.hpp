@@ -150,6 +150,7 @@ class Framer {
   size_t header_have_ = 0;
   uint8_t type_ = 0;
   uint32_t length_ = 0;
+  uint32_t awaited_ = kSslRequestCode;  // backend: the request whose answer comes next
   bool streaming_ = false;        // returning a large frame in pieces
   uint32_t body_done_ = 0;        // body bytes already returned or buffered
   std::vector<std::byte> buf_;    // body of a frame that arrived in several chunks
