@@ -9,7 +9,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libcli11-dev libfmt-dev libgtest-dev libgmock-dev libssl-dev
   postgresql postgresql-contrib postgresql-client
-  sysbench pgbouncer python3
+  sysbench pgbouncer python3 time bc
 )
 
 missing=()

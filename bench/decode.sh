@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# pgdump-log against tshark on the same traffic, in one run.
+#
+# Records DURATION seconds (default 30) of `pgbench -S -M extended -c 10`
+# through pgproxy (capture file) while tshark captures the proxy's upstream
+# port (pcap). Then times, three times each, `pgdump-log --format sql` on the
+# capture and `tshark -r PCAP -Y pgsql -T fields -e pgsql.query` on the pcap,
+# and prints statements/s for both, the ratio, pgdump-log's MB/s and its peak
+# RSS (also on a capture repeated 4x, to show RSS does not grow with size).
+# Loopback only; everything stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-30}
+scripts/install-deps.sh
+command -v tshark >/dev/null || {
+  SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-upgrade tshark >/dev/null
+}
+scripts/build.sh release >/dev/null
+bin=build/release/tools
+source scripts/lib/pg.sh
+work=$(mktemp -d /tmp/pgwire-bench.XXXXXX)
+cleanup() {
+  [ -n "${proxy_pid:-}" ] && kill "$proxy_pid" 2>/dev/null || true
+  [ -n "${tshark_pid:-}" ] && kill "$tshark_pid" 2>/dev/null || true
+  pg_stop
+  rm -rf "$work"
+}
+trap cleanup EXIT
+pg_start
+pgbench -i -q -s 10 >/dev/null 2>&1
+proxy_port=$(free_port)
+"$bin/pgproxy/pgproxy" --listen 127.0.0.1:"$proxy_port" --upstream 127.0.0.1:"$PG_PORT" \
+  --capture "$work/bench.pgwcap" --capture-backend --sql-log /dev/null --stats-interval 0 2>"$work/proxy.err" &
+proxy_pid=$!
+tshark -i lo -f "tcp port $PG_PORT" -w "$work/bench.pcap" -q 2>"$work/tshark.err" &
+tshark_pid=$!
+sleep 2
+pgbench -h 127.0.0.1 -p "$proxy_port" -S -M extended -c 10 -j 2 -T "$DURATION" -n >"$work/pgbench.out" 2>&1
+sleep 1
+kill -INT "$tshark_pid"; wait "$tshark_pid" 2>/dev/null || true; tshark_pid=
+kill -TERM "$proxy_pid"; wait "$proxy_pid" 2>/dev/null || true; proxy_pid=
+tps=$(grep -Eo 'tps = [0-9.]+' "$work/pgbench.out" | head -1)
+cap_bytes=$(stat -c %s "$work/bench.pgwcap")
+echo "recorded: pgbench -S -M extended -c 10 for ${DURATION}s through pgproxy ($tps); capture $((cap_bytes >> 20)) MB, pcap $(($(stat -c %s "$work/bench.pcap") >> 20)) MB"
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+time_runs() {  # prints the median wall time in seconds of 3 runs of "$@"
+  for _ in 1 2 3; do
+    local t0 t1
+    t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
+    echo "$t1 - $t0" | bc -l
+  done | median
+}
+stmts_ours=$("$bin/pgdump-log/pgdump-log" --no-progress "$work/bench.pgwcap" | wc -l)
+stmts_tshark=$(tshark -r "$work/bench.pcap" -d "tcp.port==$PG_PORT,pgsql" -Y pgsql.query -T fields -e pgsql.query 2>/dev/null | grep -c . || true)
+t_ours=$(time_runs "$bin/pgdump-log/pgdump-log" --no-progress "$work/bench.pgwcap")
+t_tshark=$(time_runs tshark -r "$work/bench.pcap" -d "tcp.port==$PG_PORT,pgsql" -Y pgsql -T fields -e pgsql.query)
+for i in 1 2 3 4; do cat "$work/bench.pgwcap"; done >/dev/null  # warm the cache
+rss_1=$( { /usr/bin/time -f %M "$bin/pgdump-log/pgdump-log" --no-progress "$work/bench.pgwcap" >/dev/null; } 2>&1 | tail -1)
+# The same capture four times over, merged: 4x the input, RSS should not follow.
+rss_4=$( { /usr/bin/time -f %M "$bin/pgdump-log/pgdump-log" --no-progress "$work/bench.pgwcap" "$work/bench.pgwcap" \
+  "$work/bench.pgwcap" "$work/bench.pgwcap" >/dev/null; } 2>&1 | tail -1)
+awk -v so="$stmts_ours" -v st="$stmts_tshark" -v to="$t_ours" -v tt="$t_tshark" -v b="$cap_bytes" \
+    -v r1="$rss_1" -v r4="$rss_4" 'BEGIN {
+  printf "pgdump-log --format sql: %d statements in %.3f s = %.0f statements/s, %.0f MB/s of capture\n", so, to, so/to, b/1048576/to
+  printf "tshark -Y pgsql -e pgsql.query: %d queries in %.3f s = %.0f statements/s\n", st, tt, st/tt
+  printf "ratio (pgdump-log / tshark statements/s): %.1fx\n", (so/to)/(st/tt)
+  printf "pgdump-log peak RSS: %d KiB on the capture, %d KiB on 4 copies merged\n", r1, r4
+}'
