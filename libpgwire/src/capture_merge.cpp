@@ -68,6 +68,29 @@ void MergedReader::advance(Input& in) {
 }
 
 const CaptureRecord* MergedReader::next() {
+  if (inputs_.size() == 1) {
+    // One file: no ordering to do, so no copy either; the record's views stay
+    // in the reader's buffer until the next call.
+    Input& in = inputs_[0];
+    if (in.has_head) {  // the record read ahead by open()
+      in.has_head = false;
+      std::swap(current_, in.head);
+      current_file_ = in.path;
+      return &current_.view();
+    }
+    if (in.done) return nullptr;
+    auto r = in.reader->next(single_);
+    if (!r) {
+      damage_.push_back({in.path, r.error()});
+      in.done = true;
+      return nullptr;
+    }
+    if (!*r) {
+      in.done = true;
+      return nullptr;
+    }
+    return &single_;
+  }
   Input* best = nullptr;
   for (Input& in : inputs_) {
     if (!in.has_head) continue;

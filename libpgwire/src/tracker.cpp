@@ -554,6 +554,18 @@ struct ConnectionTracker::Impl {
       if (!msg) return decode_error(msg.error());
       on_frontend(*msg, ts, truncated);
     } else {
+      // Hot path: results. Rows are only counted and row descriptions only
+      // matched, so neither is decoded (both would allocate per message).
+      if (f.kind == FrameKind::kTyped && (f.type == 'D' || f.type == 'T')) {
+        if (Request* r = front()) {
+          if (f.type == 'D') {
+            ++r->data_rows;
+          } else if (r->what == Pending::kDescribe) {
+            pop();
+          }
+        }
+        return;
+      }
       auto msg = decode_backend(f);
       if (!msg) return decode_error(msg.error());
       on_backend(*msg, ts);

@@ -74,6 +74,8 @@ class CaptureDecoder {
   TrackerOptions tracker_opts_;
   Callbacks cb_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  uint64_t last_id_ = 0;
+  Session* last_ = nullptr;
 };
 
 }  // namespace pgwire
