@@ -19,11 +19,10 @@ Status SessionMonitor::feed(Direction dir, Bytes bytes, int64_t ts_ns, const Fra
 }
 
 void SessionMonitor::local_answer(char answer, int64_t ts_ns) {
-  Frame f;
-  f.kind = FrameKind::kAnswer;
-  f.type = static_cast<uint8_t>(answer);
-  framer_.frontend().on_peer_frame(f);
-  tracker_.on_frame(Direction::kBackend, f, ts_ns);
+  // Fed through the server direction's framer as if the server had said it,
+  // so both directions leave the startup phase exactly as after a real answer.
+  const std::byte byte{static_cast<uint8_t>(answer)};
+  (void)feed(Direction::kBackend, Bytes{&byte, 1}, ts_ns);
 }
 
 struct CaptureDecoder::Session {

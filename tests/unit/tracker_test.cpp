@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "pgwire/session_monitor.hpp"
 #include "pgwire/statement_log.hpp"
 #include "wire_builder.hpp"
 
@@ -311,6 +312,21 @@ TEST(Tracker, RowsDigestDependsOnRowsNotOnChunking) {
   EXPECT_EQ(run("1", "2", 3), d);
   EXPECT_NE(run("1", "3", 0), d);
   EXPECT_NE(run("12", "", 0), d);  // row boundaries count
+}
+
+TEST(SessionMonitor, LocalAnswerToSslRequestLeavesBothDirectionsFraming) {
+  std::vector<StatementEvent> events;
+  SessionMonitor m(TrackerOptions{}, [&](const StatementEvent& ev, const SessionInfo&) { events.push_back(ev); });
+  Wire ssl = W().i32(8).i32(80877103);
+  ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{ssl.bytes()}, 0).ok());
+  m.local_answer('N', 0);  // a proxy refusing TLS itself; the server never sees the request
+  ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{W().startup({{"user", "u"}}).bytes()}, 0).ok());
+  ASSERT_TRUE(m.feed(Direction::kBackend, Bytes{W().msg('R', W().i32(0)).append(ready()).bytes()}, 0).ok());
+  ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{W().msg('Q', W().str("SELECT 1")).bytes()}, 0).ok());
+  ASSERT_TRUE(m.feed(Direction::kBackend, Bytes{W().append(complete("SELECT 1")).append(ready()).bytes()}, 0).ok());
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].outcome, Outcome::kOk);
+  EXPECT_EQ(m.tracker().session().user, "u");
 }
 
 TEST(StatementLog, TextLineIsOneLineWithEverything) {

@@ -1,0 +1,664 @@
+// pgproxy against a real PostgreSQL and real clients (psql, pgbench), plus a
+// few raw-socket clients for what libpq will not do on purpose (garbage, a
+// direct CancelRequest). Each test starts its own pgproxy on a free port and
+// stops it with SIGTERM before reading the SQL log, so every line is on disk.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pg_server.hpp"
+#include "pgwire/capture.hpp"
+#include "pgwire/framer.hpp"
+#include "pgwire/messages.hpp"
+#include "subprocess.hpp"
+
+namespace pt = pgwire::test;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+// The part of a text SQL log line before the SQL itself: "ts session=.. client=.. user=.. db=.. kind outcome ...".
+std::string line_head(const std::string& line) {
+  return line.substr(0, line.find(" sql: "));
+}
+std::string line_sql(const std::string& line) {
+  size_t at = line.find(" sql: ");
+  return at == std::string::npos ? std::string() : line.substr(at + 6);
+}
+
+// A running pgproxy. Output (stderr, and stdout) goes to a file; the port is
+// read back from its "listening on" line, so tests bind port 0 and never race.
+class ProxyProcess {
+ public:
+  explicit ProxyProcess(const pt::TempPostgres& pg, std::vector<std::string> extra = {}) {
+    dir_ = fs::temp_directory_path() / ("pgproxy-test-" + std::to_string(getpid()) + "-" + std::to_string(++counter_));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    output_ = (dir_ / "pgproxy.out").string();
+    std::string binary = std::string(PGWIRE_BINARY_DIR) + "/tools/pgproxy/pgproxy";
+    if (!fs::exists(binary)) throw std::runtime_error("pgproxy is not built: " + binary);
+    std::vector<std::string> argv = {
+        binary,      "--listen", "127.0.0.1:0", "--upstream", pg.host() + ":" + std::to_string(pg.port()),
+        "--sql-log", sql_log(),  "--capture",   capture(),    "--stats-interval",
+        "0"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    int fd = ::open(output_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) throw std::runtime_error("cannot create " + output_);
+    pt::SpawnOptions so;
+    so.env = pt::child_environment({});
+    so.output_fd = fd;
+    so.parent_death_signal = SIGKILL;
+    pid_ = pt::spawn_process(argv, so);
+    ::close(fd);
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    const std::string listening = "listening on 127.0.0.1:";
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::string out = read_file(output_);
+      size_t at = out.find(listening);
+      if (at != std::string::npos && out.find('\n', at) != std::string::npos) {
+        port_ = static_cast<uint16_t>(std::stoi(out.substr(at + listening.size())));
+        return;
+      }
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        throw std::runtime_error("pgproxy exited at start: " + out);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    throw std::runtime_error("pgproxy did not start listening: " + read_file(output_));
+  }
+
+  ~ProxyProcess() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // SIGTERM and wait: returns the exit code (128 + signal if killed).
+  int stop(std::chrono::milliseconds limit = 10s) {
+    if (pid_ <= 0) return exit_code_;
+    kill(pid_, SIGTERM);
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    int status = 0;
+    for (;;) {
+      pid_t r = waitpid(pid_, &status, WNOHANG);
+      if (r == pid_) break;
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    pid_ = -1;
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return exit_code_;
+  }
+
+  void signal(int sig) const { kill(pid_, sig); }
+
+  uint16_t port() const { return port_; }
+  std::string sql_log() const { return (dir_ / "sql.log").string(); }
+  std::string capture() const { return (dir_ / "capture.pgwc").string(); }
+  std::string dir() const { return dir_.string(); }
+  std::string output() const { return read_file(output_); }
+
+  // psql through the proxy, as the server's login user.
+  pt::CommandResult psql(const pt::TempPostgres& pg, const std::vector<std::string>& args,
+                         const std::map<std::string, std::string>& env = {}) const {
+    std::vector<std::string> argv = {pg.bindir() + "/psql", "-X", "-h", "127.0.0.1", "-p", std::to_string(port_)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    pt::CommandOptions opts;
+    opts.env = pg.client_env();
+    opts.env["PGPORT"] = std::to_string(port_);
+    for (const auto& [k, v] : env) opts.env[k] = v;
+    opts.timeout = 30s;
+    return pt::run_command(argv, opts);
+  }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path dir_;
+  std::string output_;
+  pid_t pid_ = -1;
+  int exit_code_ = -1;
+  uint16_t port_ = 0;
+};
+
+// A minimal protocol client on a raw socket, for what libpq will not send.
+class RawClient {
+ public:
+  explicit RawClient(uint16_t port) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect");
+  }
+  ~RawClient() {
+    if (fd_ >= 0) close(fd_);
+  }
+  void send_bytes(pgwire::Bytes b) const {
+    while (!b.empty()) {
+      ssize_t n = ::send(fd_, b.data(), b.size(), MSG_NOSIGNAL);
+      if (n <= 0) return;
+      b = b.subspan(static_cast<size_t>(n));
+    }
+  }
+  void send_text(std::string_view s) const { send_bytes(pgwire::as_bytes(s)); }
+  // Everything until EOF (true) or the timeout (false).
+  bool read_to_eof(std::string& out, std::chrono::milliseconds limit = 5s) const {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      char buf[4096];
+      ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return true;
+      out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  // The next backend frame (whole), or nullopt on EOF / timeout.
+  std::optional<pgwire::OwnedFrame> next_frame(std::chrono::milliseconds limit = 10s) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      pgwire::Bytes in{pending_.data(), pending_.size()};
+      pgwire::FrameResult r = framer_.next(in);
+      size_t used = pending_.size() - in.size();
+      if (r.has_frame()) {
+        pgwire::OwnedFrame f(r.frame());
+        pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(used));
+        return f;
+      }
+      pending_.erase(pending_.begin(), pending_.begin() + static_cast<ptrdiff_t>(used));
+      if (r.failed()) return std::nullopt;
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+      std::byte buf[8192];
+      ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return std::nullopt;
+      pending_.insert(pending_.end(), buf, buf + n);
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  pgwire::Framer framer_{pgwire::Direction::kBackend};
+  std::vector<std::byte> pending_;
+};
+
+struct CaptureSummary {
+  std::map<uint64_t, int> opens, closes;
+  std::map<char, int> frontend_types;  // typed frontend frames by type byte
+  int startup_frames = 0;
+  int backend_frames = 0;
+  int backend_key_data = 0;
+  int redacted = 0;
+  int password_frames = 0;  // frontend 'p' frames (redacted or not)
+  std::vector<std::string> queries;
+  std::string error;
+};
+
+CaptureSummary read_capture(const std::string& path) {
+  CaptureSummary s;
+  auto opened = pgwire::CaptureReader::open(path);
+  if (!opened.ok()) {
+    s.error = opened.error().describe();
+    return s;
+  }
+  pgwire::CaptureReader& reader = *opened.value();
+  pgwire::CaptureRecord rec;
+  for (;;) {
+    auto more = reader.next(rec);
+    if (!more.ok()) {
+      s.error = more.error().describe();
+      return s;
+    }
+    if (!more.value()) return s;
+    switch (rec.type) {
+      case pgwire::CaptureRecordType::kSessionOpen:
+        ++s.opens[rec.session_id];
+        break;
+      case pgwire::CaptureRecordType::kSessionClose:
+        ++s.closes[rec.session_id];
+        break;
+      case pgwire::CaptureRecordType::kSessionMeta:
+        if (rec.key == "backend_key_data") ++s.backend_key_data;
+        break;
+      case pgwire::CaptureRecordType::kFrame:
+        if (rec.direction == pgwire::Direction::kBackend) {
+          ++s.backend_frames;
+        } else if (rec.frame_kind == pgwire::FrameKind::kStartup) {
+          ++s.startup_frames;
+        } else if (rec.frame_kind == pgwire::FrameKind::kTyped && rec.first() && !rec.data.empty()) {
+          char type = static_cast<char>(rec.data[0]);
+          ++s.frontend_types[type];
+          if (type == 'p') ++s.password_frames;
+          if (rec.redacted()) ++s.redacted;
+          if (type == 'Q' && rec.last() && rec.data.size() > 6) {
+            s.queries.emplace_back(pgwire::as_string_view(rec.data.subspan(5, rec.data.size() - 6)));
+          }
+        }
+        break;
+    }
+  }
+}
+
+// Statements PostgreSQL logged with log_statement=all in `log` ("statement: " per Query,
+// "execute <name>: " per executed Execute).
+int server_statement_count(const std::string& log) {
+  int n = 0;
+  for (const std::string& l : lines_of(log)) {
+    if (l.find("LOG:  statement: ") != std::string::npos || l.find("LOG:  execute ") != std::string::npos) ++n;
+  }
+  return n;
+}
+
+// Lines of a text SQL log that stand for a statement the server ran: every
+// query line and the execute lines not marked not_executed.
+int proxy_statement_count(const std::string& log) {
+  int n = 0;
+  for (const std::string& l : lines_of(log)) {
+    std::string head = line_head(l);
+    if (head.find(" query ") != std::string::npos) ++n;
+    if (head.find(" execute ") != std::string::npos && head.find(" execute not_executed") == std::string::npos) ++n;
+  }
+  return n;
+}
+
+class PgproxyTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    pt::TempPostgresOptions options;
+    options.settings = {{"log_statement", "all"}};
+    pg_ = new pt::TempPostgres(options);
+  }
+  static void TearDownTestSuite() {
+    delete pg_;
+    pg_ = nullptr;
+  }
+  static pt::TempPostgres& pg() { return *pg_; }
+
+  static inline pt::TempPostgres* pg_ = nullptr;
+};
+
+TEST_F(PgproxyTest, PsqlStatementsAreLoggedOneLineEach) {
+  ProxyProcess proxy(pg());
+  pt::CommandResult r = proxy.psql(pg(), {"-At", "-c", "SELECT 40 + 2"});
+  ASSERT_TRUE(r.ok()) << r.describe() << proxy.output();
+  EXPECT_EQ(r.out, "42\n");
+
+  r = proxy.psql(pg(), {"-At", "-c", "SELECT 1; SELECT 2"});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.out, "1\n2\n");
+
+  // An error, then a good query on the same connection (psql runs a script).
+  r = proxy.psql(pg(), {"-At", "-c", "SELECT 1/0", "-c", "SELECT 'after the error'"});
+  EXPECT_NE(r.err.find("division by zero"), std::string::npos) << r.describe();
+  EXPECT_EQ(r.out, "after the error\n");
+
+  // A newline and non-ASCII text inside the SQL stay on one log line.
+  r = proxy.psql(pg(), {"-At", "-c", "SELECT 'zwei\nZeilen', 'grüße ✓'"});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.out, "zwei\nZeilen|grüße ✓\n");
+
+  // psql exits right after sending Terminate: let the proxy see the last one
+  // before it is stopped (it would otherwise be logged as ended by the shutdown).
+  for (int i = 0; i < 250 && read_capture(proxy.capture()).frontend_types['X'] < 4; ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(proxy.stop(), 0) << proxy.output();
+  std::vector<std::string> lines = lines_of(read_file(proxy.sql_log()));
+  std::map<std::string, std::string> by_sql;  // sql -> head
+  for (const std::string& l : lines) by_sql[line_sql(l)] = line_head(l);
+
+  ASSERT_TRUE(by_sql.count("SELECT 40 + 2")) << read_file(proxy.sql_log());
+  EXPECT_NE(by_sql["SELECT 40 + 2"].find(" query ok"), std::string::npos);
+  EXPECT_NE(by_sql["SELECT 40 + 2"].find("tag=\"SELECT 1\""), std::string::npos) << by_sql["SELECT 40 + 2"];
+  EXPECT_NE(by_sql["SELECT 40 + 2"].find("client=127.0.0.1:"), std::string::npos);
+  EXPECT_NE(by_sql["SELECT 40 + 2"].find("user=" + pg().user()), std::string::npos);
+  EXPECT_NE(by_sql["SELECT 40 + 2"].find("db=postgres"), std::string::npos);
+  ASSERT_TRUE(by_sql.count("SELECT 1; SELECT 2")) << "a multi-statement string is one line";
+  ASSERT_TRUE(by_sql.count("SELECT 1/0"));
+  EXPECT_NE(by_sql["SELECT 1/0"].find(" query error"), std::string::npos);
+  EXPECT_NE(by_sql["SELECT 1/0"].find("sqlstate=22012"), std::string::npos);
+  ASSERT_TRUE(by_sql.count("SELECT 'after the error'"));
+  EXPECT_NE(by_sql["SELECT 'after the error'"].find(" query ok"), std::string::npos);
+  ASSERT_TRUE(by_sql.count("SELECT 'zwei\\nZeilen', 'grüße ✓'")) << read_file(proxy.sql_log());
+
+  // The capture holds the same statements as raw frames, is private, and has
+  // every session's BackendKeyData.
+  struct stat st {};
+  ASSERT_EQ(stat(proxy.capture().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat(proxy.sql_log().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  CaptureSummary cap = read_capture(proxy.capture());
+  EXPECT_EQ(cap.error, "");
+  EXPECT_EQ(cap.opens.size(), 4u);
+  EXPECT_EQ(cap.closes.size(), 4u);
+  EXPECT_EQ(cap.backend_key_data, 4);
+  EXPECT_EQ(cap.backend_frames, 0) << "backend frames only with --capture-backend";
+  EXPECT_GE(cap.startup_frames, 4);
+  EXPECT_EQ(cap.frontend_types['X'], 4);
+  EXPECT_NE(std::find(cap.queries.begin(), cap.queries.end(), "SELECT 'zwei\nZeilen', 'grüße ✓'"), cap.queries.end());
+}
+
+TEST_F(PgproxyTest, JsonLogAndBackendCapture) {
+  ProxyProcess proxy(pg(), {"--log-format", "json", "--capture-backend"});
+  pt::CommandResult r = proxy.psql(pg(), {"-At", "-c", "SELECT NULL::int, 'x\"y'"});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  ASSERT_EQ(proxy.stop(), 0);
+  std::string log = read_file(proxy.sql_log());
+  EXPECT_NE(log.find("\"kind\":\"query\""), std::string::npos) << log;
+  EXPECT_NE(log.find("\"query\":\"SELECT NULL::int, 'x\\\"y'\""), std::string::npos) << log;
+  EXPECT_NE(log.find("\"executed\":true"), std::string::npos) << log;
+  CaptureSummary cap = read_capture(proxy.capture());
+  EXPECT_EQ(cap.error, "");
+  EXPECT_GT(cap.backend_frames, 5);
+  EXPECT_EQ(cap.backend_key_data, 1);
+}
+
+// The count rule: one `query` line per Query and one executed `execute` line
+// per Execute, exactly as many as PostgreSQL's own log_statement=all lines.
+TEST_F(PgproxyTest, PgbenchCountsMatchTheServerLog) {
+  pt::CommandOptions init;
+  init.env = pg().client_env();
+  pt::CommandResult r = pt::run_command({pg().bindir() + "/pgbench", "-i", "-q", "-s", "1"}, init);
+  ASSERT_TRUE(r.ok()) << r.describe();
+
+  for (const char* mode : {"simple", "extended", "prepared"}) {
+    SCOPED_TRACE(mode);
+    ProxyProcess proxy(pg());
+    size_t server_log_before = pg().read_log().size();
+    pt::CommandOptions opts;
+    opts.env = pg().client_env();
+    opts.env["PGPORT"] = std::to_string(proxy.port());
+    r = pt::run_command({pg().bindir() + "/pgbench", "-n", "-M", mode, "-c", "2", "-t", "20"}, opts);
+    ASSERT_TRUE(r.ok()) << r.describe() << proxy.output();
+    EXPECT_NE(r.out.find("number of transactions actually processed: 40/40"), std::string::npos) << r.out;
+    ASSERT_EQ(proxy.stop(), 0) << proxy.output();
+
+    int server = server_statement_count(pg().read_log().substr(server_log_before));
+    std::string log = read_file(proxy.sql_log());
+    int logged = proxy_statement_count(log);
+    EXPECT_GE(server, 40 * 7);  // 7 statements per TPC-B-like transaction
+    EXPECT_EQ(logged, server) << log.substr(0, 2000);
+    if (std::string(mode) != "simple") {
+      EXPECT_NE(log.find(" execute ok"), std::string::npos);
+      EXPECT_NE(log.find("params=($1="), std::string::npos) << log.substr(0, 2000);
+    }
+  }
+}
+
+TEST_F(PgproxyTest, SslIsRefusedSoPreferWorksAndRequireFails) {
+  ProxyProcess proxy(pg());
+  pt::CommandResult r = proxy.psql(pg(), {"-At", "-c", "SELECT 'plaintext'"}, {{"PGSSLMODE", "prefer"}});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.out, "plaintext\n");
+  r = proxy.psql(pg(), {"-At", "-c", "SELECT 'never'"}, {{"PGSSLMODE", "require"}});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("server does not support SSL, but SSL was required"), std::string::npos) << r.describe();
+
+  // A client that does not wait for the answer to SSLRequest is cut off.
+  RawClient eager(proxy.port());
+  pgwire::Buffer b;
+  pgwire::fe::SslRequest{}.encode(b);
+  pgwire::fe::StartupMessage sm;
+  sm.params = {{"user", "postgres"}};
+  sm.encode(b);
+  eager.send_bytes(b.view());
+  std::string got;
+  EXPECT_TRUE(eager.read_to_eof(got));
+  EXPECT_EQ(got.substr(0, 1), "E") << "an ErrorResponse, not 'N'";
+  EXPECT_NE(got.find("08P01"), std::string::npos);
+
+  // Direct TLS (a ClientHello as the first bytes) is refused.
+  RawClient tls(proxy.port());
+  tls.send_text(std::string("\x16\x03\x01\x00\x05hello", 10));
+  got.clear();
+  EXPECT_TRUE(tls.read_to_eof(got));
+  EXPECT_EQ(got, "");
+
+  ASSERT_EQ(proxy.stop(), 0);
+  EXPECT_NE(proxy.output().find("direct TLS connection refused"), std::string::npos) << proxy.output();
+  EXPECT_EQ(read_file(proxy.sql_log()).find("never"), std::string::npos);
+}
+
+TEST_F(PgproxyTest, GarbageClosesOnlyThatConnection) {
+  ProxyProcess proxy(pg());
+  pt::CommandResult slow;
+  std::thread other([&] {
+    slow = proxy.psql(pg(), {"-At", "-c", "SELECT pg_sleep(0.5)", "-c", "SELECT 'still here'"});
+  });
+  std::this_thread::sleep_for(150ms);
+
+  RawClient garbage(proxy.port());
+  garbage.send_text("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string got;
+  EXPECT_TRUE(garbage.read_to_eof(got));
+  EXPECT_EQ(got.substr(0, 1), "E");
+  EXPECT_NE(got.find("FATAL"), std::string::npos);
+  EXPECT_NE(got.find("08P01"), std::string::npos) << got;
+
+  // Garbage after a good startup: an impossible message length.
+  RawClient later(proxy.port());
+  pgwire::Buffer b;
+  pgwire::fe::StartupMessage sm;
+  sm.params = {{"user", pg().user()}, {"database", "postgres"}};
+  sm.encode(b);
+  later.send_bytes(b.view());
+  while (auto f = later.next_frame()) {
+    if (f->type == 'Z') break;
+  }
+  later.send_text(std::string("Q\x00\x00\x00\x01", 5));  // length 1 < 4
+  got.clear();
+  EXPECT_TRUE(later.read_to_eof(got));
+  EXPECT_NE(got.find("08P01"), std::string::npos) << got;
+
+  other.join();
+  EXPECT_TRUE(slow.ok()) << slow.describe();
+  EXPECT_EQ(slow.out, "\nstill here\n");
+  ASSERT_EQ(proxy.stop(), 0);
+  std::string out = proxy.output();
+  EXPECT_NE(out.find("protocol violation"), std::string::npos) << out;
+  EXPECT_NE(out.find("client 127.0.0.1:"), std::string::npos) << out;
+}
+
+TEST_F(PgproxyTest, CancelRequestIsForwarded) {
+  ProxyProcess proxy(pg());
+  RawClient session(proxy.port());
+  pgwire::Buffer b;
+  pgwire::fe::StartupMessage sm;
+  sm.params = {{"user", pg().user()}, {"database", "postgres"}};
+  sm.encode(b);
+  session.send_bytes(b.view());
+  std::optional<pgwire::OwnedFrame> key;
+  while (auto f = session.next_frame()) {
+    if (f->type == 'K') key = f;
+    if (f->type == 'Z') break;
+  }
+  ASSERT_TRUE(key.has_value());
+  auto kd = pgwire::be::BackendKeyData::decode({key->body.data(), key->body.size()}, 0);
+  ASSERT_TRUE(kd.ok());
+
+  b.clear();
+  pgwire::fe::Query{"SELECT pg_sleep(20)"}.encode(b);
+  session.send_bytes(b.view());
+  std::this_thread::sleep_for(200ms);
+  auto start = std::chrono::steady_clock::now();
+
+  RawClient cancel(proxy.port());
+  b.clear();
+  pgwire::fe::CancelRequest cr;
+  cr.process_id = kd->process_id;
+  cr.secret_key = kd->secret_key;
+  cr.encode(b);
+  cancel.send_bytes(b.view());
+  std::string got;
+  EXPECT_TRUE(cancel.read_to_eof(got));  // the server closes the cancel connection
+  EXPECT_EQ(got, "");
+
+  std::string sqlstate;
+  while (auto f = session.next_frame()) {
+    if (f->type == 'E') {
+      auto err = pgwire::be::ErrorResponse::decode({f->body.data(), f->body.size()}, 0);
+      if (err.ok()) sqlstate = std::string(err->sqlstate());
+    }
+    if (f->type == 'Z') break;
+  }
+  EXPECT_EQ(sqlstate, "57014");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+  ASSERT_EQ(proxy.stop(), 0);
+  std::string log = read_file(proxy.sql_log());
+  EXPECT_NE(log.find("sqlstate=57014"), std::string::npos) << log;
+  CaptureSummary cap = read_capture(proxy.capture());
+  EXPECT_EQ(cap.opens.size(), 2u);  // the session and the cancel connection
+}
+
+TEST_F(PgproxyTest, OverMaxConnectionsGetsTooManyConnections) {
+  ProxyProcess proxy(pg(), {"--max-connections", "1"});
+  RawClient holder(proxy.port());
+  pgwire::Buffer b;
+  pgwire::fe::StartupMessage sm;
+  sm.params = {{"user", pg().user()}, {"database", "postgres"}};
+  sm.encode(b);
+  holder.send_bytes(b.view());
+  while (auto f = holder.next_frame()) {
+    if (f->type == 'Z') break;
+  }
+  pt::CommandResult r = proxy.psql(pg(), {"-At", "-c", "SELECT 1"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("too many connections"), std::string::npos) << r.describe();
+  ASSERT_EQ(proxy.stop(), 0);
+}
+
+TEST_F(PgproxyTest, SighupRotatesAndSigtermLogsPendingRequests) {
+  ProxyProcess proxy(pg());
+  pt::CommandResult r = proxy.psql(pg(), {"-At", "-c", "SELECT 'before rotation'"});
+  ASSERT_TRUE(r.ok()) << r.describe();
+
+  // A session in the middle of a statement when the proxy stops.
+  RawClient busy(proxy.port());
+  pgwire::Buffer b;
+  pgwire::fe::StartupMessage sm;
+  sm.params = {{"user", pg().user()}, {"database", "postgres"}};
+  sm.encode(b);
+  busy.send_bytes(b.view());
+  while (auto f = busy.next_frame()) {
+    if (f->type == 'Z') break;
+  }
+
+  std::this_thread::sleep_for(100ms);  // the writer takes the first lines
+  fs::rename(proxy.sql_log(), proxy.sql_log() + ".1");
+  fs::rename(proxy.capture(), proxy.capture() + ".1");
+  proxy.signal(SIGHUP);
+  for (int i = 0; i < 100 && !fs::exists(proxy.capture()); ++i) std::this_thread::sleep_for(20ms);
+
+  b.clear();
+  pgwire::fe::Query{"SELECT pg_sleep(20)"}.encode(b);
+  busy.send_bytes(b.view());
+  r = proxy.psql(pg(), {"-At", "-c", "SELECT 'after rotation'"});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  ASSERT_EQ(proxy.stop(), 0) << proxy.output();
+
+  std::string old_log = read_file(proxy.sql_log() + ".1");
+  std::string new_log = read_file(proxy.sql_log());
+  EXPECT_NE(old_log.find("before rotation"), std::string::npos) << old_log;
+  EXPECT_EQ(old_log.find("after rotation"), std::string::npos);
+  EXPECT_NE(new_log.find("after rotation"), std::string::npos) << new_log;
+  bool pending_logged = false;
+  for (const std::string& l : lines_of(new_log)) {
+    if (line_sql(l) == "SELECT pg_sleep(20)") pending_logged = line_head(l).find(" query unknown") != std::string::npos;
+  }
+  EXPECT_TRUE(pending_logged) << new_log;
+
+  CaptureSummary old_cap = read_capture(proxy.capture() + ".1");
+  CaptureSummary new_cap = read_capture(proxy.capture());
+  EXPECT_EQ(old_cap.error, "");
+  EXPECT_EQ(new_cap.error, "");
+  EXPECT_NE(std::find(new_cap.queries.begin(), new_cap.queries.end(), "SELECT pg_sleep(20)"), new_cap.queries.end());
+  EXPECT_GE(new_cap.backend_key_data, 1) << "open sessions are re-announced in the new file";
+  struct stat st {};
+  ASSERT_EQ(stat(proxy.capture().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// Authentication passes through untouched: a SCRAM login through the proxy,
+// and the capture keeps only the headers of the SASL frames unless asked.
+TEST(PgproxyAuth, ScramLoginPassesThroughAndIsRedacted) {
+  pt::TempPostgresOptions options;
+  options.host_auth = pt::HostAuth::scram_sha_256;
+  pt::TempPostgres pg(options);
+  for (bool secrets : {false, true}) {
+    SCOPED_TRACE(secrets ? "--capture-secrets" : "redacted");
+    ProxyProcess proxy(pg, secrets ? std::vector<std::string>{"--capture-secrets"} : std::vector<std::string>{});
+    pt::CommandResult r = proxy.psql(pg, {"-At", "-c", "SELECT current_user"});
+    ASSERT_TRUE(r.ok()) << r.describe() << proxy.output();
+    EXPECT_EQ(r.out, pg.user() + "\n");
+    r = proxy.psql(pg, {"-At", "-c", "SELECT 'wrong password'"}, {{"PGPASSWORD", "not-the-password"}});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("password authentication failed"), std::string::npos) << r.describe();
+    ASSERT_EQ(proxy.stop(), 0);
+
+    std::string log = read_file(proxy.sql_log());
+    EXPECT_NE(log.find("sql: SELECT current_user"), std::string::npos) << log;
+    EXPECT_EQ(log.find("wrong password"), std::string::npos) << log;
+    CaptureSummary cap = read_capture(proxy.capture());
+    EXPECT_EQ(cap.error, "");
+    EXPECT_GE(cap.password_frames, 3);  // SASLInitialResponse, SASLResponse; and the failed login's first
+    EXPECT_EQ(cap.redacted, secrets ? 0 : cap.password_frames);
+    std::string raw = read_file(proxy.capture());
+    // The SCRAM client-first-message ("n,,n=...") is in the capture only with --capture-secrets.
+    if (secrets) {
+      EXPECT_NE(raw.find("n,,n="), std::string::npos);
+    } else {
+      EXPECT_EQ(raw.find("n,,n="), std::string::npos);
+    }
+  }
+}
+
+}  // namespace

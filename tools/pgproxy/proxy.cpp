@@ -1,0 +1,468 @@
+#include "proxy.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "async_writer.hpp"
+#include "diag.hpp"
+#include "net.hpp"
+#include "pgwire/messages.hpp"
+#include "session.hpp"
+
+namespace pgproxy {
+
+namespace {
+
+constexpr size_t kReadBuffer = size_t{64} * 1024;
+constexpr int kAcceptsPerWakeup = 64;
+constexpr int64_t kAcceptBackoffMs = 100;
+constexpr size_t kBatchSubmitBytes = size_t{256} * 1024;
+constexpr int64_t kBatchMaxAgeMs = 10;
+constexpr size_t kMaxRejecting = 256;  // connections being refused at the same time
+
+void raise_fd_limit(uint64_t max_connections) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) {
+      rl = want;
+    } else {
+      diag("cannot raise the open file limit to {}: {}", rl.rlim_max, errno_text(errno));
+    }
+  }
+  uint64_t need = max_connections * 2 + 64;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+    diag("warning: the open file limit {} is below what --max-connections {} needs ({})", rl.rlim_cur, max_connections,
+         need);
+  }
+}
+
+const char* signal_name(uint32_t sig) {
+  switch (sig) {
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGHUP:
+      return "SIGHUP";
+    default:
+      return "signal";
+  }
+}
+
+class Proxy {
+ public:
+  explicit Proxy(const ProxyOptions& opts) : opts_(opts) {}
+  ~Proxy() {
+    sessions_.clear();
+    for (int fd : listeners_) close(fd);
+    if (signal_fd_ >= 0) close(signal_fd_);
+  }
+
+  int run() {
+    if (!setup()) return 1;
+    int sig = loop();
+    return stop(sig);
+  }
+
+ private:
+  enum class SlotKind : uint8_t { kSignal, kWake, kListener, kClient, kServer };
+  struct Slot {
+    SlotKind kind;
+    Session* session;
+  };
+
+  bool setup();
+  int loop();  // returns the signal that stopped it
+  int stop(int sig);
+  void final_sweep();
+  int poll_timeout(int64_t now, int64_t next_deadline) const;
+  void build_poll_set(int64_t now, int64_t& next_deadline);
+  void accept_from(int listen_fd, int64_t now);
+  int read_signal();
+  void reopen_files();
+  void reap();
+  void maybe_submit(int64_t now, bool force);
+  void report_stats(int64_t now);
+
+  ProxyOptions opts_;
+  SessionContext ctx_;
+  WriteBatch batch_;
+  int64_t batch_since_ms_ = 0;  // when the batch stopped being empty
+  std::unique_ptr<AsyncWriter> writer_;
+  int signal_fd_ = -1;
+  std::vector<int> listeners_;
+  int64_t listen_paused_until_ms_ = 0;
+  uint64_t next_session_id_ = 0;
+  uint64_t rejecting_ = 0;
+  int64_t last_reject_diag_ms_ = -1000;
+  int64_t last_accept_diag_ms_ = -1000;
+  uint64_t accept_errors_unreported_ = 0;
+  std::vector<std::unique_ptr<Session>> sessions_;
+  // The one poll set: rebuilt every iteration from what each session wants.
+  std::vector<pollfd> pfds_;
+  std::vector<Slot> slots_;
+  bool throttled_ = false;
+  // Statistics.
+  int64_t stats_every_ms_ = 0;
+  int64_t next_stats_ms_ = 0;
+  int64_t last_stats_ms_ = 0;
+  ProxyStats last_stats_;
+};
+
+bool Proxy::setup() {
+  raise_fd_limit(opts_.max_connections);
+
+  // Signals arrive through a signalfd; blocked here, before the writer thread
+  // starts, so that thread inherits the mask and never takes them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal_fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd_ < 0) {
+    diag("signalfd: {}", errno_text(errno));
+    return false;
+  }
+  signal(SIGPIPE, SIG_IGN);
+
+  std::string error;
+  auto up = parse_host_port(opts_.upstream, "5432", error);
+  if (!up) {
+    diag("--upstream {}", error);
+    return false;
+  }
+  ctx_.upstream = resolve(*up, false, error);
+  if (ctx_.upstream.empty()) {
+    diag("--upstream {}", error);
+    return false;
+  }
+  ctx_.upstream_text = format_address(ctx_.upstream.front());
+
+  auto lh = parse_host_port(opts_.listen, "6432", error);
+  if (!lh) {
+    diag("--listen {}", error);
+    return false;
+  }
+  auto addrs = resolve(*lh, true, error);
+  if (addrs.empty()) {
+    diag("--listen {}", error);
+    return false;
+  }
+  for (const auto& a : addrs) {
+    int fd = listen_on(a, 1024, error);
+    if (fd < 0) {
+      diag("{}", error);
+      continue;
+    }
+    listeners_.push_back(fd);
+  }
+  if (listeners_.empty()) return false;
+
+  if (opts_.log_format != "text" && opts_.log_format != "json") {
+    diag("--log-format must be text or json");
+    return false;
+  }
+  WriterOptions wo;
+  wo.sql_log_path = opts_.sql_log;
+  wo.capture_path = opts_.capture;
+  wo.capture.redact_secrets = !opts_.capture_secrets;
+  wo.capture.creator_pid = static_cast<uint32_t>(getpid());
+  wo.capture.creator = fmt::format("pgproxy {}", kVersion);
+  writer_ = AsyncWriter::start(std::move(wo), error);
+  if (!writer_) {
+    diag("{}", error);
+    return false;
+  }
+
+  ctx_.log_format = opts_.log_format == "json" ? pgwire::LogFormat::kJson : pgwire::LogFormat::kText;
+  ctx_.log_enabled = writer_->has_log();
+  ctx_.capture_enabled = writer_->has_capture();
+  ctx_.capture_backend = opts_.capture_backend;
+  ctx_.redact_secrets = !opts_.capture_secrets;
+  ctx_.batch = &batch_;
+  ctx_.scratch.resize(kReadBuffer);
+
+  for (int fd : listeners_) diag("listening on {}", local_address(fd));
+  diag("upstream {}; SQL log {}; capture {}{}", ctx_.upstream_text,
+       opts_.sql_log.empty() ? "off" : (opts_.sql_log == "-" ? "stdout" : opts_.sql_log),
+       opts_.capture.empty() ? "off" : (opts_.capture == "-" ? "stdout" : opts_.capture),
+       opts_.capture_backend ? " (with backend frames)" : "");
+  stats_every_ms_ = static_cast<int64_t>(opts_.stats_interval * 1000);
+  last_stats_ms_ = monotonic_ms();
+  next_stats_ms_ = stats_every_ms_ > 0 ? last_stats_ms_ + stats_every_ms_ : 0;
+  return true;
+}
+
+void Proxy::build_poll_set(int64_t now, int64_t& next_deadline) {
+  pfds_.clear();
+  slots_.clear();
+  auto add = [this](int fd, short events, SlotKind kind, Session* s) {
+    pfds_.push_back(pollfd{fd, events, 0});
+    slots_.push_back(Slot{kind, s});
+  };
+  add(signal_fd_, POLLIN, SlotKind::kSignal, nullptr);
+  add(writer_->wake_fd(), POLLIN, SlotKind::kWake, nullptr);
+  if (now >= listen_paused_until_ms_) {
+    for (int fd : listeners_) add(fd, POLLIN, SlotKind::kListener, nullptr);
+  }
+  throttled_ = writer_->should_throttle();
+  next_deadline = 0;
+  for (auto& s : sessions_) {
+    if (s->done()) continue;
+    if (short ev = s->client_events(throttled_)) add(s->client_fd(), ev, SlotKind::kClient, s.get());
+    if (short ev = s->server_events(throttled_)) add(s->server_fd(), ev, SlotKind::kServer, s.get());
+    int64_t d = s->deadline_ms();
+    if (d != 0 && (next_deadline == 0 || d < next_deadline)) next_deadline = d;
+  }
+}
+
+int Proxy::poll_timeout(int64_t now, int64_t next_deadline) const {
+  int64_t wake = -1;
+  auto consider = [&](int64_t at) {
+    if (at == 0) return;
+    int64_t in = std::max<int64_t>(0, at - now);
+    if (wake < 0 || in < wake) wake = in;
+  };
+  consider(next_deadline);
+  consider(next_stats_ms_);
+  if (batch_since_ms_ != 0) consider(batch_since_ms_ + kBatchMaxAgeMs);
+  if (now < listen_paused_until_ms_) consider(listen_paused_until_ms_);
+  if (throttled_) consider(now + 50);  // the writer's wake-up may race with our check
+  return wake < 0 ? -1 : static_cast<int>(std::min<int64_t>(wake, 60'000));
+}
+
+int Proxy::loop() {
+  for (;;) {
+    int64_t now = monotonic_ms();
+    int64_t next_deadline = 0;
+    build_poll_set(now, next_deadline);
+    int n = poll(pfds_.data(), pfds_.size(), poll_timeout(now, next_deadline));
+    if (n < 0 && errno != EINTR) {
+      diag("poll: {}", errno_text(errno));
+      return SIGTERM;
+    }
+    now = monotonic_ms();
+    for (size_t i = 0; n > 0 && i < pfds_.size(); ++i) {
+      short re = pfds_[i].revents;
+      if (re == 0) continue;
+      const Slot& slot = slots_[i];
+      switch (slot.kind) {
+        case SlotKind::kSignal: {
+          int sig = read_signal();
+          if (sig == SIGHUP) {
+            reopen_files();
+          } else if (sig != 0) {
+            return sig;
+          }
+          break;
+        }
+        case SlotKind::kWake:
+          writer_->clear_wake();
+          break;
+        case SlotKind::kListener:
+          accept_from(pfds_[i].fd, now);
+          break;
+        case SlotKind::kClient:
+          if (!slot.session->done()) slot.session->on_client_event(re);
+          break;
+        case SlotKind::kServer:
+          if (!slot.session->done()) slot.session->on_server_event(re);
+          break;
+      }
+      // Many busy sessions in one wake-up: hand over in pieces, so the batch
+      // stays small and the writer's queue limit stays meaningful.
+      if (batch_.size() >= kBatchSubmitBytes) maybe_submit(now, true);
+    }
+    if (next_deadline != 0 && now >= next_deadline) {
+      for (auto& s : sessions_) s->on_timer(now);
+    }
+    reap();
+    maybe_submit(now, false);
+    if (next_stats_ms_ != 0 && now >= next_stats_ms_) report_stats(now);
+  }
+}
+
+void Proxy::accept_from(int listen_fd, int64_t now) {
+  for (int i = 0; i < kAcceptsPerWakeup; ++i) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    int fd = accept4(listen_fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) return;
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+      // EMFILE, ENFILE, ENOBUFS, ENOMEM: stop accepting for a moment and keep
+      // serving the sessions we have; the kernel queues new clients meanwhile.
+      ++ctx_.stats.errors;
+      ++accept_errors_unreported_;
+      if (now - last_accept_diag_ms_ >= 1000) {  // a storm of these must not flood stderr
+        diag("accept: {}; pausing accepts for {} ms each time ({} times since the last report; {} sessions open)",
+             errno_text(err), kAcceptBackoffMs, accept_errors_unreported_, sessions_.size());
+        last_accept_diag_ms_ = now;
+        accept_errors_unreported_ = 0;
+      }
+      listen_paused_until_ms_ = now + kAcceptBackoffMs;
+      return;
+    }
+    set_nodelay(fd);
+    std::string client = format_address(reinterpret_cast<const sockaddr*>(&ss), len);
+    uint64_t id = ++next_session_id_;
+    ++ctx_.stats.accepted;
+    if (ctx_.stats.active >= opts_.max_connections) {
+      ++ctx_.stats.rejected;
+      if (now - last_reject_diag_ms_ >= 1000) {  // at most one line a second: this can come in floods
+        diag("refusing {} (and any more within a second): --max-connections {} reached; {} refused so far", client,
+             opts_.max_connections, ctx_.stats.rejected);
+        last_reject_diag_ms_ = now;
+      }
+      if (rejecting_ >= kMaxRejecting) {
+        close(fd);  // refusing politely costs a descriptor too; past this, just close
+        continue;
+      }
+      ++rejecting_;
+      sessions_.push_back(std::make_unique<Session>(
+          ctx_, id, fd, std::move(client),
+          fmt::format("too many connections (pgproxy --max-connections {})", opts_.max_connections)));
+      continue;
+    }
+    ++ctx_.stats.active;
+    sessions_.push_back(std::make_unique<Session>(ctx_, id, fd, std::move(client)));
+  }
+}
+
+int Proxy::read_signal() {
+  signalfd_siginfo si{};
+  ssize_t n = read(signal_fd_, &si, sizeof si);
+  if (n != sizeof si) return 0;
+  return static_cast<int>(si.ssi_signo);
+}
+
+void Proxy::reopen_files() {
+  diag("SIGHUP: reopening the SQL log and the capture");
+  maybe_submit(0, true);
+  batch_.reopen = true;
+  // The new capture file starts with a header; repeat each open session's
+  // opening so a reader of the new file knows them.
+  for (auto& s : sessions_) s->capture_reopened();
+  writer_->submit(batch_);
+  batch_since_ms_ = 0;
+}
+
+void Proxy::reap() {
+  auto it = std::remove_if(sessions_.begin(), sessions_.end(), [this](const std::unique_ptr<Session>& s) {
+    if (!s->done()) return false;
+    if (s->counted()) {
+      --ctx_.stats.active;
+    } else {
+      --rejecting_;
+    }
+    return true;
+  });
+  sessions_.erase(it, sessions_.end());
+}
+
+void Proxy::maybe_submit(int64_t now, bool force) {
+  if (batch_.empty()) {
+    batch_since_ms_ = 0;
+    return;
+  }
+  if (batch_since_ms_ == 0) batch_since_ms_ = now;
+  if (force || batch_.size() >= kBatchSubmitBytes || now - batch_since_ms_ >= kBatchMaxAgeMs) {
+    writer_->submit(batch_);
+    batch_since_ms_ = 0;
+  }
+}
+
+void Proxy::report_stats(int64_t now) {
+  double secs = static_cast<double>(std::max<int64_t>(1, now - last_stats_ms_)) / 1000.0;
+  const ProxyStats& s = ctx_.stats;
+  const WriterStats& w = writer_->stats();
+  auto rate = [secs](uint64_t now_v, uint64_t then_v) { return static_cast<double>(now_v - then_v) / secs; };
+  diag(
+      "stats: connections={} accepted={} rejected={} statements/s={:.1f} client_bytes/s={:.0f} "
+      "server_bytes/s={:.0f} errors={} lost_lines={} lost_records={} writer_queue_bytes={}{}",
+      s.active, s.accepted, s.rejected, rate(s.statements, last_stats_.statements),
+      rate(s.client_bytes, last_stats_.client_bytes), rate(s.server_bytes, last_stats_.server_bytes),
+      s.errors + w.write_errors.load(), w.lines_lost.load(), w.records_lost.load(), writer_->queued_bytes(),
+      throttled_ ? " (throttled: the writer is behind)" : "");
+  last_stats_ = s;
+  last_stats_ms_ = now;
+  next_stats_ms_ = now + stats_every_ms_;
+}
+
+// One last non-blocking look at every session before they are ended: bytes
+// that already arrived (a client's Terminate in flight, the server's last
+// responses) are forwarded, logged and captured rather than dropped.
+void Proxy::final_sweep() {
+  int64_t now = monotonic_ms();
+  int64_t next_deadline = 0;
+  build_poll_set(now, next_deadline);
+  if (poll(pfds_.data(), pfds_.size(), 0) <= 0) return;
+  for (size_t i = 0; i < pfds_.size(); ++i) {
+    short re = pfds_[i].revents;
+    const Slot& slot = slots_[i];
+    if (re == 0 || slot.session == nullptr || slot.session->done()) continue;
+    if (slot.kind == SlotKind::kClient) slot.session->on_client_event(re);
+    if (slot.kind == SlotKind::kServer) slot.session->on_server_event(re);
+  }
+}
+
+// First SIGINT/SIGTERM: stop accepting, end the sessions (their pending
+// requests are logged with an unknown outcome), let the writer finish, exit 0.
+// A second one exits at once.
+int Proxy::stop(int sig) {
+  diag("{}: stopping; {} sessions open, finishing the SQL log and capture (send again to exit at once)",
+       signal_name(static_cast<uint32_t>(sig)), ctx_.stats.active);
+  for (int fd : listeners_) close(fd);
+  listeners_.clear();
+  final_sweep();
+  for (auto& s : sessions_) s->abort("proxy shutdown");
+  sessions_.clear();
+  maybe_submit(0, true);
+  writer_->begin_stop();
+  while (!writer_->finished()) {
+    pollfd p[2] = {{signal_fd_, POLLIN, 0}, {writer_->wake_fd(), POLLIN, 0}};
+    (void)poll(p, 2, 1000);
+    if (p[1].revents) writer_->clear_wake();
+    if (p[0].revents) {
+      int again = read_signal();
+      if (again == SIGINT || again == SIGTERM) {
+        diag("{} again: exiting at once; the SQL log and capture may be incomplete",
+             signal_name(static_cast<uint32_t>(again)));
+        _exit(128 + again);
+      }
+    }
+  }
+  writer_->join();
+  const WriterStats& w = writer_->stats();
+  diag(
+      "exiting: sessions={} statements={} lines_written={} records_written={} errors={} lost_lines={} "
+      "lost_records={}",
+      ctx_.stats.accepted, ctx_.stats.statements, w.lines_written.load(), w.records_written.load(),
+      ctx_.stats.errors + w.write_errors.load(), w.lines_lost.load(), w.records_lost.load());
+  return 0;
+}
+
+}  // namespace
+
+int run_proxy(const ProxyOptions& opts) {
+  Proxy proxy(opts);
+  return proxy.run();
+}
+
+}  // namespace pgproxy

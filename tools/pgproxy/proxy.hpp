@@ -1,0 +1,27 @@
+// pgproxy's event loop: one thread, poll() over non-blocking sockets, a
+// writer thread for the disk.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace pgproxy {
+
+inline constexpr const char* kVersion = PGPROXY_VERSION;
+
+struct ProxyOptions {
+  std::string listen = "127.0.0.1:6432";
+  std::string upstream = "127.0.0.1:5432";
+  std::string sql_log = "-";  // "" = none, "-" = stdout
+  std::string capture;        // "" = none, "-" = stdout
+  std::string log_format = "text";
+  bool capture_backend = false;
+  bool capture_secrets = false;
+  uint64_t max_connections = 1000;
+  double stats_interval = 60;  // seconds, 0 = off
+};
+
+// Serves until SIGINT / SIGTERM; returns the process exit code.
+int run_proxy(const ProxyOptions& opts);
+
+}  // namespace pgproxy

@@ -1,0 +1,169 @@
+// One proxied connection: the client socket, the upstream socket, a bounded
+// output buffer toward each, the framer of both directions, the statement
+// tracker, and the small state machine around them. Sessions never block and
+// never own the pollfd array: the proxy asks each one what it wants to wait
+// for (client_events / server_events) and hands it what happened.
+#pragma once
+
+#include <poll.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "async_writer.hpp"
+#include "net.hpp"
+#include "pgwire/framer.hpp"
+#include "pgwire/statement_log.hpp"
+#include "pgwire/tracker.hpp"
+
+namespace pgproxy {
+
+// Pending bytes toward one socket. Appends at the end, consumes from the
+// front; memory goes back to the allocator when it empties after a burst, so
+// an idle connection holds (almost) nothing.
+class OutBuf {
+ public:
+  size_t size() const { return data_.size() - head_; }
+  bool empty() const { return size() == 0; }
+  pgwire::Bytes view() const { return {data_.data() + head_, size()}; }
+  void append(pgwire::Bytes b);
+  void consume(size_t n);
+  void release();
+
+ private:
+  std::vector<std::byte> data_;
+  size_t head_ = 0;
+};
+
+// Counters of the event loop (single-threaded, so plain integers).
+struct ProxyStats {
+  uint64_t accepted = 0;
+  uint64_t active = 0;      // sessions counted against --max-connections
+  uint64_t rejected = 0;    // over --max-connections
+  uint64_t statements = 0;  // tracker events
+  uint64_t client_bytes = 0;
+  uint64_t server_bytes = 0;
+  uint64_t errors = 0;  // protocol violations, upstream failures, accept errors, ...
+};
+
+// What all sessions share: options, the upstream addresses, the batch being
+// filled for the writer thread, the read buffer, the counters.
+struct SessionContext {
+  std::vector<SocketAddress> upstream;
+  std::string upstream_text;
+  pgwire::LogFormat log_format = pgwire::LogFormat::kText;
+  bool log_enabled = false;
+  bool capture_enabled = false;
+  bool capture_backend = false;
+  bool redact_secrets = true;  // password / SASL frames: header only
+  WriteBatch* batch = nullptr;
+  std::vector<std::byte> scratch;  // one read buffer for the whole loop
+  ProxyStats stats;
+};
+
+class Session {
+ public:
+  // Above this many pending bytes toward one side, the other side is not read.
+  static constexpr size_t kHighWater = size_t{256} * 1024;
+  static constexpr size_t kLowWater = size_t{64} * 1024;
+
+  // `reject_message` non-empty: a connection over --max-connections. Like
+  // PostgreSQL, it is refused with ErrorResponse 53300 once its startup packet
+  // has arrived (libpq ignores an error sent in answer to SSLRequest), is not
+  // logged or captured, and uses no upstream connection; a CancelRequest on
+  // it is still forwarded, since cancels matter most when the server is busy.
+  Session(SessionContext& ctx, uint64_t id, int client_fd, std::string client_addr, std::string reject_message = {});
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  uint64_t id() const { return id_; }
+  int client_fd() const { return client_fd_; }
+  int server_fd() const { return server_fd_; }
+  bool done() const { return phase_ == Phase::kDone; }
+  bool counted() const { return counted_; }  // against --max-connections
+  // Monotonic ms of the next timeout, 0 = none.
+  int64_t deadline_ms() const { return deadline_ms_; }
+
+  // Poll interest; `throttled` = the writer is behind, read nothing.
+  short client_events(bool throttled);
+  short server_events(bool throttled);
+  void on_client_event(short revents);
+  void on_server_event(short revents);
+  void on_timer(int64_t now_ms);
+
+  // The proxy stops: pending requests are logged with an unknown outcome.
+  void abort(std::string_view reason);
+  // After SIGHUP the capture file is new: repeat what a reader needs to know.
+  void capture_reopened();
+
+ private:
+  enum class Phase : uint8_t {
+    kStartup,     // no upstream yet: waiting for the first startup packet
+    kForwarding,  // upstream connecting or connected, bytes flow
+    kDraining,    // ending: flushing what is pending to the side still alive
+    kLinger,      // client write side shut down after our last bytes; waiting for its EOF
+    kDone,
+  };
+  enum class Upstream : uint8_t { kNone, kConnecting, kConnected, kClosed };
+
+  void read_client();
+  void read_server();
+  void client_data(pgwire::Bytes data, int64_t ts);
+  void server_data(pgwire::Bytes data, int64_t ts);
+  void record_frame(pgwire::Direction dir, const pgwire::Frame& f, int64_t ts);
+  void answer_no_encryption(int64_t ts);
+  void start_upstream();
+  void upstream_connected();
+  void upstream_failed(int err);
+
+  void send_to_client(pgwire::Bytes b);
+  void send_to_server(pgwire::Bytes b);
+  void flush_client();
+  void flush_server();
+  // Writes what it can; returns false on a fatal socket error (errno in err).
+  static bool write_some(int fd, OutBuf& buf, pgwire::Bytes extra, int& err, size_t& written);
+
+  bool can_send_error();
+  void fail_client(std::string_view sqlstate, std::string_view message, std::string reason);
+  void protocol_violation(const pgwire::Error& e);
+  void client_gone(std::string reason);
+  void server_gone(std::string reason);
+  void close_server();
+  void begin_drain(std::string reason);
+  void check_drained();
+  void finish(std::string_view reason);
+  void stop_tracking(std::string_view why);
+
+  SessionContext& ctx_;
+  uint64_t id_;
+  std::string client_addr_;
+  int client_fd_;
+  int server_fd_ = -1;
+  Phase phase_ = Phase::kStartup;
+  Upstream upstream_ = Upstream::kNone;
+  size_t upstream_index_ = 0;  // which resolved address is being tried
+  std::string reject_message_;
+  bool counted_ = true;
+  bool tracking_ = true;
+  bool capturing_ = true;
+  bool client_readable_ = true;  // no EOF / error seen
+  bool client_writable_ = true;
+  bool client_paused_ = false;  // to_server_ above high water
+  bool server_paused_ = false;  // to_client_ above high water
+  int64_t deadline_ms_ = 0;
+  int64_t open_ts_ns_ = 0;
+  std::string close_reason_;
+  uint64_t backend_boundary_ = 0;  // backend stream offset where the last whole frame ended
+
+  OutBuf to_client_;
+  OutBuf to_server_;
+  pgwire::ConnectionFramer framer_;
+  std::unique_ptr<pgwire::ConnectionTracker> tracker_;
+  std::vector<std::byte> backend_key_;  // BackendKeyData body, for capture_reopened()
+};
+
+}  // namespace pgproxy
