@@ -218,6 +218,9 @@ FrameResult Framer::next(Bytes& input) {
 
   if (header_have_ == 0) {
     buf_.clear();
+    // A large frame that came in pieces may have grown the buffer to
+    // max_buffered: give that back, so idle connections stay small.
+    if (buf_.capacity() > (64u << 10)) std::vector<std::byte>().swap(buf_);
     body_done_ = 0;
     if (input.empty()) return FrameResult::more();
     frame_offset_ = offset_;
