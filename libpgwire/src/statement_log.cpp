@@ -1,6 +1,6 @@
 #include "pgwire/statement_log.hpp"
 
-#include <fmt/format.h>
+#include <charconv>
 
 #include "pgwire/bytes.hpp"
 #include "pgwire/text.hpp"
@@ -20,7 +20,25 @@ const char* outcome_name(Outcome o) {
 
 bool has_duration(const StatementEvent& ev) { return ev.end_ns != 0 && ev.end_ns >= ev.start_ns; }
 
-double duration_ms(const StatementEvent& ev) { return static_cast<double>(ev.end_ns - ev.start_ns) / 1e6; }
+// Numbers are written with std::to_chars: the log line is on the proxy's hot
+// path and fmt's format-string parsing cost more than everything else here.
+template <class Int>
+void append_int(std::string& out, Int v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<size_t>(end - buf));
+}
+
+// Milliseconds with three decimals, rounded to the nearest microsecond.
+void append_duration_ms(std::string& out, const StatementEvent& ev) {
+  int64_t us = (ev.end_ns - ev.start_ns + 500) / 1000;
+  append_int(out, us / 1000);
+  out += '.';
+  int64_t frac = us % 1000;
+  out += static_cast<char>('0' + frac / 100);
+  out += static_cast<char>('0' + frac / 10 % 10);
+  out += static_cast<char>('0' + frac % 10);
+}
 
 // key=value, the value quoted when it would not read back as one word.
 void append_field(std::string& out, std::string_view key, std::string_view value) {
@@ -60,12 +78,16 @@ void append_text_param(std::string& out, const StatementParam& p) {
     }
     out += '\'';
   }
-  if (p.type_oid != 0) fmt::format_to(std::back_inserter(out), "::{}", p.type_oid);
+  if (p.type_oid != 0) {
+    out += "::";
+    append_int(out, p.type_oid);
+  }
 }
 
 void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& out) {
   append_iso8601_utc(out, ev.start_ns);
-  fmt::format_to(std::back_inserter(out), " session={}", s.session_id);
+  out += " session=";
+  append_int(out, s.session_id);
   append_field(out, "client", s.client);
   append_field(out, "user", s.user);
   append_field(out, "db", s.database);
@@ -74,10 +96,14 @@ void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& ou
   out += ' ';
   out += outcome_name(ev.outcome);
   if (has_duration(ev)) {
-    fmt::format_to(std::back_inserter(out), " duration_ms={:.3f}", duration_ms(ev));
+    out += " duration_ms=";
+    append_duration_ms(out, ev);
   }
   if (!ev.tag.empty()) append_field(out, "tag", ev.tag);
-  if (ev.rows) fmt::format_to(std::back_inserter(out), " rows={}", *ev.rows);
+  if (ev.rows) {
+    out += " rows=";
+    append_int(out, *ev.rows);
+  }
   if (!ev.sqlstate.empty()) {
     append_field(out, "sqlstate", ev.sqlstate);
     append_field(out, "error", ev.error_message);
@@ -87,7 +113,9 @@ void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& ou
     out += " params=(";
     for (size_t i = 0; i < ev.params.size(); ++i) {
       if (i) out += ", ";
-      fmt::format_to(std::back_inserter(out), "${}=", i + 1);
+      out += '$';
+      append_int(out, i + 1);
+      out += '=';
       append_text_param(out, ev.params[i]);
     }
     out += ')';
@@ -107,7 +135,9 @@ void json_string(std::string& out, std::string_view s) {
 void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& out) {
   out += "{\"ts\":\"";
   append_iso8601_utc(out, ev.start_ns);
-  fmt::format_to(std::back_inserter(out), "\",\"session\":{},\"client\":", s.session_id);
+  out += "\",\"session\":";
+  append_int(out, s.session_id);
+  out += ",\"client\":";
   json_string(out, s.client);
   out += ",\"user\":";
   json_string(out, s.user);
@@ -123,7 +153,7 @@ void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& ou
   json_string(out, ev.portal);
   out += ",\"query\":";
   json_string(out, ev.sql);
-  fmt::format_to(std::back_inserter(out), ",\"query_truncated\":{}", ev.sql_truncated);
+  out += ev.sql_truncated ? ",\"query_truncated\":true" : ",\"query_truncated\":false";
   out += ",\"params\":[";
   for (size_t i = 0; i < ev.params.size(); ++i) {
     if (i) out += ',';
@@ -139,12 +169,18 @@ void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& ou
     }
   }
   out += "],\"param_formats\":[";
-  for (size_t i = 0; i < ev.params.size(); ++i) fmt::format_to(std::back_inserter(out), "{}{}", i ? "," : "", ev.params[i].format);
+  for (size_t i = 0; i < ev.params.size(); ++i) {
+    if (i) out += ',';
+    append_int(out, ev.params[i].format);
+  }
   out += "],\"param_types\":[";
-  for (size_t i = 0; i < ev.params.size(); ++i) fmt::format_to(std::back_inserter(out), "{}{}", i ? "," : "", ev.params[i].type_oid);
+  for (size_t i = 0; i < ev.params.size(); ++i) {
+    if (i) out += ',';
+    append_int(out, ev.params[i].type_oid);
+  }
   out += "],\"duration_ms\":";
   if (has_duration(ev)) {
-    fmt::format_to(std::back_inserter(out), "{:.3f}", duration_ms(ev));
+    append_duration_ms(out, ev);
   } else {
     out += "null";
   }
@@ -158,7 +194,7 @@ void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& ou
   }
   out += ",\"rows\":";
   if (ev.rows) {
-    fmt::format_to(std::back_inserter(out), "{}", *ev.rows);
+    append_int(out, *ev.rows);
   } else {
     out += "null";
   }
@@ -174,7 +210,7 @@ void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& ou
   } else {
     json_string(out, ev.error_message);
   }
-  fmt::format_to(std::back_inserter(out), ",\"executed\":{}}}\n", ev.outcome != Outcome::kNotExecuted);
+  out += ev.outcome != Outcome::kNotExecuted ? ",\"executed\":true}\n" : ",\"executed\":false}\n";
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "pgwire/text.hpp"
 
 #include <charconv>
+#include <climits>
+#include <cstring>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -41,12 +43,17 @@ size_t utf8_sequence(std::string_view s, size_t i) {
 
 void append_escaped(std::string& out, std::string_view s) {
   for (size_t i = 0; i < s.size();) {
-    auto c = static_cast<uint8_t>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out.push_back(static_cast<char>(c));
-      ++i;
+    // Copy a run of plain printable ASCII in one go: most SQL is nothing else.
+    size_t run = i;
+    while (run < s.size() && static_cast<uint8_t>(s[run]) >= 0x20 && static_cast<uint8_t>(s[run]) < 0x7f &&
+           s[run] != '\\')
+      ++run;
+    if (run > i) {
+      out.append(s.data() + i, run - i);
+      i = run;
       continue;
     }
+    auto c = static_cast<uint8_t>(s[i]);
     switch (c) {
       case '\n': out += "\\n"; ++i; continue;
       case '\r': out += "\\r"; ++i; continue;
@@ -67,12 +74,16 @@ void append_escaped(std::string& out, std::string_view s) {
 
 void append_json_escaped(std::string& out, std::string_view s) {
   for (size_t i = 0; i < s.size();) {
-    auto c = static_cast<uint8_t>(s[i]);
-    if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-      out.push_back(static_cast<char>(c));
-      ++i;
+    size_t run = i;
+    while (run < s.size() && static_cast<uint8_t>(s[run]) >= 0x20 && static_cast<uint8_t>(s[run]) < 0x80 &&
+           s[run] != '"' && s[run] != '\\')
+      ++run;
+    if (run > i) {
+      out.append(s.data() + i, run - i);
+      i = run;
       continue;
     }
+    auto c = static_cast<uint8_t>(s[i]);
     switch (c) {
       case '"': out += "\\\""; ++i; continue;
       case '\\': out += "\\\\"; ++i; continue;
@@ -94,12 +105,32 @@ void append_json_escaped(std::string& out, std::string_view s) {
 
 void append_iso8601_utc(std::string& out, int64_t ns) {
   int64_t secs = ns >= 0 ? ns / 1000000000 : (ns - 999999999) / 1000000000;
-  int64_t frac = ns - secs * 1000000000;
-  std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac / 1000);
+  int64_t micros = (ns - secs * 1000000000) / 1000;
+  // Consecutive timestamps mostly share their second: format that part once.
+  thread_local int64_t cached_secs = INT64_MIN;
+  thread_local char cached[20];  // "YYYY-MM-DDTHH:MM:SS"
+  if (secs != cached_secs) {
+    std::time_t t = static_cast<std::time_t>(secs);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    auto r = fmt::format_to_n(cached, sizeof cached, "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", tm.tm_year + 1900,
+                              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (r.size != 19) {  // a year beyond 9999: no cache, format in full
+      fmt::format_to(std::back_inserter(out), "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, micros);
+      return;
+    }
+    cached_secs = secs;
+  }
+  char buf[28];
+  std::memcpy(buf, cached, 19);
+  buf[19] = '.';
+  for (int i = 25; i >= 20; --i) {
+    buf[i] = static_cast<char>('0' + micros % 10);
+    micros /= 10;
+  }
+  buf[26] = 'Z';
+  out.append(buf, 27);
 }
 
 bool parse_iso8601_utc(std::string_view s, int64_t* ns_out) {
