@@ -20,7 +20,9 @@ using Digest = std::array<unsigned char, kSha256Size>;
 // libpq's SCRAM_RAW_NONCE_LEN: 18 random bytes, 24 base64 characters.
 constexpr size_t kRawNonceLength = 18;
 
-const unsigned char* uc(const void* p) { return static_cast<const unsigned char*>(p); }
+const unsigned char* uc(const void* p) {
+  return static_cast<const unsigned char*>(p);
+}
 
 bool sha256(const void* data, size_t size, Digest& out) {
   unsigned int len = 0;
@@ -41,7 +43,7 @@ std::string md5_hex(std::string_view data) {
   if (EVP_Digest(data.data(), data.size(), md, &len, EVP_md5(), nullptr) != 1 || len != 16) return {};
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out(32, '0');
-  for (unsigned int i = 0; i < len; ++i) {
+  for (size_t i = 0; i < len; ++i) {
     out[2 * i] = kHex[md[i] >> 4];
     out[2 * i + 1] = kHex[md[i] & 0xf];
   }
@@ -53,7 +55,9 @@ bool is_base64_char(char c) {
 }
 
 // RFC 5802 "printable": %x21-2B / %x2D-7E (no comma).
-bool is_nonce_char(char c) { return c >= 0x21 && c <= 0x7e && c != ','; }
+bool is_nonce_char(char c) {
+  return c >= 0x21 && c <= 0x7e && c != ',';
+}
 
 // saslname: ',' and '=' escaped as =2C and =3D.
 std::string sasl_name(std::string_view user) {
@@ -78,7 +82,8 @@ bool split_attributes(std::string_view msg, std::vector<std::pair<char, std::str
   while (pos <= msg.size()) {
     size_t comma = msg.find(',', pos);
     std::string_view part = msg.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
-    if (part.size() < 2 || part[1] != '=' || !((part[0] >= 'a' && part[0] <= 'z') || (part[0] >= 'A' && part[0] <= 'Z')))
+    if (part.size() < 2 || part[1] != '=' ||
+        !((part[0] >= 'a' && part[0] <= 'z') || (part[0] >= 'A' && part[0] <= 'Z')))
       return false;
     out.emplace_back(part[0], part.substr(2));
     if (comma == std::string_view::npos) break;
@@ -212,8 +217,7 @@ Result<std::string> ScramSha256Client::on_server_first(std::string_view server_f
     return fail(Errc::kIo, "PBKDF2 failed");
 
   const std::string without_proof = "c=biws,r=" + std::string(nonce);  // biws = base64("n,,")
-  const std::string auth_message =
-      client_first_bare_ + "," + std::string(server_first) + "," + without_proof;
+  const std::string auth_message = client_first_bare_ + "," + std::string(server_first) + "," + without_proof;
 
   Digest client_key{}, stored_key{}, client_signature{}, server_key{}, server_signature{};
   Cleanse<Digest> w1{client_key}, w2{stored_key}, w3{client_signature}, w4{server_key};
@@ -253,6 +257,10 @@ Status ScramSha256Client::on_server_final(std::string_view server_final) {
 ClientAuthenticator::ClientAuthenticator(std::string user, std::optional<std::string> password,
                                          std::string scram_nonce_for_tests)
     : user_(std::move(user)), password_(std::move(password)), scram_nonce_(std::move(scram_nonce_for_tests)) {}
+
+ClientAuthenticator::~ClientAuthenticator() {
+  if (password_) OPENSSL_cleanse(password_->data(), password_->size());
+}
 
 Error ClientAuthenticator::fail(Errc code, std::string message) {
   failed_ = true;
@@ -336,8 +344,7 @@ Result<AuthStep> ClientAuthenticator::on_message(const be::Authentication& msg, 
     case AuthCode::kSspi:
       break;
   }
-  return fail(Errc::kUnsupported,
-              fmt::format("unsupported authentication method: {}", auth_code_name(msg.code)));
+  return fail(Errc::kUnsupported, fmt::format("unsupported authentication method: {}", auth_code_name(msg.code)));
 }
 
 }  // namespace pgwire

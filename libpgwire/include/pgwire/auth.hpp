@@ -94,6 +94,9 @@ class ClientAuthenticator {
   // `password` nullopt: none known; a server that asks for one gets an
   // error back from on_message() (needs_password() then says so).
   ClientAuthenticator(std::string user, std::optional<std::string> password, std::string scram_nonce_for_tests = {});
+  ~ClientAuthenticator();  // wipes the password
+  ClientAuthenticator(const ClientAuthenticator&) = delete;
+  ClientAuthenticator& operator=(const ClientAuthenticator&) = delete;
 
   // Feeds one Authentication message; appends the reply frame, if any, to `out`.
   Result<AuthStep> on_message(const be::Authentication& msg, Buffer& out);

@@ -1,0 +1,590 @@
+// pgreplay against real PostgreSQL servers: captures recorded through pgproxy
+// from real clients (psql, pgbench), replayed into a copy of the database the
+// clients started from. Checked: the server's own log_statement=all log shows
+// the same statements in the copy, --compare finds no divergence (and exactly
+// the one a changed row causes), cancels are replayed, every authentication
+// method logs in, a wrong password and a server going away end cleanly with a
+// report.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pg_server.hpp"
+#include "subprocess.hpp"
+
+namespace pt = pgwire::test;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string tool(const char* name) {
+  return std::string(PGWIRE_BINARY_DIR) + "/tools/" + name + "/" + name;
+}
+
+// A directory for captures and reports, removed at the end.
+class WorkDir {
+ public:
+  WorkDir() {
+    path_ = fs::temp_directory_path() / ("pgreplay-test-" + std::to_string(getpid()) + "-" + std::to_string(++n_));
+    fs::remove_all(path_);
+    fs::create_directories(path_);
+  }
+  ~WorkDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  static inline int n_ = 0;
+  fs::path path_;
+};
+
+// pgproxy recording a capture (with backend frames unless told otherwise).
+class Recorder {
+ public:
+  Recorder(const pt::TempPostgres& pg, std::string capture, bool backend = true) : capture_(std::move(capture)) {
+    output_ = capture_ + ".proxy.out";
+    std::vector<std::string> argv = {tool("pgproxy"),
+                                     "--listen",
+                                     "127.0.0.1:0",
+                                     "--upstream",
+                                     pg.host() + ":" + std::to_string(pg.port()),
+                                     "--capture",
+                                     capture_,
+                                     "--sql-log",
+                                     "",
+                                     "--stats-interval",
+                                     "0"};
+    if (backend) argv.push_back("--capture-backend");
+    int fd = ::open(output_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) throw std::runtime_error("cannot create " + output_);
+    pt::SpawnOptions so;
+    so.env = pt::child_environment({});
+    so.output_fd = fd;
+    so.parent_death_signal = SIGKILL;
+    pid_ = pt::spawn_process(argv, so);
+    ::close(fd);
+    std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
+    for (auto deadline = std::chrono::steady_clock::now() + 20s; std::chrono::steady_clock::now() < deadline;) {
+      std::smatch m;
+      std::string out = slurp(output_);
+      if (std::regex_search(out, m, listening)) {
+        port_ = static_cast<uint16_t>(std::stoi(m[1].str()));
+        return;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    throw std::runtime_error("pgproxy did not start: " + slurp(output_));
+  }
+  ~Recorder() { stop(); }
+
+  // SIGTERM: pgproxy finishes writing the capture and exits.
+  void stop() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGTERM);
+    int status = 0;
+    for (auto deadline = std::chrono::steady_clock::now() + 10s;;) {
+      if (waitpid(pid_, &status, WNOHANG) == pid_) break;
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    pid_ = -1;
+  }
+
+  uint16_t port() const { return port_; }
+
+  // A client program through the proxy, with the server's client environment.
+  pt::CommandResult run(const pt::TempPostgres& pg, std::vector<std::string> argv, const std::string& stdin_data = {},
+                        std::map<std::string, std::string> env = {}) const {
+    pt::CommandOptions opts;
+    opts.env = pg.client_env();
+    opts.env["PGHOST"] = "127.0.0.1";
+    opts.env["PGPORT"] = std::to_string(port_);
+    opts.env["PGSSLMODE"] = "disable";
+    for (auto& [k, v] : env) opts.env[k] = v;
+    opts.stdin_data = stdin_data;
+    opts.timeout = 120s;
+    return pt::run_command(argv, opts);
+  }
+
+ private:
+  std::string capture_;
+  std::string output_;
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+};
+
+// pgreplay with exactly the environment given (run_command drops inherited PG* variables).
+pt::CommandResult pgreplay(std::vector<std::string> args, std::map<std::string, std::string> env = {},
+                           std::chrono::milliseconds timeout = 180s) {
+  std::vector<std::string> argv = {tool("pgreplay"), "--no-progress"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pt::CommandOptions opts;
+  opts.env = std::move(env);
+  opts.timeout = timeout;
+  return pt::run_command(argv, opts);
+}
+
+std::vector<std::string> target_args(const pt::TempPostgres& pg) {
+  return {"-h", pg.host(), "-p", std::to_string(pg.port())};
+}
+
+// The statements the server logged (log_statement=all, log_line_prefix '%m [%p] %d ') for
+// database `db` after byte `from` of its log: "statement: ..." and "execute <name>: ..." lines,
+// each with the parameters from the DETAIL line that follows an execute. Sorted: sessions run
+// concurrently, so only the multiset is comparable.
+std::vector<std::string> logged_statements(const std::string& log, size_t from, const std::string& db) {
+  static const std::regex line_re(R"(^\S+ \S+ \S+ \[\d+\] (\S*) LOG:  ((?:statement|execute [^:]*): .*)$)");
+  static const std::regex detail_re(R"(^\S+ \S+ \S+ \[\d+\] (\S*) DETAIL:  (parameters: .*)$)");
+  std::vector<std::string> out;
+  std::istringstream in(log.substr(std::min(from, log.size())));
+  std::string line;
+  bool last_was_execute = false;
+  while (std::getline(in, line)) {
+    std::smatch m;
+    if (std::regex_match(line, m, line_re)) {
+      last_was_execute = false;
+      if (m[1].str() != db) continue;
+      out.push_back(m[2].str());
+      last_was_execute = m[2].str().rfind("execute", 0) == 0;
+    } else if (last_was_execute && std::regex_match(line, m, detail_re) && m[1].str() == db) {
+      out.back() += " | " + m[2].str();
+      last_was_execute = false;
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string head(const std::vector<std::string>& v, size_t n = 10) {
+  std::string s;
+  for (size_t i = 0; i < v.size() && i < n; ++i) s += "  " + v[i] + "\n";
+  return s;
+}
+
+// The part of a report line after its label, e.g. field(out, "sessions") = "5 ok, 0 failed, 0 skipped".
+std::string field(const std::string& report, const std::string& label) {
+  std::regex re("\\n  " + label + " +([^\\n]*)");
+  std::smatch m;
+  return std::regex_search(report, m, re) ? m[1].str() : std::string();
+}
+
+constexpr const char* kPsqlScript = R"(select count(*) from t;
+update t set v = 'changed' where id = 3;
+select v from t where id = 4;
+select now();
+\copy t from stdin
+100	hundred
+101	hundred one
+\.
+copy (select id from t order by id) to stdout;
+select 1/0;
+begin;
+insert into t values (200, 'x');
+commit;
+prepare q(int) as select v from t where id = $1;
+execute q(1);
+)";
+
+// pgbench script: a pipeline with an error in the middle.
+constexpr const char* kPipelineScript = R"(\set aid random(1, 1000)
+\startpipeline
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+SELECT 1/(:aid % 1);
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid + 1;
+\endpipeline
+)";
+
+// One trust server for the tests that do not need authentication, with a
+// base database (pgbench tables and a table t) copied to a source database
+// the clients are recorded against, and to targets for the replays.
+class PgReplayTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!fs::exists(tool("pgreplay")) || !fs::exists(tool("pgproxy"))) return;
+    pt::TempPostgresOptions o;
+    o.settings = {{"log_statement", "all"}, {"log_line_prefix", "%m [%p] %d "}, {"lc_messages", "C"}};
+    pg_ = new pt::TempPostgres(o);
+    admin({"-c", "CREATE DATABASE base"});
+    auto init = pt::run_command({pg_->bindir() + "/pgbench", "-i", "-q", "-s", "1", "-h", pg_->socket_dir(), "-p",
+                                 std::to_string(pg_->port()), "-U", pt::TempPostgres::superuser(), "base"},
+                                std::map<std::string, std::string>{}, 120s);
+    ASSERT_TRUE(init.ok()) << init.describe();
+    admin(
+        {"-d", "base", "-c",
+         "CREATE TABLE t(id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g; "
+         "GRANT ALL ON ALL TABLES IN SCHEMA public TO public"});
+    admin({"-c", "CREATE DATABASE src TEMPLATE base"});
+  }
+  static void TearDownTestSuite() {
+    delete pg_;
+    pg_ = nullptr;
+    delete capture_dir_;
+    capture_dir_ = nullptr;
+  }
+  void SetUp() override {
+    if (!pg_) GTEST_SKIP() << "pgreplay or pgproxy not built";
+  }
+
+  static void admin(const std::vector<std::string>& args) {
+    std::vector<std::string> a = {"-v", "ON_ERROR_STOP=1", "-q"};
+    a.insert(a.end(), args.begin(), args.end());
+    auto r = pg_->run_admin_psql(a);
+    ASSERT_TRUE(r.ok()) << r.describe();
+  }
+  static std::string fresh_copy(const std::string& name) {
+    admin({"-c", "DROP DATABASE IF EXISTS " + name});
+    admin({"-c", "CREATE DATABASE " + name + " TEMPLATE base"});
+    return name;
+  }
+
+  // The recorded workload (once per test run): psql, pgbench in extended and
+  // prepared mode, a pipeline with an error, a cancelled pg_sleep, all
+  // against database src, backend frames included.
+  static const std::string& main_capture() {
+    if (!capture_dir_) capture_dir_ = new WorkDir;
+    static std::string path;
+    if (!path.empty()) return path;
+    std::string cap = capture_dir_->file("main.pgwc");
+    src_log_from_ = pg_->read_log().size();
+    {
+      Recorder rec(*pg_, cap);
+      const std::string pgbench = pg_->bindir() + "/pgbench";
+      const std::string psql = pg_->bindir() + "/psql";
+      auto r = rec.run(*pg_, {psql, "-X", "-d", "src"}, kPsqlScript);
+      EXPECT_EQ(r.exit_code, 0) << r.describe();
+      r = rec.run(*pg_, {pgbench, "-n", "-M", "extended", "-c", "1", "-t", "30", "src"});
+      EXPECT_TRUE(r.ok()) << r.describe();
+      r = rec.run(*pg_, {pgbench, "-n", "-M", "prepared", "-S", "-c", "2", "-t", "30", "src"});
+      EXPECT_TRUE(r.ok()) << r.describe();
+      std::string script = capture_dir_->file("pipeline.sql");
+      std::ofstream(script) << kPipelineScript;
+      r = rec.run(*pg_, {pgbench, "-n", "-M", "extended", "-c", "1", "-t", "3", "-f", script, "src"});
+      // pgbench aborts the client at the error: exit 2 is expected.
+      EXPECT_NE(r.err.find("division by zero"), std::string::npos) << r.describe();
+      // psql sends a CancelRequest on SIGINT.
+      r = rec.run(*pg_, {"timeout", "-s", "INT", "1.5", psql, "-X", "-d", "src", "-c", "select pg_sleep(6)"});
+      EXPECT_NE(r.err.find("canceling statement due to user request"), std::string::npos) << r.describe();
+      rec.stop();
+    }
+    src_log_end_ = pg_->read_log().size();
+    path = cap;
+    return path;
+  }
+
+  static inline pt::TempPostgres* pg_ = nullptr;
+  static inline WorkDir* capture_dir_ = nullptr;
+  static inline size_t src_log_from_ = 0;
+  static inline size_t src_log_end_ = 0;
+};
+
+TEST_F(PgReplayTest, ReplaysTheSameStatementsWithoutDivergence) {
+  const std::string& cap = main_capture();
+  std::string db = fresh_copy("dst_same");
+  WorkDir w;
+  const size_t from = pg_->read_log().size();
+  auto args = target_args(*pg_);
+  args.insert(args.end(), {"-U", pt::TempPostgres::superuser(), "--map-database", "src=" + db, "--compare", "--ignore",
+                           "now\\(\\)", "--report", w.file("report.json"), cap});
+  auto r = pgreplay(args);
+  EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
+  EXPECT_NE(field(r.out, "sessions").find(" 0 failed"), std::string::npos) << r.out;
+  // timeout(1) signals psql and its process group: psql may send one or two cancels.
+  EXPECT_TRUE(std::regex_match(field(r.out, "cancel requests"), std::regex("[12] sent, 0 skipped"))) << r.out;
+  EXPECT_NE(field(r.out, "compare").find(" 0 divergences"), std::string::npos) << r.out;
+  EXPECT_NE(field(r.out, "compare").find("1 ignored"), std::string::npos) << r.out;
+  // Errors that also happened in the capture are said so.
+  EXPECT_NE(r.out.find("22012"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("57014"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("22012 +([0-9]+)x, \\1 of \\1 also failed in the capture"))) << r.out;
+
+  const std::string log = pg_->read_log();
+  auto captured = logged_statements(log.substr(0, src_log_end_), src_log_from_, "src");
+  auto replayed = logged_statements(log, from, db);
+  ASSERT_GT(captured.size(), 100u);
+  EXPECT_EQ(captured, replayed) << "captured (first):\n" << head(captured) << "replayed (first):\n" << head(replayed);
+  // The cancel hit the replayed pg_sleep, not merely its end.
+  EXPECT_NE(log.find(db + " ERROR:  canceling statement due to user request", from), std::string::npos);
+
+  std::string json = slurp(w.file("report.json"));
+  EXPECT_NE(json.find("\"divergences\":0"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"failed\":0"), std::string::npos) << json;
+}
+
+TEST_F(PgReplayTest, CompareReportsExactlyTheChangedRow) {
+  const std::string& cap = main_capture();
+  std::string db = fresh_copy("dst_changed");
+  admin({"-d", db, "-c", "UPDATE t SET v = 'other' WHERE id = 4"});
+  WorkDir w;
+  auto args = target_args(*pg_);
+  args.insert(args.end(), {"-U", pt::TempPostgres::superuser(), "-d", db, "--compare", "--ignore", "now\\(\\)",
+                           "--report", w.file("report.json"), cap});
+  auto r = pgreplay(args);
+  EXPECT_EQ(r.exit_code, 3) << r.describe() << "\n" << r.out;
+  EXPECT_NE(field(r.out, "compare").find(" 1 divergences"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("result rows"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sql:      select v from t where id = 4;"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("1x  select v from t where id = ?"), std::string::npos) << r.out;
+  std::string json = slurp(w.file("report.json"));
+  EXPECT_NE(json.find("\"divergences\":1"), std::string::npos) << json;
+  EXPECT_NE(json.find("select v from t where id = 4;"), std::string::npos) << json;
+}
+
+TEST_F(PgReplayTest, SpeedMaxReplaysEverything) {
+  const std::string& cap = main_capture();
+  std::string db = fresh_copy("dst_max");
+  auto args = target_args(*pg_);
+  args.insert(args.end(), {"-U", pt::TempPostgres::superuser(), "-d", db, "--speed", "max", "--compare", "--ignore",
+                           "now\\(\\)", cap});
+  auto r = pgreplay(args);
+  EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
+  EXPECT_NE(r.out.find("speed max"), std::string::npos) << r.out;
+}
+
+TEST_F(PgReplayTest, DryRunConnectsNowhere) {
+  const std::string& cap = main_capture();
+  // A port nobody listens on: a dry run must not care.
+  auto r = pgreplay({"--dry-run", "-h", "127.0.0.1", "-p", std::to_string(pt::pick_free_port()), "--map-database",
+                     "src=elsewhere", cap});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("session 1 connect user=" + std::string(pg_->user()) + " database=elsewhere"), std::string::npos)
+      << r.out.substr(0, 2000);
+  EXPECT_NE(r.out.find("query: select v from t where id = 4;"), std::string::npos);
+  EXPECT_NE(r.out.find("execute: UPDATE pgbench_accounts"), std::string::npos);
+  EXPECT_NE(r.out.find("cancel request for backend pid"), std::string::npos);
+  EXPECT_NE(r.out.find("dry run: "), std::string::npos);
+}
+
+TEST_F(PgReplayTest, FrontendOnlyCaptureReplaysWithInferredWaits) {
+  WorkDir w;
+  std::string cap = w.file("fe.pgwc");
+  const size_t from_src = pg_->read_log().size();
+  {
+    Recorder rec(*pg_, cap, /*backend=*/false);
+    auto r = rec.run(*pg_, {pg_->bindir() + "/psql", "-X", "-d", "src"}, kPsqlScript);
+    EXPECT_EQ(r.exit_code, 0) << r.describe();
+    r = rec.run(*pg_, {pg_->bindir() + "/pgbench", "-n", "-M", "prepared", "-c", "2", "-t", "20", "src"});
+    EXPECT_TRUE(r.ok()) << r.describe();
+    rec.stop();
+  }
+  const size_t end_src = pg_->read_log().size();
+  std::string db = fresh_copy("dst_fe");
+  const size_t from = pg_->read_log().size();
+  auto args = target_args(*pg_);
+  args.insert(args.end(), {"-U", pt::TempPostgres::superuser(), "--map-database", "src=" + db, cap});
+  auto r = pgreplay(args);
+  EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
+  const std::string log = pg_->read_log();
+  auto captured = logged_statements(log.substr(0, end_src), from_src, "src");
+  auto replayed = logged_statements(log, from, db);
+  ASSERT_GT(captured.size(), 100u);
+  EXPECT_EQ(captured, replayed) << "captured (first):\n" << head(captured) << "replayed (first):\n" << head(replayed);
+
+  // Nothing to compare without backend frames: that is an error, not a pass.
+  args.push_back("--compare");
+  r = pgreplay(args);
+  EXPECT_EQ(r.exit_code, 2) << r.describe() << "\n" << r.out;
+  EXPECT_NE(r.out.find("compare: impossible"), std::string::npos) << r.out;
+}
+
+TEST_F(PgReplayTest, RefusedLoginFailsTheSessionCleanly) {
+  const std::string& cap = main_capture();
+  // A database that does not exist: every session is refused (FATAL 3D000).
+  auto args = target_args(*pg_);
+  args.insert(args.end(), {"-U", pt::TempPostgres::superuser(), "-d", "no_such_db", "--speed", "max", cap});
+  auto r = pgreplay(args);
+  EXPECT_EQ(r.exit_code, 1) << r.describe() << "\n" << r.out;
+  EXPECT_NE(r.out.find("login refused: FATAL 3D000"), std::string::npos) << r.out;
+  EXPECT_NE(field(r.out, "sessions").find("0 ok"), std::string::npos) << r.out;
+  // Nobody listening.
+  args = {"-h", "127.0.0.1", "-p", std::to_string(pt::pick_free_port()), "--speed", "max", cap};
+  r = pgreplay(args);
+  EXPECT_EQ(r.exit_code, 1) << r.describe() << "\n" << r.out;
+  EXPECT_NE(r.out.find("Connection refused"), std::string::npos) << r.out;
+}
+
+TEST(PgReplayUsage, BadArgumentsExitTwo) {
+  if (!fs::exists(tool("pgreplay"))) GTEST_SKIP() << "pgreplay not built";
+  EXPECT_EQ(pgreplay({"--speed", "fast", "x"}).exit_code, 2);
+  EXPECT_EQ(pgreplay({"--ignore", "(", "x"}).exit_code, 2);
+  EXPECT_EQ(pgreplay({"--map-user", "nouser", "x"}).exit_code, 2);
+  EXPECT_EQ(pgreplay({"/nonexistent/capture"}).exit_code, 2);
+  auto help = pgreplay({"--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("Exit codes"), std::string::npos);
+}
+
+// --- authentication -------------------------------------------------------
+
+// Records a psql session as the login role of `pg` (password from PGPASSWORD).
+std::string record_login_session(const pt::TempPostgres& pg, const WorkDir& w) {
+  std::string cap = w.file("auth.pgwc");
+  Recorder rec(pg, cap);
+  auto r = rec.run(pg, {pg.bindir() + "/psql", "-X", "-d", "postgres"}, "select 1;\nselect current_user;\n");
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  rec.stop();
+  return cap;
+}
+
+std::map<std::string, std::string> no_password_env(const WorkDir& w) {
+  // HOME without a .pgpass, so the developer's own file is never read.
+  return {{"HOME", w.file("home")}};
+}
+
+TEST(PgReplayAuth, ScramWithPgpasswordPgpassAndWrongPassword) {
+  if (!fs::exists(tool("pgreplay")) || !fs::exists(tool("pgproxy"))) GTEST_SKIP() << "not built";
+  pt::TempPostgresOptions o;
+  o.host_auth = pt::HostAuth::scram_sha_256;
+  pt::TempPostgres pg(o);
+  WorkDir w;
+  fs::create_directories(w.file("home"));
+  std::string cap = record_login_session(pg, w);
+  auto target = target_args(pg);
+  target.push_back(cap);
+
+  // PGPASSWORD.
+  auto env = no_password_env(w);
+  env["PGPASSWORD"] = pg.password();
+  auto r = pgreplay(target, env);
+  EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
+  EXPECT_NE(field(r.out, "sessions").find("1 ok"), std::string::npos) << r.out;
+
+  // A password file with wildcards and an escaped colon before the matching line; PGPASSFILE.
+  std::string passfile = w.file("pgpass");
+  {
+    std::ofstream f(passfile);
+    f << "# comment\n"
+      << "otherhost:*:*:*:nope\n"
+      << "127.0.0.1:" << pg.port() << ":*:someone\\:else:nope\n"
+      << "127.0.0.1:" << pg.port() << ":*:" << pg.user() << ":" << pg.password() << "\n";
+  }
+  ::chmod(passfile.c_str(), 0600);
+  env = no_password_env(w);
+  env["PGPASSFILE"] = passfile;
+  r = pgreplay(target, env);
+  EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
+
+  // ~/.pgpass.
+  fs::copy_file(passfile, w.file("home/.pgpass"));
+  ::chmod(w.file("home/.pgpass").c_str(), 0600);
+  r = pgreplay(target, no_password_env(w));
+  EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
+
+  // --password-file.
+  std::vector<std::string> with_file = target_args(pg);
+  with_file.insert(with_file.end(), {"--password-file", passfile, cap});
+  fs::remove(w.file("home/.pgpass"));
+  r = pgreplay(with_file, no_password_env(w));
+  EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
+
+  // Group-readable: ignored, as libpq does, with a warning; then no password at all.
+  ::chmod(passfile.c_str(), 0640);
+  env = no_password_env(w);
+  env["PGPASSFILE"] = passfile;
+  r = pgreplay(target, env);
+  EXPECT_EQ(r.exit_code, 1) << r.describe() << "\n" << r.out;
+  EXPECT_NE(r.out.find("group or world access"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no password was supplied"), std::string::npos) << r.out;
+
+  // A wrong password: the server refuses, the session is reported failed, the replay ends.
+  env = no_password_env(w);
+  env["PGPASSWORD"] = "wrong-password";
+  r = pgreplay(target, env);
+  EXPECT_EQ(r.exit_code, 1) << r.describe() << "\n" << r.out;
+  EXPECT_NE(r.out.find("login refused: FATAL 28P01"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("pgreplay report"), std::string::npos) << r.out;
+}
+
+TEST(PgReplayAuth, Md5) {
+  if (!fs::exists(tool("pgreplay")) || !fs::exists(tool("pgproxy"))) GTEST_SKIP() << "not built";
+  pt::TempPostgresOptions o;
+  o.host_auth = pt::HostAuth::md5;
+  pt::TempPostgres pg(o);
+  WorkDir w;
+  fs::create_directories(w.file("home"));
+  std::string cap = record_login_session(pg, w);
+  auto env = no_password_env(w);
+  env["PGPASSWORD"] = pg.password();
+  auto args = target_args(pg);
+  args.push_back(cap);
+  auto r = pgreplay(args, env);
+  EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
+  env["PGPASSWORD"] = "wrong";
+  r = pgreplay(args, env);
+  EXPECT_EQ(r.exit_code, 1) << r.describe() << "\n" << r.out;
+  EXPECT_NE(r.out.find("28P01"), std::string::npos) << r.out;
+}
+
+// --- the target goes away ---------------------------------------------------
+
+TEST(PgReplayTarget, StoppedMidReplayEndsWithAReport) {
+  if (!fs::exists(tool("pgreplay")) || !fs::exists(tool("pgproxy"))) GTEST_SKIP() << "not built";
+  pt::TempPostgres source;
+  WorkDir w;
+  std::string cap = w.file("slow.pgwc");
+  {
+    // One long session, and four short ones starting while it runs.
+    Recorder rec(source, cap);
+    std::string script;
+    for (int i = 0; i < 12; ++i) script += "select pg_sleep(0.25);\n";
+    pt::CommandResult long_run;
+    std::thread long_session([&] {
+      long_run = rec.run(source, {source.bindir() + "/psql", "-X", "-d", "postgres"}, script);
+    });
+    std::this_thread::sleep_for(2s);
+    for (int i = 0; i < 4; ++i) {
+      auto r = rec.run(source, {source.bindir() + "/psql", "-X", "-d", "postgres", "-c", "select 1"});
+      EXPECT_EQ(r.exit_code, 0) << r.describe();
+    }
+    long_session.join();
+    EXPECT_EQ(long_run.exit_code, 0) << long_run.describe();
+    rec.stop();
+  }
+  pt::TempPostgres target;
+  pt::CommandResult result;
+  std::vector<std::string> args = target_args(target);
+  args.insert(args.end(), {"-U", target.user(), cap});
+  auto started = std::chrono::steady_clock::now();
+  std::thread replay([&] { result = pgreplay(args, {}, 60s); });
+  std::this_thread::sleep_for(1200ms);
+  target.stop();
+  replay.join();
+  auto took = std::chrono::steady_clock::now() - started;
+  // The long session lost its server; three of the short ones were refused; then pgreplay
+  // gave up on the rest.
+  EXPECT_EQ(result.exit_code, 1) << result.describe() << "\n" << result.out;
+  EXPECT_NE(result.out.find("pgreplay report (stopped early: target unreachable)"), std::string::npos) << result.out;
+  EXPECT_NE(field(result.out, "sessions").find("0 ok, 4 failed, 1 skipped"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("Connection refused"), std::string::npos) << result.out;
+  EXPECT_LT(took, 20s);
+}
+
+}  // namespace

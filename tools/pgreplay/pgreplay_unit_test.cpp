@@ -1,0 +1,261 @@
+// Unit tests of pgreplay's own pieces: the capture-side session model (what
+// each frame waited for, exact and inferred), the milestone matcher, and the
+// .pgpass line matcher.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "conninfo.hpp"
+#include "pgwire/messages.hpp"
+#include "schedule.hpp"
+
+namespace pgreplay {
+namespace {
+
+using pgwire::Buffer;
+using pgwire::CaptureRecord;
+using pgwire::Direction;
+using pgwire::FrameKind;
+
+// Builds capture records of one session; keeps their bytes alive.
+class Script {
+ public:
+  CaptureRecord& startup(int64_t ts) {
+    Buffer b;
+    pgwire::fe::StartupMessage{pgwire::kProtocol30, {{"user", "alice"}, {"database", "app"}, {"application_name", "t"}}}
+        .encode(b);
+    return add(ts, Direction::kFrontend, FrameKind::kStartup, b);
+  }
+  CaptureRecord& ssl_request(int64_t ts) {
+    Buffer b;
+    pgwire::fe::SslRequest{}.encode(b);
+    return add(ts, Direction::kFrontend, FrameKind::kStartup, b);
+  }
+  CaptureRecord& fe(int64_t ts, char type) {
+    Buffer b;
+    size_t at = b.begin_message(type);
+    if (type == 'Q') b.cstring("select 1");
+    b.end_message(at);
+    return add(ts, Direction::kFrontend, FrameKind::kTyped, b);
+  }
+  CaptureRecord& be(int64_t ts, char type) {
+    Buffer b;
+    size_t at = b.begin_message(type);
+    if (type == 'Z') b.u8('I');
+    if (type == 'R') b.i32(0);
+    if (type == 'K') {
+      b.i32(4242);
+      b.i32(7);
+    }
+    if (type == 'G') {
+      b.u8(0);
+      b.i16(0);
+    }
+    b.end_message(at);
+    return add(ts, Direction::kBackend, FrameKind::kTyped, b);
+  }
+  // Feeds everything; returns the need of each planned frame, as "type:need".
+  std::vector<std::string> run(SessionModel& m) {
+    std::vector<std::string> out;
+    for (CaptureRecord& r : recs_) {
+      r.data = pgwire::Bytes{store_[&r - recs_.data()].data(), store_[&r - recs_.data()].size()};
+      if (auto pf = m.on_frame(r))
+        out.push_back(std::string(1, static_cast<char>(pf->type)) + ":" + std::to_string(pf->need));
+    }
+    return out;
+  }
+
+ private:
+  CaptureRecord& add(int64_t ts, Direction d, FrameKind k, const Buffer& b) {
+    CaptureRecord r;
+    r.type = pgwire::CaptureRecordType::kFrame;
+    r.session_id = 1;
+    r.ts_ns = ts;
+    r.direction = d;
+    r.frame_kind = k;
+    store_.emplace_back(b.view().begin(), b.view().end());
+    recs_.push_back(r);
+    return recs_.back();
+  }
+  std::vector<CaptureRecord> recs_;
+  std::vector<std::vector<std::byte>> store_;
+};
+
+std::string milestones(const SessionModel& m) {
+  std::string s;
+  for (uint64_t i = m.milestones_base(); i < m.milestones_total(); ++i) s += m.milestone(i);
+  return s;
+}
+
+TEST(SessionModel, ExactWaitsFromBackendFrames) {
+  Script s;
+  s.startup(1);
+  s.be(2, 'R');
+  s.be(3, 'K');
+  s.be(4, 'Z');   // login: not a milestone
+  s.fe(10, 'Q');  // waits for nothing
+  s.be(11, 'Z');
+  s.fe(20, 'P');  // pipelined batch: P B E S P B E S, all before any answer
+  s.fe(20, 'B');
+  s.fe(20, 'E');
+  s.fe(20, 'S');
+  s.fe(21, 'B');
+  s.fe(21, 'E');
+  s.fe(21, 'S');
+  s.be(22, 'Z');
+  s.be(22, 'Z');
+  s.fe(30, 'Q');  // COPY FROM STDIN
+  s.be(31, 'G');
+  s.fe(32, 'd');
+  s.fe(32, 'c');
+  s.be(33, 'Z');
+  s.fe(40, 'X');
+  SessionModel m(0);
+  auto needs = s.run(m);
+  EXPECT_TRUE(m.exact());
+  EXPECT_TRUE(m.has_backend_key());
+  EXPECT_EQ(m.backend_pid(), 4242);
+  EXPECT_EQ(m.kind(), SessionModel::Kind::kStartup);
+  EXPECT_EQ(m.param("application_name"), "t");
+  std::vector<std::string> want = {"Q:0", "P:1", "B:1", "E:1", "S:1", "B:1", "E:1", "S:1", "Q:3", "d:4", "c:4", "X:5"};
+  EXPECT_EQ(needs, want);
+  EXPECT_EQ(milestones(m), "ZZZGZ");
+}
+
+TEST(SessionModel, InferredWaitsWithoutBackendFrames) {
+  Script s;
+  s.ssl_request(0);  // pgproxy answered 'N' itself: no backend record
+  s.startup(1);
+  s.fe(10, 'Q');  // -> Z
+  s.fe(20, 'P');  // new timestamp: waits for that Z
+  s.fe(20, 'B');
+  s.fe(20, 'E');
+  s.fe(20, 'S');  // -> Z
+  s.fe(20, 'P');  // same timestamp as the Sync: pipelined, no wait
+  s.fe(20, 'B');
+  s.fe(20, 'E');
+  s.fe(20, 'S');  // -> Z
+  s.fe(30, 'Q');  // waits for both
+  s.fe(31, 'd');  // COPY data: the Query answered with G first
+  s.fe(31, 'd');
+  s.fe(32, 'c');
+  s.fe(40, 'Q');  // waits for the COPY's Z
+  s.fe(50, 'X');
+  SessionModel m(0);
+  auto needs = s.run(m);
+  EXPECT_FALSE(m.exact());
+  EXPECT_TRUE(m.awaiting_answer() == false);
+  std::vector<std::string> want = {"Q:0", "P:1", "B:1", "E:1", "S:1", "P:1", "B:1", "E:1",
+                                   "S:1", "Q:3", "d:4", "d:4", "c:4", "Q:5", "X:6"};
+  EXPECT_EQ(needs, want);
+  m.on_close(60);
+  EXPECT_EQ(milestones(m), "ZZZGZZ");
+}
+
+TEST(SessionModel, InferredCopyAfterExecuteSwallowsTheSync) {
+  // libpq's PQexecParams("COPY ... FROM STDIN"): P B D E S, then data, then
+  // CopyDone and a Sync together. The server ignores the first Sync while
+  // copying: only the second one is answered.
+  Script s;
+  s.startup(1);
+  s.fe(10, 'P');
+  s.fe(10, 'B');
+  s.fe(10, 'D');
+  s.fe(10, 'E');
+  s.fe(10, 'S');
+  s.fe(11, 'd');
+  s.fe(12, 'c');
+  s.fe(12, 'S');
+  s.fe(20, 'Q');
+  SessionModel m(0);
+  auto needs = s.run(m);
+  std::vector<std::string> want = {"P:0", "B:0", "D:0", "E:0", "S:0", "d:1", "c:1", "S:1", "Q:2"};
+  EXPECT_EQ(needs, want);
+  EXPECT_EQ(milestones(m), "GZ");
+}
+
+TEST(SessionModel, CancelRequestSession) {
+  Script s;
+  Buffer b;
+  const std::byte key[] = {std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4}};
+  pgwire::fe::CancelRequest{4242, key}.encode(b);
+  SessionModel m(0);
+  CaptureRecord r;
+  r.direction = Direction::kFrontend;
+  r.frame_kind = FrameKind::kStartup;
+  r.data = b.view();
+  EXPECT_FALSE(m.on_frame(r));
+  EXPECT_EQ(m.kind(), SessionModel::Kind::kCancel);
+  EXPECT_EQ(m.cancel_pid(), 4242);
+}
+
+TEST(MilestoneMatcher, MatchesSkipsAndFlagsUnexpected) {
+  Script s;
+  s.startup(1);
+  s.be(2, 'Z');
+  s.fe(3, 'Q');
+  s.be(4, 'G');  // the capture's COPY worked
+  s.fe(5, 'd');
+  s.fe(5, 'c');
+  s.be(6, 'Z');
+  s.fe(7, 'Q');
+  s.be(8, 'Z');
+  SessionModel m(0);
+  s.run(m);
+  ASSERT_EQ(milestones(m), "GZZ");
+
+  // The replay's COPY failed: its Z skips the capture's G.
+  MilestoneMatcher a;
+  std::string unexpected;
+  a.received('Z');
+  a.match(m, false, [&](char c) { unexpected += c; });
+  EXPECT_EQ(a.position(), 2u);
+  EXPECT_EQ(unexpected, "");
+
+  // A replay COPY where the capture had none before the next Z: unexpected.
+  MilestoneMatcher b;
+  b.received('G');
+  b.received('Z');
+  b.received('G');
+  b.match(m, false, [&](char c) { unexpected += c; });
+  EXPECT_EQ(b.position(), 2u);
+  EXPECT_EQ(unexpected, "G");
+
+  // Past what the capture holds so far: wait, unless the capture is complete.
+  MilestoneMatcher c;
+  for (int i = 0; i < 4; ++i) c.received('Z');
+  c.match(m, false, [&](char ch) { unexpected += ch; });
+  EXPECT_TRUE(c.waiting());
+  c.match(m, true, [&](char ch) { unexpected += ch; });
+  EXPECT_FALSE(c.waiting());
+}
+
+TEST(Pgpass, LibpqRules) {
+  EXPECT_EQ(pgpass_match_line("127.0.0.1:5432:db:alice:secret", "127.0.0.1", "5432", "db", "alice"), "secret");
+  EXPECT_EQ(pgpass_match_line("*:*:*:*:any\n", "h", "1", "d", "u"), "any");
+  EXPECT_EQ(pgpass_match_line("*:*:*:*:crlf\r\n", "h", "1", "d", "u"), "crlf");
+  EXPECT_FALSE(pgpass_match_line("127.0.0.1:5433:db:alice:secret", "127.0.0.1", "5432", "db", "alice"));
+  EXPECT_FALSE(pgpass_match_line("#*:*:*:*:comment", "h", "1", "d", "u"));
+  EXPECT_FALSE(pgpass_match_line("", "h", "1", "d", "u"));
+  // Escaped ':' and '\' in fields and in the password; the password ends at an unescaped ':'.
+  EXPECT_EQ(pgpass_match_line("h:1:d:we\\:ird:pa\\:ss\\\\word:ignored", "h", "1", "d", "we:ird"), "pa:ss\\word");
+  EXPECT_FALSE(pgpass_match_line("h:1:d:we\\:ird:x", "h", "1", "d", "we"));
+  // '*' only as a whole field.
+  EXPECT_FALSE(pgpass_match_line("h*:1:d:u:x", "host", "1", "d", "u"));
+  EXPECT_EQ(pgpass_match_line("h:1:*:u:", "h", "1", "anything", "u"), "");
+}
+
+TEST(Mapping, ParsesOldEqualsNew) {
+  NameMap m;
+  EXPECT_TRUE(parse_mapping("a=b", m));
+  EXPECT_TRUE(parse_mapping("x=y=z", m));
+  EXPECT_EQ(m["a"], "b");
+  EXPECT_EQ(m["x"], "y=z");
+  EXPECT_FALSE(parse_mapping("=b", m));
+  EXPECT_FALSE(parse_mapping("a=", m));
+  EXPECT_FALSE(parse_mapping("ab", m));
+}
+
+}  // namespace
+}  // namespace pgreplay

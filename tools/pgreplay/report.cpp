@@ -1,0 +1,449 @@
+#include "report.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "pgwire/bytes.hpp"
+#include "pgwire/normalize.hpp"
+#include "pgwire/text.hpp"
+
+namespace pgreplay {
+
+using pgwire::Outcome;
+using pgwire::StatementEvent;
+
+namespace {
+
+constexpr size_t kFailedExamples = 20;
+constexpr size_t kMaxValueShown = 200;
+
+const char* outcome_name(Outcome o) {
+  switch (o) {
+    case Outcome::kOk:
+      return "ok";
+    case Outcome::kError:
+      return "error";
+    case Outcome::kNotExecuted:
+      return "not executed";
+    case Outcome::kUnknown:
+      return "unknown";
+  }
+  return "?";
+}
+
+std::string ms(int64_t ns) {
+  return fmt::format("{:.3f}", static_cast<double>(ns) / 1e6);
+}
+
+std::string one_line(std::string_view s) {
+  std::string out;
+  pgwire::append_escaped(out, s);
+  return out;
+}
+
+std::string json_str(std::string_view s) {
+  std::string out = "\"";
+  pgwire::append_json_escaped(out, s);
+  out += '"';
+  return out;
+}
+
+std::string param_text(const pgwire::StatementParam& p) {
+  if (!p.value) return "NULL";
+  std::string_view v = *p.value;
+  std::string out;
+  if (p.format == 1) {
+    out = "\\x" + pgwire::to_hex(pgwire::as_bytes(v.substr(0, kMaxValueShown / 2)));
+  } else {
+    out = "'";
+    pgwire::append_escaped(out, v.substr(0, kMaxValueShown));
+    out += "'";
+  }
+  if (v.size() > (p.format == 1 ? kMaxValueShown / 2 : kMaxValueShown)) out += "...";
+  return out;
+}
+
+std::string params_text(const std::vector<pgwire::StatementParam>& params) {
+  std::string out;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (i) out += ", ";
+    out += fmt::format("${} = {}", i + 1, param_text(params[i]));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string format_params(const std::vector<pgwire::StatementParam>& params) {
+  return params_text(params);
+}
+
+std::string describe_outcome(const StatementEvent& ev) {
+  switch (ev.outcome) {
+    case Outcome::kOk: {
+      std::string s = ev.tag.empty() ? std::string("ok") : ev.tag;
+      if (ev.rows) s += fmt::format(" (rows {}", *ev.rows);
+      if (ev.rows_digest) s += fmt::format("{}digest {:016x}", ev.rows ? ", " : " (", ev.rows_digest);
+      if (ev.rows || ev.rows_digest) s += ")";
+      return s;
+    }
+    case Outcome::kError:
+      return fmt::format("ERROR {} {}", ev.sqlstate, one_line(ev.error_message));
+    case Outcome::kNotExecuted:
+      return "not executed (an earlier error in its batch)";
+    case Outcome::kUnknown:
+      return "no outcome (connection ended)";
+  }
+  return "?";
+}
+
+Report::Report(const ReplayOptions& opts) : opts_(opts), stats_(5000) {
+  for (const std::string& re : opts.ignore) {
+    // main.cpp validated every expression; a bad one cannot get here.
+    ignore_.emplace_back(re, std::regex::ECMAScript | std::regex::optimize);
+  }
+}
+
+uint64_t Report::sessions_total() const {
+  return sessions_ok_ + sessions_failed_ + sessions_skipped_;
+}
+
+void Report::session_failed(const SessionLabel& who, const std::string& reason) {
+  ++sessions_failed_;
+  // Group by the reason without the per-session details after the first ':'.
+  ++failure_reasons_[reason];
+  if (failed_examples_.size() < kFailedExamples) failed_examples_.emplace_back(who, reason);
+}
+
+void Report::session_skipped(const SessionLabel&, const std::string& reason) {
+  ++sessions_skipped_;
+  ++skip_reasons_[reason];
+}
+
+void Report::cancel_skipped(const SessionLabel&, const std::string& reason) {
+  ++cancels_skipped_;
+  ++skip_reasons_["cancel request: " + reason];
+}
+
+void Report::add_warning(std::string text) {
+  if (std::find(warnings_.begin(), warnings_.end(), text) == warnings_.end()) warnings_.push_back(std::move(text));
+}
+
+void Report::frame_sent(int64_t lag_ns, int64_t dispatch_ns, bool scheduled) {
+  ++frames_;
+  if (scheduled) lag_.record(std::max<int64_t>(lag_ns, 0));
+  dispatch_.record(std::max<int64_t>(dispatch_ns, 0));
+}
+
+void Report::replay_statement(const StatementEvent& ev) {
+  ++statements_;
+  switch (ev.outcome) {
+    case Outcome::kOk:
+      ++st_ok_;
+      break;
+    case Outcome::kError: {
+      ++st_error_;
+      ErrorCount& e = errors_[ev.sqlstate.empty() ? std::string("?????") : ev.sqlstate];
+      ++e.count;
+      if (e.example.empty()) e.example = ev.error_message;
+      break;
+    }
+    case Outcome::kNotExecuted:
+      ++st_not_executed_;
+      break;
+    case Outcome::kUnknown:
+      ++st_unknown_;
+      break;
+  }
+  if (ev.outcome != Outcome::kNotExecuted) {
+    const int64_t d = ev.end_ns > 0 && ev.end_ns >= ev.start_ns ? ev.end_ns - ev.start_ns : -1;
+    stats_.add(ev.sql, d, ev.outcome == Outcome::kError, ev.rows.value_or(0));
+  }
+}
+
+bool Report::ignored(const std::string& sql) {
+  if (ignore_.empty()) return false;
+  auto it = ignore_cache_.find(sql);
+  if (it != ignore_cache_.end()) return it->second;
+  bool hit = false;
+  for (const std::regex& re : ignore_) {
+    if (std::regex_search(sql, re)) {
+      hit = true;
+      break;
+    }
+  }
+  if (ignore_cache_.size() < 100000) ignore_cache_.emplace(sql, hit);
+  return hit;
+}
+
+void Report::diverged(const SessionLabel& who, uint64_t index, std::string what, const StatementEvent& captured,
+                      const StatementEvent* replayed) {
+  ++divergences_;
+  ++divergence_by_statement_[pgwire::normalize_sql(captured.sql)];
+  if (divergence_list_.size() >= opts_.max_divergences) return;
+  Divergence d;
+  d.who = who;
+  d.index = index;
+  d.what = std::move(what);
+  d.sql = captured.sql;
+  d.params = captured.params;
+  d.captured = describe_outcome(captured);
+  d.replayed = replayed ? describe_outcome(*replayed) : "not replayed";
+  divergence_list_.push_back(std::move(d));
+}
+
+void Report::matched(const SessionLabel& who, uint64_t index, const StatementEvent& captured,
+                     const StatementEvent& replayed) {
+  if (replayed.outcome == Outcome::kError) {
+    ErrorCount& e = errors_[replayed.sqlstate.empty() ? std::string("?????") : replayed.sqlstate];
+    ++e.with_capture;
+    if (captured.outcome == Outcome::kError) ++e.also_in_capture;
+  }
+  if (!opts_.compare || captured.outcome == Outcome::kUnknown) return;
+  if (ignored(captured.sql)) {
+    ++compare_ignored_;
+    return;
+  }
+  ++compared_;
+  if (captured.outcome != replayed.outcome) {
+    diverged(who, index,
+             fmt::format("outcome: {} in the capture, {} in the replay", outcome_name(captured.outcome),
+                         outcome_name(replayed.outcome)),
+             captured, &replayed);
+    return;
+  }
+  if (captured.outcome == Outcome::kOk) {
+    if (captured.rows != replayed.rows) {
+      diverged(who, index, "row count", captured, &replayed);
+    } else if (captured.tag != replayed.tag) {
+      diverged(who, index, "command tag", captured, &replayed);
+    } else if (captured.rows_digest != replayed.rows_digest) {
+      diverged(who, index, "result rows", captured, &replayed);
+    }
+  } else if (captured.outcome == Outcome::kError && captured.sqlstate != replayed.sqlstate) {
+    diverged(who, index, "SQLSTATE", captured, &replayed);
+  }
+}
+
+void Report::unmatched(const SessionLabel& who, uint64_t index, const StatementEvent& ev, bool only_in_capture) {
+  if (!opts_.compare) return;
+  if (ignored(ev.sql)) {
+    ++compare_ignored_;
+    return;
+  }
+  ++compared_;
+  if (only_in_capture) {
+    diverged(who, index, "statement missing in the replay", ev, nullptr);
+  } else {
+    ++divergences_;
+    ++divergence_by_statement_[pgwire::normalize_sql(ev.sql)];
+    if (divergence_list_.size() < opts_.max_divergences) {
+      Divergence d;
+      d.who = who;
+      d.index = index;
+      d.what = "statement not in the capture";
+      d.sql = ev.sql;
+      d.captured = "none";
+      d.replayed = describe_outcome(ev);
+      divergence_list_.push_back(std::move(d));
+    }
+  }
+}
+
+int Report::exit_code() const {
+  if (compare_impossible()) return kExitUsage;
+  if (sessions_failed_ > 0 || interrupted_) return kExitSessionsFailed;
+  if (!damage_.empty()) return kExitDamagedCapture;
+  if (divergences_ > 0) return kExitDivergence;
+  return kExitOk;
+}
+
+std::string Report::text() const {
+  std::string o;
+  auto line = [&](const std::string& s) {
+    o += s;
+    o += '\n';
+  };
+  const double secs = static_cast<double>(run_ns_) / 1e9;
+  line(fmt::format("pgreplay report{}", interrupted_ ? " (stopped early: " + stopped_why_ + ")" : std::string()));
+  line(fmt::format("  run time          {:.3f} s (capture spans {:.3f} s, speed {})", secs,
+                   static_cast<double>(capture_span_ns_) / 1e9,
+                   opts_.speed_max ? std::string("max") : fmt::format("{:g}", opts_.speed)));
+  line(fmt::format("  sessions          {} ok, {} failed, {} skipped", sessions_ok_, sessions_failed_,
+                   sessions_skipped_));
+  if (cancels_sent_ || cancels_skipped_)
+    line(fmt::format("  cancel requests   {} sent, {} skipped", cancels_sent_, cancels_skipped_));
+  for (const auto& [reason, n] : failure_reasons_) line(fmt::format("    failed {:>6}x  {}", n, reason));
+  for (const auto& [reason, n] : skip_reasons_) line(fmt::format("    skipped {:>5}x  {}", n, reason));
+  line(fmt::format("  statements        {} ({:.1f}/s): {} ok, {} errors, {} not executed, {} without outcome",
+                   statements_, secs > 0 ? static_cast<double>(statements_) / secs : 0.0, st_ok_, st_error_,
+                   st_not_executed_, st_unknown_));
+  if (!errors_.empty()) {
+    line("  errors by SQLSTATE");
+    for (const auto& [state, e] : errors_) {
+      std::string also = e.with_capture
+                             ? fmt::format(", {} of {} also failed in the capture", e.also_in_capture, e.with_capture)
+                             : std::string();
+      line(fmt::format("    {} {:>8}x{}  e.g. {}", state, e.count, also, one_line(e.example)));
+    }
+  }
+  line(fmt::format("  frames sent       {}", frames_));
+  if (!opts_.speed_max && lag_.count())
+    line(fmt::format("  lag behind schedule  p50 {} ms, p99 {} ms, max {} ms", ms(lag_.percentile_ns(50)),
+                     ms(lag_.percentile_ns(99)), ms(lag_.max_ns())));
+  if (dispatch_.count())
+    line(fmt::format("  dispatch delay       p50 {} ms, p99 {} ms, max {} ms (from allowed to sent)",
+                     ms(dispatch_.percentile_ns(50)), ms(dispatch_.percentile_ns(99)), ms(dispatch_.max_ns())));
+  if (wake_.count() && !opts_.speed_max)
+    line(
+        fmt::format("  timer wake-up delay  p50 {} ms, p99 {} ms, max {} ms (how late the OS ran pgreplay after a "
+                    "deadline: high on a busy machine)",
+                    ms(wake_.percentile_ns(50)), ms(wake_.percentile_ns(99)), ms(wake_.max_ns())));
+  if (stalls_) line(fmt::format("  waits released because the server owed nothing: {}", stalls_));
+  if (unexpected_copies_)
+    line(fmt::format("  COPY not in the capture, answered with CopyFail: {}", unexpected_copies_));
+  const auto& all = stats_.overall();
+  if (all.count()) {
+    line(fmt::format("  statement latency    p50 {} ms, p90 {} ms, p99 {} ms, max {} ms", ms(all.percentile_ns(50)),
+                     ms(all.percentile_ns(90)), ms(all.percentile_ns(99)), ms(all.max_ns())));
+    line(fmt::format("  top statements by total time"));
+    line(fmt::format("    {:>9} {:>7} {:>10} {:>10} {:>10}  {}", "calls", "errors", "total ms", "p50 ms", "p99 ms",
+                     "statement"));
+    for (const pgwire::StatementAggregate* a : stats_.top_by_time(opts_.top)) {
+      line(fmt::format("    {:>9} {:>7} {:>10} {:>10} {:>10}  {}", a->count, a->errors, ms(a->latency.sum_ns()),
+                       ms(a->latency.percentile_ns(50)), ms(a->latency.percentile_ns(99)), one_line(a->text)));
+    }
+  }
+  if (opts_.compare) {
+    if (compare_impossible()) {
+      line("  compare: impossible, the capture holds no backend frames (record with pgproxy --capture-backend)");
+    } else {
+      line(fmt::format("  compare           {} statements compared, {} ignored, {} divergences", compared_,
+                       compare_ignored_, divergences_));
+      for (const Divergence& d : divergence_list_) {
+        line(fmt::format("    session {} statement #{}: {}", d.who.id, d.index + 1, d.what));
+        line(fmt::format("      sql:      {}", one_line(d.sql)));
+        if (!d.params.empty()) line(fmt::format("      params:   {}", params_text(d.params)));
+        line(fmt::format("      captured: {}", d.captured));
+        line(fmt::format("      replayed: {}", d.replayed));
+      }
+      if (divergences_ > divergence_list_.size())
+        line(fmt::format("    ... {} more", divergences_ - divergence_list_.size()));
+      if (!divergence_by_statement_.empty()) {
+        std::vector<std::pair<std::string, uint64_t>> by(divergence_by_statement_.begin(),
+                                                         divergence_by_statement_.end());
+        std::sort(by.begin(), by.end(), [](const auto& a, const auto& b) {
+          return a.second != b.second ? a.second > b.second : a.first < b.first;
+        });
+        line("    divergences by statement");
+        for (const auto& [text, n] : by) line(fmt::format("      {:>8}x  {}", n, one_line(text)));
+      }
+    }
+  }
+  for (const auto& [who, reason] : failed_examples_) {
+    line(fmt::format("  failed session {} (user {}, database {}): {}", who.id, who.user, who.database, reason));
+  }
+  for (const std::string& d : damage_) line("  capture damaged: " + d);
+  for (const std::string& w : warnings_) line("  warning: " + w);
+  return o;
+}
+
+std::string Report::json() const {
+  std::string o = "{";
+  auto num = [&](const char* key, auto v, bool comma = true) {
+    o += fmt::format("\"{}\":{}{}", key, v, comma ? "," : "");
+  };
+  num("version", json_str(kVersion));
+  num("stopped_early", interrupted_ ? json_str(stopped_why_) : std::string("null"));
+  num("exit_code", exit_code());
+  num("run_time_s", fmt::format("{:.6f}", static_cast<double>(run_ns_) / 1e9));
+  num("capture_span_s", fmt::format("{:.6f}", static_cast<double>(capture_span_ns_) / 1e9));
+  num("speed", opts_.speed_max ? std::string("\"max\"") : fmt::format("{:g}", opts_.speed));
+  o += fmt::format("\"sessions\":{{\"ok\":{},\"failed\":{},\"skipped\":{},\"cancel_sent\":{},\"cancel_skipped\":{},",
+                   sessions_ok_, sessions_failed_, sessions_skipped_, cancels_sent_, cancels_skipped_);
+  o += "\"failure_reasons\":{";
+  bool first = true;
+  for (const auto& [reason, n] : failure_reasons_) {
+    o += fmt::format("{}{}:{}", first ? "" : ",", json_str(reason), n);
+    first = false;
+  }
+  o += "},\"skip_reasons\":{";
+  first = true;
+  for (const auto& [reason, n] : skip_reasons_) {
+    o += fmt::format("{}{}:{}", first ? "" : ",", json_str(reason), n);
+    first = false;
+  }
+  o += "},\"failed_sessions\":[";
+  first = true;
+  for (const auto& [who, reason] : failed_examples_) {
+    o += fmt::format("{}{{\"session\":{},\"user\":{},\"database\":{},\"reason\":{}}}", first ? "" : ",", who.id,
+                     json_str(who.user), json_str(who.database), json_str(reason));
+    first = false;
+  }
+  o += "]},";
+  const double secs = static_cast<double>(run_ns_) / 1e9;
+  o += fmt::format(
+      "\"statements\":{{\"total\":{},\"per_second\":{:.1f},\"ok\":{},\"error\":{},\"not_executed\":{},\"unknown\":{}}}"
+      ",",
+      statements_, secs > 0 ? static_cast<double>(statements_) / secs : 0.0, st_ok_, st_error_, st_not_executed_,
+      st_unknown_);
+  o += "\"errors\":{";
+  first = true;
+  for (const auto& [state, e] : errors_) {
+    o +=
+        fmt::format("{}{}:{{\"count\":{},\"also_failed_in_capture\":{},\"with_captured_outcome\":{},\"example\":{}}}",
+                    first ? "" : ",", json_str(state), e.count, e.also_in_capture, e.with_capture, json_str(e.example));
+    first = false;
+  }
+  o += "},";
+  o += fmt::format("\"frames\":{},\"stalls_released\":{},\"unexpected_copies\":{},", frames_, stalls_,
+                   unexpected_copies_);
+  auto hist = [&](const char* key, const pgwire::LatencyHistogram& h) {
+    o += fmt::format("\"{}\":{{\"count\":{},\"p50_ms\":{},\"p90_ms\":{},\"p99_ms\":{},\"max_ms\":{}}},", key, h.count(),
+                     ms(h.percentile_ns(50)), ms(h.percentile_ns(90)), ms(h.percentile_ns(99)), ms(h.max_ns()));
+  };
+  hist("lag", lag_);
+  hist("dispatch_delay", dispatch_);
+  hist("wake_delay", wake_);
+  hist("latency", stats_.overall());
+  o += "\"top_statements\":[";
+  first = true;
+  for (const pgwire::StatementAggregate* a : stats_.top_by_time(opts_.top)) {
+    o += fmt::format(
+        "{}{{\"statement\":{},\"calls\":{},\"errors\":{},\"rows\":{},\"total_ms\":{},\"p50_ms\":{},\"p99_ms\":{},"
+        "\"max_ms\":{}}}",
+        first ? "" : ",", json_str(a->text), a->count, a->errors, a->rows, ms(a->latency.sum_ns()),
+        ms(a->latency.percentile_ns(50)), ms(a->latency.percentile_ns(99)), ms(a->latency.max_ns()));
+    first = false;
+  }
+  o += "],";
+  o += fmt::format("\"compare\":{{\"enabled\":{},\"possible\":{},\"compared\":{},\"ignored\":{},\"divergences\":{},",
+                   opts_.compare ? "true" : "false", sessions_exact_ > 0 ? "true" : "false", compared_,
+                   compare_ignored_, divergences_);
+  o += "\"first\":[";
+  first = true;
+  for (const Divergence& d : divergence_list_) {
+    o += fmt::format("{}{{\"session\":{},\"statement\":{},\"what\":{},\"sql\":{},\"params\":[", first ? "" : ",",
+                     d.who.id, d.index + 1, json_str(d.what), json_str(d.sql));
+    for (size_t i = 0; i < d.params.size(); ++i)
+      o += fmt::format("{}{}", i ? "," : "", d.params[i].value ? json_str(param_text(d.params[i])) : "null");
+    o += fmt::format("],\"captured\":{},\"replayed\":{}}}", json_str(d.captured), json_str(d.replayed));
+    first = false;
+  }
+  o += "],\"by_statement\":{";
+  first = true;
+  for (const auto& [text, n] : divergence_by_statement_) {
+    o += fmt::format("{}{}:{}", first ? "" : ",", json_str(text), n);
+    first = false;
+  }
+  o += "}},";
+  o += "\"damage\":[";
+  for (size_t i = 0; i < damage_.size(); ++i) o += (i ? "," : "") + json_str(damage_[i]);
+  o += "],\"warnings\":[";
+  for (size_t i = 0; i < warnings_.size(); ++i) o += (i ? "," : "") + json_str(warnings_[i]);
+  o += "]}\n";
+  return o;
+}
+
+}  // namespace pgreplay
