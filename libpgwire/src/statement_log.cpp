@@ -8,16 +8,6 @@
 namespace pgwire {
 namespace {
 
-const char* outcome_name(Outcome o) {
-  switch (o) {
-    case Outcome::kOk: return "ok";
-    case Outcome::kError: return "error";
-    case Outcome::kNotExecuted: return "not_executed";
-    case Outcome::kUnknown: return "unknown";
-  }
-  return "unknown";
-}
-
 bool has_duration(const StatementEvent& ev) { return ev.end_ns != 0 && ev.end_ns >= ev.start_ns; }
 
 // Numbers are written with std::to_chars: the log line is on the proxy's hot
@@ -94,7 +84,7 @@ void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& ou
   out += ' ';
   out += statement_kind_name(ev.kind);
   out += ' ';
-  out += outcome_name(ev.outcome);
+  out += statement_outcome_name(ev.outcome);
   if (has_duration(ev)) {
     out += " duration_ms=";
     append_duration_ms(out, ev);
@@ -185,7 +175,7 @@ void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& ou
     out += "null";
   }
   out += ",\"status\":\"";
-  out += outcome_name(ev.outcome);
+  out += statement_outcome_name(ev.outcome);
   out += "\",\"tag\":";
   if (ev.tag.empty()) {
     out += "null";

@@ -18,6 +18,16 @@ const char* statement_kind_name(StatementKind k) {
   return "unknown";
 }
 
+const char* statement_outcome_name(Outcome o) {
+  switch (o) {
+    case Outcome::kOk: return "ok";
+    case Outcome::kError: return "error";
+    case Outcome::kNotExecuted: return "not_executed";
+    case Outcome::kUnknown: return "unknown";
+  }
+  return "unknown";
+}
+
 namespace {
 
 struct PreparedStatement {

@@ -21,16 +21,6 @@ std::string host_of(std::string_view client) {
   return std::string(client.substr(0, colon));
 }
 
-const char* outcome_label(Outcome o) {
-  switch (o) {
-    case Outcome::kOk: return "ok";
-    case Outcome::kError: return "error";
-    case Outcome::kNotExecuted: return "not_executed";
-    case Outcome::kUnknown: return "unknown";
-  }
-  return "unknown";
-}
-
 double ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
 
 std::string json_str(std::string_view s) {
@@ -90,7 +80,7 @@ void Report::frame(Direction dir, const Frame& f) {
 
 void Report::event(const StatementEvent& ev) {
   ++by_kind_[statement_kind_name(ev.kind)];
-  ++by_outcome_[outcome_label(ev.outcome)];
+  ++by_outcome_[statement_outcome_name(ev.outcome)];
   if (!ev.sqlstate.empty()) ++by_sqlstate_[ev.sqlstate];
   int64_t duration = ev.end_ns != 0 && ev.end_ns >= ev.start_ns ? ev.end_ns - ev.start_ns : -1;
   if (ev.outcome != Outcome::kNotExecuted) {

@@ -61,6 +61,9 @@ enum class Outcome : uint8_t {
   kUnknown,      // connection ended first, or frontend-only capture
 };
 
+// "ok", "error", "not_executed", "unknown": the words of the SQL log and reports.
+const char* statement_outcome_name(Outcome o);
+
 struct StatementEvent {
   StatementKind kind = StatementKind::kQuery;
   std::string sql;            // Query text, or Parse text resolved through portal and statement
