@@ -1,7 +1,6 @@
 // pgreplay: replays captured PostgreSQL sessions (pgproxy captures) against a
 // server, with the original timing and waits, and reports what happened.
 #include <cstdlib>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -10,6 +9,7 @@
 
 #include "options.hpp"
 #include "replayer.hpp"
+#include "report.hpp"
 
 namespace {
 
@@ -92,7 +92,8 @@ int main(int argc, char** argv) {
   app.add_flag("--compare", o.compare,
                "compare each statement's outcome (tag, rows, SQLSTATE, row digest) with the capture's; "
                "needs backend frames in the capture");
-  app.add_option("--ignore", o.ignore, "REGEX: leave statements matching it out of --compare (repeatable)")
+  app.add_option("--ignore", o.ignore,
+                 "REGEX (POSIX extended): leave statements matching it out of --compare (repeatable)")
       ->allow_extra_args(false);
   app.add_option("--max-divergences", o.max_divergences, "divergences listed in full")->capture_default_str();
   app.add_option("--top", o.top, "normalized statements in the latency table")->capture_default_str();
@@ -146,11 +147,9 @@ int main(int argc, char** argv) {
   for (const std::string& m : map_database)
     if (!pgreplay::parse_mapping(m, o.map_database)) return usage("--map-database wants OLD=NEW, not \"" + m + "\"");
   for (const std::string& re : o.ignore) {
-    try {
-      std::regex test(re, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      return usage("--ignore: bad regular expression \"" + re + "\": " + e.what());
-    }
+    pgreplay::StatementFilter check;
+    std::string error;
+    if (!check.add(re, &error)) return usage("--ignore: bad regular expression \"" + re + "\": " + error);
   }
   if (o.user.empty()) o.user = env_or("PGUSER", "");
   if (o.dbname.empty()) o.dbname = env_or("PGDATABASE", "");

@@ -43,7 +43,7 @@ struct ReplayOptions {
 
   // Output.
   bool compare = false;
-  std::vector<std::string> ignore;  // regular expressions (ECMAScript) of statements not compared
+  std::vector<std::string> ignore;  // POSIX extended regular expressions of statements not compared
   size_t max_divergences = 20;      // listed in full
   size_t top = 10;                  // normalized statements in the latency table
   std::string report_file;          // JSON

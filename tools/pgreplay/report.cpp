@@ -1,5 +1,7 @@
 #include "report.hpp"
 
+#include <regex.h>
+
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -98,11 +100,36 @@ std::string describe_outcome(const StatementEvent& ev) {
   return "?";
 }
 
-Report::Report(const ReplayOptions& opts) : opts_(opts), stats_(5000) {
-  for (const std::string& re : opts.ignore) {
-    // main.cpp validated every expression; a bad one cannot get here.
-    ignore_.emplace_back(re, std::regex::ECMAScript | std::regex::optimize);
+struct RegexHolder {
+  regex_t re{};
+  ~RegexHolder() { regfree(&re); }
+};
+
+StatementFilter::StatementFilter() = default;
+StatementFilter::~StatementFilter() = default;
+
+bool StatementFilter::add(const std::string& expression, std::string* error) {
+  auto holder = std::make_unique<RegexHolder>();
+  int rc = regcomp(&holder->re, expression.c_str(), REG_EXTENDED | REG_NOSUB);
+  if (rc != 0) {
+    char buf[256];
+    regerror(rc, &holder->re, buf, sizeof(buf));
+    if (error) *error = buf;
+    return false;  // regcomp failed: nothing to free
   }
+  compiled_.push_back(std::move(holder));
+  return true;
+}
+
+bool StatementFilter::matches(const std::string& sql) const {
+  for (const auto& h : compiled_)
+    if (regexec(&h->re, sql.c_str(), 0, nullptr, 0) == 0) return true;
+  return false;
+}
+
+Report::Report(const ReplayOptions& opts) : opts_(opts), stats_(5000) {
+  // main.cpp checked every expression; one that fails here is left out.
+  for (const std::string& re : opts.ignore) (void)ignore_.add(re, nullptr);
 }
 
 uint64_t Report::sessions_total() const {
@@ -166,13 +193,7 @@ bool Report::ignored(const std::string& sql) {
   if (ignore_.empty()) return false;
   auto it = ignore_cache_.find(sql);
   if (it != ignore_cache_.end()) return it->second;
-  bool hit = false;
-  for (const std::regex& re : ignore_) {
-    if (std::regex_search(sql, re)) {
-      hit = true;
-      break;
-    }
-  }
+  const bool hit = ignore_.matches(sql);
   if (ignore_cache_.size() < 100000) ignore_cache_.emplace(sql, hit);
   return hit;
 }
