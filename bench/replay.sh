@@ -25,11 +25,10 @@ SCALE=${SCALE:-10}
 RATE=${RATE:-1000}
 build_dir=${BUILD_DIR:-build/release}
 
-if [ ! -f "$build_dir/CMakeCache.txt" ]; then
-  generator=()
-  command -v ninja >/dev/null && generator=(-G Ninja)
-  cmake -S . -B "$build_dir" "${generator[@]}" -DPGWIRE_WERROR=ON >/dev/null
-fi
+generator=()
+if [ ! -f "$build_dir/CMakeCache.txt" ] && command -v ninja >/dev/null; then generator=(-G Ninja); fi
+# PGWIRE_PGREPLAY: pgreplay is not built by default yet.
+cmake -S . -B "$build_dir" "${generator[@]}" -DPGWIRE_WERROR=ON -DPGWIRE_PGREPLAY=ON >/dev/null
 cmake --build "$build_dir" --target pgreplay pgproxy >/dev/null
 ours="$build_dir/tools/pgreplay/pgreplay"
 proxy="$build_dir/tools/pgproxy/pgproxy"
