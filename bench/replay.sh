@@ -27,8 +27,7 @@ build_dir=${BUILD_DIR:-build/release}
 
 generator=()
 if [ ! -f "$build_dir/CMakeCache.txt" ] && command -v ninja >/dev/null; then generator=(-G Ninja); fi
-# PGWIRE_PGREPLAY: pgreplay is not built by default yet.
-cmake -S . -B "$build_dir" "${generator[@]}" -DPGWIRE_WERROR=ON -DPGWIRE_PGREPLAY=ON >/dev/null
+cmake -S . -B "$build_dir" "${generator[@]}" -DPGWIRE_WERROR=ON >/dev/null
 cmake --build "$build_dir" --target pgreplay pgproxy >/dev/null
 ours="$build_dir/tools/pgreplay/pgreplay"
 proxy="$build_dir/tools/pgproxy/pgproxy"

@@ -31,10 +31,12 @@
 #include <vector>
 
 #include "pg_server.hpp"
+#include "proxy_process.hpp"
 #include "subprocess.hpp"
 
 namespace pt = pgwire::test;
 namespace fs = std::filesystem;
+using pt::ProxyProcess;
 using namespace std::chrono_literals;
 using namespace std::string_literals;
 using Clock = std::chrono::steady_clock;
@@ -52,13 +54,6 @@ constexpr bool kCheckMemory = false;
 constexpr bool kCheckMemory = true;
 #endif
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;
   std::istringstream in(text);
@@ -71,18 +66,9 @@ std::string line_head(const std::string& line) {
   return line.substr(0, line.find(" sql: "));
 }
 
-// "VmHWM" or "VmRSS" of a process, in KiB; -1 if unreadable.
-long proc_status_kib(pid_t pid, const std::string& key) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(key + ":", 0) == 0) return std::stol(line.substr(key.size() + 1));
-  }
-  return -1;
-}
-
 // The state letter of /proc/PID/stat ('Z' for a zombie); 0 if the process is gone.
 char proc_state(pid_t pid) {
-  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat = pt::read_text_file("/proc/" + std::to_string(pid) + "/stat");
   size_t close = stat.rfind(')');
   if (close == std::string::npos || close + 2 >= stat.size()) return 0;
   return stat[close + 2];
@@ -258,103 +244,6 @@ class RawClient {
 
 // --- pgproxy as a child process -----------------------------------------------------------------
 
-class ProxyProcess {
- public:
-  ProxyProcess(uint16_t upstream_port, std::vector<std::string> extra = {}) {
-    dir_ = fs::temp_directory_path() / ("pgproxy-more-" + std::to_string(getpid()) + "-" + std::to_string(++counter_));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    output_ = (dir_ / "pgproxy.out").string();
-    std::string binary = std::string(PGWIRE_BINARY_DIR) + "/tools/pgproxy/pgproxy";
-    if (!fs::exists(binary)) throw std::runtime_error("pgproxy is not built: " + binary);
-    std::vector<std::string> argv = {
-        binary,      "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:" + std::to_string(upstream_port),
-        "--sql-log", sql_log(),  "--capture",   capture(),    "--stats-interval",
-        "0"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    int fd = ::open(output_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) throw std::runtime_error("cannot create " + output_);
-    pt::SpawnOptions so;
-    so.env = pt::child_environment({});
-    so.output_fd = fd;
-    so.parent_death_signal = SIGKILL;
-    pid_ = pt::spawn_process(argv, so);
-    ::close(fd);
-    const std::string listening = "listening on 127.0.0.1:";
-    for (auto deadline = Clock::now() + 10s; Clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
-      std::string out = read_file(output_);
-      size_t at = out.find(listening);
-      if (at != std::string::npos && out.find('\n', at) != std::string::npos) {
-        port_ = static_cast<uint16_t>(std::stoi(out.substr(at + listening.size())));
-        return;
-      }
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        throw std::runtime_error("pgproxy exited at start: " + out);
-      }
-    }
-    throw std::runtime_error("pgproxy did not start listening: " + read_file(output_));
-  }
-
-  ~ProxyProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  ProxyProcess(const ProxyProcess&) = delete;
-  ProxyProcess& operator=(const ProxyProcess&) = delete;
-
-  bool alive() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
-  long peak_rss_kib() const { return pid_ > 0 ? proc_status_kib(pid_, "VmHWM") : -1; }
-
-  // SIGTERM and wait: the exit code (128 + signal if killed).
-  int stop(std::chrono::milliseconds limit = 20s) {
-    if (pid_ <= 0) return exit_code_;
-    kill(pid_, SIGTERM);
-    int status = 0;
-    for (auto deadline = Clock::now() + limit;;) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) break;
-      if (Clock::now() > deadline) {
-        kill(pid_, SIGKILL);
-        waitpid(pid_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    pid_ = -1;
-    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    return exit_code_;
-  }
-
-  uint16_t port() const { return port_; }
-  std::string sql_log() const { return (dir_ / "sql.log").string(); }
-  std::string capture() const { return (dir_ / "capture.pgwc").string(); }
-  std::string output() const { return read_file(output_); }
-
-  // A client tool of the server's bindir (psql, pgbench) pointed at the proxy.
-  pt::CommandResult client(const pt::TempPostgres& pg, const std::string& tool, std::vector<std::string> args,
-                           const std::string& stdin_data = {}) const {
-    std::vector<std::string> argv = {pg.bindir() + "/" + tool, "-h", "127.0.0.1", "-p", std::to_string(port_)};
-    argv.insert(argv.end(), args.begin(), args.end());
-    pt::CommandOptions opts;
-    opts.env = pg.client_env();
-    opts.env["PGPORT"] = std::to_string(port_);
-    opts.stdin_data = stdin_data;
-    opts.timeout = 60s;
-    return pt::run_command(argv, opts);
-  }
-
- private:
-  static inline int counter_ = 0;
-  fs::path dir_;
-  std::string output_;
-  pid_t pid_ = -1;
-  int exit_code_ = -1;
-  uint16_t port_ = 0;
-};
 
 // Statements PostgreSQL logged with log_statement=all: "statement: " per Query, "execute <name>: "
 // per executed Execute.
@@ -400,7 +289,7 @@ class PgproxyMoreTest : public ::testing::Test {
 // (a) A 100 MB query string is streamed, not held: it reaches the server whole, the SQL log keeps
 // the first MiB flagged "truncated", the capture keeps it all, and the proxy's memory stays small.
 TEST_F(PgproxyMoreTest, HundredMegabyteQueryIsStreamedAndTruncatedInTheLog) {
-  ProxyProcess proxy(pg().port());
+  ProxyProcess proxy(pg());
   constexpr size_t kLiteral = size_t{100} << 20;
   std::string sql = "SELECT length('";
   sql.append(kLiteral, 'x');
@@ -428,7 +317,7 @@ TEST_F(PgproxyMoreTest, HundredMegabyteQueryIsStreamedAndTruncatedInTheLog) {
   }
   RecordProperty("pgproxy_peak_rss_kib", std::to_string(hwm));
 
-  const std::string log = read_file(proxy.sql_log());
+  const std::string log = pt::read_text_file(proxy.sql_log());
   std::vector<std::string> lines = lines_of(log);
   ASSERT_EQ(lines.size(), 1u) << log.substr(0, 500);
   const std::string& line = lines[0];
@@ -445,7 +334,7 @@ TEST_F(PgproxyMoreTest, HundredMegabyteQueryIsStreamedAndTruncatedInTheLog) {
 // (b) A client that reads a 200 MB result slowly: backpressure keeps the proxy's memory bounded,
 // with the backend frames also going to the capture (so the writer is held back too).
 TEST_F(PgproxyMoreTest, SlowReaderOfALargeResultKeepsMemoryBounded) {
-  ProxyProcess proxy(pg().port(), {"--capture-backend"});
+  ProxyProcess proxy(pg(), {"--capture-backend"});
   constexpr int kRows = 200'000;
   RawClient client(proxy.port(), 64 * 1024);
   ASSERT_TRUE(client.start(pg().user()));
@@ -483,7 +372,7 @@ TEST_F(PgproxyMoreTest, SlowReaderOfALargeResultKeepsMemoryBounded) {
   RecordProperty("pgproxy_peak_rss_kib", std::to_string(hwm));
   RecordProperty("read_ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
   EXPECT_LE(hwm_during, hwm);
-  std::string log = read_file(proxy.sql_log());
+  std::string log = pt::read_text_file(proxy.sql_log());
   EXPECT_NE(log.find("tag=\"COPY 200000\""), std::string::npos) << log;
   EXPECT_GT(fs::file_size(proxy.capture()), uint64_t{200'000'000}) << "the backend frames are all captured";
 }
@@ -493,7 +382,7 @@ TEST_F(PgproxyMoreTest, SlowReaderOfALargeResultKeepsMemoryBounded) {
 // work, and the proxy lives through all of it.
 TEST(PgproxyUpstream, StoppedAndRestartedServer) {
   pt::TempPostgres pg;
-  ProxyProcess proxy(pg.port());
+  ProxyProcess proxy(pg);
 
   RawClient idle(proxy.port());
   ASSERT_TRUE(idle.start(pg.user()));
@@ -563,7 +452,7 @@ TEST(PgproxyUpstream, StoppedAndRestartedServer) {
   EXPECT_TRUE(proxy.alive());
   ASSERT_EQ(proxy.stop(), 0) << proxy.output();
 
-  std::string log = read_file(proxy.sql_log());
+  std::string log = pt::read_text_file(proxy.sql_log());
   bool sleep_failed = false, back = false;
   for (const std::string& l : lines_of(log)) {
     if (l.ends_with("sql: SELECT pg_sleep(30)"))
@@ -594,7 +483,7 @@ TEST_F(PgproxyMoreTest, LiveLogEqualsPgdumpLogOnTheCapture) {
       "BEGIN;\nSELECT count(*) FROM t;\nCOMMIT;\n";
   for (const char* format : {"text", "json"}) {
     SCOPED_TRACE(format);
-    ProxyProcess proxy(pg().port(), {"--capture-backend", "--log-format", format});
+    ProxyProcess proxy(pg(), {"--capture-backend", "--log-format", format});
     pt::CommandResult r = proxy.client(pg(), "psql", {"-X", "-q", "-f", "-"}, script);
     EXPECT_EQ(r.exit_code, 0) << r.describe();
     EXPECT_NE(r.err.find("division by zero"), std::string::npos) << r.describe();
@@ -604,7 +493,7 @@ TEST_F(PgproxyMoreTest, LiveLogEqualsPgdumpLogOnTheCapture) {
     }
     ASSERT_EQ(proxy.stop(), 0) << proxy.output();
 
-    std::string live = read_file(proxy.sql_log());
+    std::string live = pt::read_text_file(proxy.sql_log());
     pt::CommandResult offline =
         pt::run_command({std::string(PGWIRE_BINARY_DIR) + "/tools/pgdump-log/pgdump-log", "--no-progress", "--format",
                          "sql", "--log-format", format, proxy.capture()});
@@ -625,7 +514,7 @@ TEST_F(PgproxyMoreTest, LiveLogEqualsPgdumpLogOnTheCapture) {
 // (e) Garbage on some connections while pgbench runs on others: every bad connection is closed,
 // pgbench does not notice, and the SQL log has every statement the server ran.
 TEST_F(PgproxyMoreTest, GarbageConnectionsDoNotDisturbAConcurrentPgbench) {
-  ProxyProcess proxy(pg().port());
+  ProxyProcess proxy(pg());
   size_t server_log_before = pg().read_log().size();
 
   std::atomic<bool> pgbench_done{false};
@@ -711,7 +600,7 @@ TEST_F(PgproxyMoreTest, GarbageConnectionsDoNotDisturbAConcurrentPgbench) {
   std::this_thread::sleep_for(300ms);
   ASSERT_EQ(proxy.stop(), 0) << proxy.output();
 
-  std::string log = read_file(proxy.sql_log());
+  std::string log = pt::read_text_file(proxy.sql_log());
   int server = server_statement_count(pg().read_log().substr(server_log_before));
   int logged = proxy_statement_count(log);
   EXPECT_GE(server, 400 * 7 + per_kind[4]);

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "pg_server.hpp"
+#include "proxy_process.hpp"
 #include "pgwire/capture.hpp"
 #include "pgwire/framer.hpp"
 #include "pgwire/messages.hpp"
@@ -33,16 +34,10 @@
 
 namespace pt = pgwire::test;
 namespace fs = std::filesystem;
+using pt::ProxyProcess;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;
@@ -60,108 +55,6 @@ std::string line_sql(const std::string& line) {
   return at == std::string::npos ? std::string() : line.substr(at + 6);
 }
 
-// A running pgproxy. Output (stderr, and stdout) goes to a file; the port is
-// read back from its "listening on" line, so tests bind port 0 and never race.
-class ProxyProcess {
- public:
-  explicit ProxyProcess(const pt::TempPostgres& pg, std::vector<std::string> extra = {}) {
-    dir_ = fs::temp_directory_path() / ("pgproxy-test-" + std::to_string(getpid()) + "-" + std::to_string(++counter_));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    output_ = (dir_ / "pgproxy.out").string();
-    std::string binary = std::string(PGWIRE_BINARY_DIR) + "/tools/pgproxy/pgproxy";
-    if (!fs::exists(binary)) throw std::runtime_error("pgproxy is not built: " + binary);
-    std::vector<std::string> argv = {
-        binary,      "--listen", "127.0.0.1:0", "--upstream", pg.host() + ":" + std::to_string(pg.port()),
-        "--sql-log", sql_log(),  "--capture",   capture(),    "--stats-interval",
-        "0"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    int fd = ::open(output_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) throw std::runtime_error("cannot create " + output_);
-    pt::SpawnOptions so;
-    so.env = pt::child_environment({});
-    so.output_fd = fd;
-    so.parent_death_signal = SIGKILL;
-    pid_ = pt::spawn_process(argv, so);
-    ::close(fd);
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    const std::string listening = "listening on 127.0.0.1:";
-    while (std::chrono::steady_clock::now() < deadline) {
-      std::string out = read_file(output_);
-      size_t at = out.find(listening);
-      if (at != std::string::npos && out.find('\n', at) != std::string::npos) {
-        port_ = static_cast<uint16_t>(std::stoi(out.substr(at + listening.size())));
-        return;
-      }
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        throw std::runtime_error("pgproxy exited at start: " + out);
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    throw std::runtime_error("pgproxy did not start listening: " + read_file(output_));
-  }
-
-  ~ProxyProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  // SIGTERM and wait: returns the exit code (128 + signal if killed).
-  int stop(std::chrono::milliseconds limit = 10s) {
-    if (pid_ <= 0) return exit_code_;
-    kill(pid_, SIGTERM);
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    int status = 0;
-    for (;;) {
-      pid_t r = waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) break;
-      if (std::chrono::steady_clock::now() > deadline) {
-        kill(pid_, SIGKILL);
-        waitpid(pid_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    pid_ = -1;
-    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    return exit_code_;
-  }
-
-  void signal(int sig) const { kill(pid_, sig); }
-
-  uint16_t port() const { return port_; }
-  std::string sql_log() const { return (dir_ / "sql.log").string(); }
-  std::string capture() const { return (dir_ / "capture.pgwc").string(); }
-  std::string dir() const { return dir_.string(); }
-  std::string output() const { return read_file(output_); }
-
-  // psql through the proxy, as the server's login user.
-  pt::CommandResult psql(const pt::TempPostgres& pg, const std::vector<std::string>& args,
-                         const std::map<std::string, std::string>& env = {}) const {
-    std::vector<std::string> argv = {pg.bindir() + "/psql", "-X", "-h", "127.0.0.1", "-p", std::to_string(port_)};
-    argv.insert(argv.end(), args.begin(), args.end());
-    pt::CommandOptions opts;
-    opts.env = pg.client_env();
-    opts.env["PGPORT"] = std::to_string(port_);
-    for (const auto& [k, v] : env) opts.env[k] = v;
-    opts.timeout = 30s;
-    return pt::run_command(argv, opts);
-  }
-
- private:
-  static inline int counter_ = 0;
-  fs::path dir_;
-  std::string output_;
-  pid_t pid_ = -1;
-  int exit_code_ = -1;
-  uint16_t port_ = 0;
-};
 
 // A minimal protocol client on a raw socket, for what libpq will not send.
 class RawClient {
@@ -234,7 +127,9 @@ struct CaptureSummary {
   std::map<uint64_t, int> opens, closes;
   std::map<char, int> frontend_types;  // typed frontend frames by type byte
   int startup_frames = 0;
-  int backend_frames = 0;
+  int backend_frames = 0;      // not counting answers to encryption requests
+  int encryption_answers = 0;  // the one-byte answers ('N') to SSLRequest / GSSENCRequest
+  std::map<std::string, int> capture_backend_meta;  // "capture_backend" meta values
   int backend_key_data = 0;
   int redacted = 0;
   int password_frames = 0;  // frontend 'p' frames (redacted or not)
@@ -267,9 +162,12 @@ CaptureSummary read_capture(const std::string& path) {
         break;
       case pgwire::CaptureRecordType::kSessionMeta:
         if (rec.key == "backend_key_data") ++s.backend_key_data;
+        if (rec.key == "capture_backend") ++s.capture_backend_meta[std::string(pgwire::as_string_view(rec.value))];
         break;
       case pgwire::CaptureRecordType::kFrame:
-        if (rec.direction == pgwire::Direction::kBackend) {
+        if (rec.direction == pgwire::Direction::kBackend && rec.frame_kind == pgwire::FrameKind::kAnswer) {
+          ++s.encryption_answers;
+        } else if (rec.direction == pgwire::Direction::kBackend) {
           ++s.backend_frames;
         } else if (rec.frame_kind == pgwire::FrameKind::kStartup) {
           ++s.startup_frames;
@@ -351,11 +249,11 @@ TEST_F(PgproxyTest, PsqlStatementsAreLoggedOneLineEach) {
     std::this_thread::sleep_for(20ms);
   }
   ASSERT_EQ(proxy.stop(), 0) << proxy.output();
-  std::vector<std::string> lines = lines_of(read_file(proxy.sql_log()));
+  std::vector<std::string> lines = lines_of(pt::read_text_file(proxy.sql_log()));
   std::map<std::string, std::string> by_sql;  // sql -> head
   for (const std::string& l : lines) by_sql[line_sql(l)] = line_head(l);
 
-  ASSERT_TRUE(by_sql.count("SELECT 40 + 2")) << read_file(proxy.sql_log());
+  ASSERT_TRUE(by_sql.count("SELECT 40 + 2")) << pt::read_text_file(proxy.sql_log());
   EXPECT_NE(by_sql["SELECT 40 + 2"].find(" query ok"), std::string::npos);
   EXPECT_NE(by_sql["SELECT 40 + 2"].find("tag=\"SELECT 1\""), std::string::npos) << by_sql["SELECT 40 + 2"];
   EXPECT_NE(by_sql["SELECT 40 + 2"].find("client=127.0.0.1:"), std::string::npos);
@@ -367,7 +265,7 @@ TEST_F(PgproxyTest, PsqlStatementsAreLoggedOneLineEach) {
   EXPECT_NE(by_sql["SELECT 1/0"].find("sqlstate=22012"), std::string::npos);
   ASSERT_TRUE(by_sql.count("SELECT 'after the error'"));
   EXPECT_NE(by_sql["SELECT 'after the error'"].find(" query ok"), std::string::npos);
-  ASSERT_TRUE(by_sql.count("SELECT 'zwei\\nZeilen', 'grüße ✓'")) << read_file(proxy.sql_log());
+  ASSERT_TRUE(by_sql.count("SELECT 'zwei\\nZeilen', 'grüße ✓'")) << pt::read_text_file(proxy.sql_log());
 
   // The capture holds the same statements as raw frames, is private, and has
   // every session's BackendKeyData.
@@ -382,9 +280,23 @@ TEST_F(PgproxyTest, PsqlStatementsAreLoggedOneLineEach) {
   EXPECT_EQ(cap.closes.size(), 4u);
   EXPECT_EQ(cap.backend_key_data, 4);
   EXPECT_EQ(cap.backend_frames, 0) << "backend frames only with --capture-backend";
+  // psql's sslmode=prefer: each session's SSLRequest and the proxy's 'N' are
+  // kept, so a reader can follow the startup that comes after.
+  EXPECT_EQ(cap.encryption_answers, 4);
+  EXPECT_EQ(cap.capture_backend_meta["0"], 4);
+  EXPECT_EQ(cap.capture_backend_meta.count("1"), 0u);
   EXPECT_GE(cap.startup_frames, 4);
   EXPECT_EQ(cap.frontend_types['X'], 4);
   EXPECT_NE(std::find(cap.queries.begin(), cap.queries.end(), "SELECT 'zwei\nZeilen', 'grüße ✓'"), cap.queries.end());
+
+  // ... and pgdump-log reads this frontend-only capture through its SSLRequest answers: every
+  // statement is there (with an unknown outcome: the server's frames were not recorded).
+  pt::CommandResult dumped = pt::run_command({pt::tool_path("pgdump-log"), proxy.capture()});
+  ASSERT_EQ(dumped.exit_code, 0) << dumped.describe();
+  EXPECT_EQ(dumped.err, "");
+  EXPECT_NE(dumped.out.find("sql: SELECT 40 + 2"), std::string::npos) << dumped.out;
+  EXPECT_NE(dumped.out.find("sql: SELECT 1/0"), std::string::npos) << dumped.out;
+  EXPECT_NE(dumped.out.find("sql: SELECT 'zwei\\nZeilen', 'grüße ✓'"), std::string::npos) << dumped.out;
 }
 
 TEST_F(PgproxyTest, JsonLogAndBackendCapture) {
@@ -392,7 +304,7 @@ TEST_F(PgproxyTest, JsonLogAndBackendCapture) {
   pt::CommandResult r = proxy.psql(pg(), {"-At", "-c", "SELECT NULL::int, 'x\"y'"});
   ASSERT_TRUE(r.ok()) << r.describe();
   ASSERT_EQ(proxy.stop(), 0);
-  std::string log = read_file(proxy.sql_log());
+  std::string log = pt::read_text_file(proxy.sql_log());
   EXPECT_NE(log.find("\"kind\":\"query\""), std::string::npos) << log;
   EXPECT_NE(log.find("\"query\":\"SELECT NULL::int, 'x\\\"y'\""), std::string::npos) << log;
   EXPECT_NE(log.find("\"executed\":true"), std::string::npos) << log;
@@ -423,7 +335,7 @@ TEST_F(PgproxyTest, PgbenchCountsMatchTheServerLog) {
     ASSERT_EQ(proxy.stop(), 0) << proxy.output();
 
     int server = server_statement_count(pg().read_log().substr(server_log_before));
-    std::string log = read_file(proxy.sql_log());
+    std::string log = pt::read_text_file(proxy.sql_log());
     int logged = proxy_statement_count(log);
     EXPECT_GE(server, 40 * 7);  // 7 statements per TPC-B-like transaction
     EXPECT_EQ(logged, server) << log.substr(0, 2000);
@@ -465,7 +377,7 @@ TEST_F(PgproxyTest, SslIsRefusedSoPreferWorksAndRequireFails) {
 
   ASSERT_EQ(proxy.stop(), 0);
   EXPECT_NE(proxy.output().find("direct TLS connection refused"), std::string::npos) << proxy.output();
-  EXPECT_EQ(read_file(proxy.sql_log()).find("never"), std::string::npos);
+  EXPECT_EQ(pt::read_text_file(proxy.sql_log()).find("never"), std::string::npos);
 }
 
 TEST_F(PgproxyTest, GarbageClosesOnlyThatConnection) {
@@ -553,7 +465,7 @@ TEST_F(PgproxyTest, CancelRequestIsForwarded) {
   EXPECT_EQ(sqlstate, "57014");
   EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
   ASSERT_EQ(proxy.stop(), 0);
-  std::string log = read_file(proxy.sql_log());
+  std::string log = pt::read_text_file(proxy.sql_log());
   EXPECT_NE(log.find("sqlstate=57014"), std::string::npos) << log;
   CaptureSummary cap = read_capture(proxy.capture());
   EXPECT_EQ(cap.opens.size(), 2u);  // the session and the cancel connection
@@ -605,8 +517,8 @@ TEST_F(PgproxyTest, SighupRotatesAndSigtermLogsPendingRequests) {
   ASSERT_TRUE(r.ok()) << r.describe();
   ASSERT_EQ(proxy.stop(), 0) << proxy.output();
 
-  std::string old_log = read_file(proxy.sql_log() + ".1");
-  std::string new_log = read_file(proxy.sql_log());
+  std::string old_log = pt::read_text_file(proxy.sql_log() + ".1");
+  std::string new_log = pt::read_text_file(proxy.sql_log());
   EXPECT_NE(old_log.find("before rotation"), std::string::npos) << old_log;
   EXPECT_EQ(old_log.find("after rotation"), std::string::npos);
   EXPECT_NE(new_log.find("after rotation"), std::string::npos) << new_log;
@@ -644,14 +556,14 @@ TEST(PgproxyAuth, ScramLoginPassesThroughAndIsRedacted) {
     EXPECT_NE(r.err.find("password authentication failed"), std::string::npos) << r.describe();
     ASSERT_EQ(proxy.stop(), 0);
 
-    std::string log = read_file(proxy.sql_log());
+    std::string log = pt::read_text_file(proxy.sql_log());
     EXPECT_NE(log.find("sql: SELECT current_user"), std::string::npos) << log;
     EXPECT_EQ(log.find("wrong password"), std::string::npos) << log;
     CaptureSummary cap = read_capture(proxy.capture());
     EXPECT_EQ(cap.error, "");
     EXPECT_GE(cap.password_frames, 3);  // SASLInitialResponse, SASLResponse; and the failed login's first
     EXPECT_EQ(cap.redacted, secrets ? 0 : cap.password_frames);
-    std::string raw = read_file(proxy.capture());
+    std::string raw = pt::read_text_file(proxy.capture());
     // The SCRAM client-first-message ("n,,n=...") is in the capture only with --capture-secrets.
     if (secrets) {
       EXPECT_NE(raw.find("n,,n="), std::string::npos);

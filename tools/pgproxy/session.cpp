@@ -7,6 +7,7 @@
 
 #include "diag.hpp"
 #include "pgwire/messages.hpp"
+#include "pgwire/session_monitor.hpp"
 
 namespace pgproxy {
 
@@ -83,7 +84,17 @@ Session::Session(SessionContext& ctx, uint64_t id, int client_fd, std::string cl
     tracker_->session().session_id = id_;
     tracker_->session().client = client_addr_;
   }
-  if (capturing_) ctx_.batch->capture_open(id_, open_ts_ns_, client_addr_, ctx_.upstream_text);
+  if (capturing_) open_capture_session();
+}
+
+// The session's first records: SessionOpen, and whether the server's frames
+// follow (readers track frontend-only sessions differently).
+void Session::open_capture_session() {
+  ctx_.batch->capture_open(id_, open_ts_ns_, client_addr_, ctx_.upstream_text);
+  static constexpr std::byte kYes[] = {std::byte{'1'}};
+  static constexpr std::byte kNo[] = {std::byte{'0'}};
+  ctx_.batch->capture_meta(id_, open_ts_ns_, pgwire::kMetaCaptureBackend,
+                           ctx_.capture_backend ? pgwire::Bytes(kYes) : pgwire::Bytes(kNo));
 }
 
 Session::~Session() {
@@ -321,7 +332,9 @@ void Session::record_frame(pgwire::Direction dir, const pgwire::Frame& f, int64_
       header_only.body = {};
       ctx_.batch->capture_frame(id_, ts, dir, header_only);
     }
-  } else if (dir == pgwire::Direction::kFrontend || ctx_.capture_backend) {
+  } else if (dir == pgwire::Direction::kFrontend || ctx_.capture_backend || f.kind == pgwire::FrameKind::kAnswer) {
+    // The one-byte answer to an SSLRequest / GSSENCRequest is always kept:
+    // without it a reader cannot tell where the client's startup continues.
     ctx_.batch->capture_frame(id_, ts, dir, f);
   }
   if (dir == pgwire::Direction::kBackend && f.kind == pgwire::FrameKind::kTyped &&
@@ -592,7 +605,7 @@ void Session::abort(std::string_view reason) {
 
 void Session::capture_reopened() {
   if (!capturing_ || done()) return;
-  ctx_.batch->capture_open(id_, open_ts_ns_, client_addr_, ctx_.upstream_text);
+  open_capture_session();
   if (!backend_key_.empty()) {
     ctx_.batch->capture_meta(id_, realtime_ns(), "backend_key_data", {backend_key_.data(), backend_key_.size()});
   }

@@ -115,6 +115,7 @@ class Session {
   void client_data(pgwire::Bytes data, int64_t ts);
   void server_data(pgwire::Bytes data, int64_t ts);
   void record_frame(pgwire::Direction dir, const pgwire::Frame& f, int64_t ts);
+  void open_capture_session();
   void answer_no_encryption(int64_t ts);
   void start_upstream();
   void upstream_connected();

@@ -20,20 +20,6 @@ namespace {
 constexpr size_t kFailedExamples = 20;
 constexpr size_t kMaxValueShown = 200;
 
-const char* outcome_name(Outcome o) {
-  switch (o) {
-    case Outcome::kOk:
-      return "ok";
-    case Outcome::kError:
-      return "error";
-    case Outcome::kNotExecuted:
-      return "not executed";
-    case Outcome::kUnknown:
-      return "unknown";
-  }
-  return "?";
-}
-
 std::string ms(int64_t ns) {
   return fmt::format("{:.3f}", static_cast<double>(ns) / 1e6);
 }
@@ -229,8 +215,8 @@ void Report::matched(const SessionLabel& who, uint64_t index, const StatementEve
   ++compared_;
   if (captured.outcome != replayed.outcome) {
     diverged(who, index,
-             fmt::format("outcome: {} in the capture, {} in the replay", outcome_name(captured.outcome),
-                         outcome_name(replayed.outcome)),
+             fmt::format("outcome: {} in the capture, {} in the replay", pgwire::statement_outcome_name(captured.outcome),
+                         pgwire::statement_outcome_name(replayed.outcome)),
              captured, &replayed);
     return;
   }

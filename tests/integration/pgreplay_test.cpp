@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "pg_server.hpp"
+#include "proxy_process.hpp"
 #include "subprocess.hpp"
 
 namespace pt = pgwire::test;
@@ -31,17 +32,6 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string tool(const char* name) {
-  return std::string(PGWIRE_BINARY_DIR) + "/tools/" + name + "/" + name;
-}
 
 // A directory for captures and reports, removed at the end.
 class WorkDir {
@@ -62,89 +52,20 @@ class WorkDir {
   fs::path path_;
 };
 
-// pgproxy recording a capture (with backend frames unless told otherwise).
-class Recorder {
- public:
-  Recorder(const pt::TempPostgres& pg, std::string capture, bool backend = true) : capture_(std::move(capture)) {
-    output_ = capture_ + ".proxy.out";
-    std::vector<std::string> argv = {tool("pgproxy"),
-                                     "--listen",
-                                     "127.0.0.1:0",
-                                     "--upstream",
-                                     pg.host() + ":" + std::to_string(pg.port()),
-                                     "--capture",
-                                     capture_,
-                                     "--sql-log",
-                                     "",
-                                     "--stats-interval",
-                                     "0"};
-    if (backend) argv.push_back("--capture-backend");
-    int fd = ::open(output_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) throw std::runtime_error("cannot create " + output_);
-    pt::SpawnOptions so;
-    so.env = pt::child_environment({});
-    so.output_fd = fd;
-    so.parent_death_signal = SIGKILL;
-    pid_ = pt::spawn_process(argv, so);
-    ::close(fd);
-    const std::string listening = "listening on 127.0.0.1:";
-    for (auto deadline = std::chrono::steady_clock::now() + 20s; std::chrono::steady_clock::now() < deadline;) {
-      std::string out = slurp(output_);
-      size_t at = out.find(listening);
-      if (at != std::string::npos && out.find('\n', at) != std::string::npos) {
-        port_ = static_cast<uint16_t>(std::stoi(out.substr(at + listening.size())));
-        return;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    throw std::runtime_error("pgproxy did not start: " + slurp(output_));
-  }
-  ~Recorder() { stop(); }
-
-  // SIGTERM: pgproxy finishes writing the capture and exits.
-  void stop() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    int status = 0;
-    for (auto deadline = std::chrono::steady_clock::now() + 10s;;) {
-      if (waitpid(pid_, &status, WNOHANG) == pid_) break;
-      if (std::chrono::steady_clock::now() > deadline) {
-        kill(pid_, SIGKILL);
-        waitpid(pid_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    pid_ = -1;
-  }
-
-  uint16_t port() const { return port_; }
-
-  // A client program through the proxy, with the server's client environment.
-  pt::CommandResult run(const pt::TempPostgres& pg, std::vector<std::string> argv, const std::string& stdin_data = {},
-                        std::map<std::string, std::string> env = {}) const {
-    pt::CommandOptions opts;
-    opts.env = pg.client_env();
-    opts.env["PGHOST"] = "127.0.0.1";
-    opts.env["PGPORT"] = std::to_string(port_);
-    opts.env["PGSSLMODE"] = "disable";
-    for (auto& [k, v] : env) opts.env[k] = v;
-    opts.stdin_data = stdin_data;
-    opts.timeout = 120s;
-    return pt::run_command(argv, opts);
-  }
-
- private:
-  std::string capture_;
-  std::string output_;
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
-};
+// pgproxy in front of `pg` recording `capture` (with backend frames unless told otherwise).
+pt::ProxyOptions recording(const pt::TempPostgres& pg, const std::string& capture, bool backend = true) {
+  pt::ProxyOptions o;
+  o.upstream = pg.host() + ":" + std::to_string(pg.port());
+  o.capture = capture;
+  o.sql_log = "none";
+  if (backend) o.extra.push_back("--capture-backend");
+  return o;
+}
 
 // pgreplay with exactly the environment given (run_command drops inherited PG* variables).
 pt::CommandResult pgreplay(std::vector<std::string> args, std::map<std::string, std::string> env = {},
                            std::chrono::milliseconds timeout = 180s) {
-  std::vector<std::string> argv = {tool("pgreplay"), "--no-progress"};
+  std::vector<std::string> argv = {pt::tool_path("pgreplay"), "--no-progress"};
   argv.insert(argv.end(), args.begin(), args.end());
   pt::CommandOptions opts;
   opts.env = std::move(env);
@@ -251,7 +172,6 @@ SELECT abalance FROM pgbench_accounts WHERE aid = :aid + 1;
 class PgReplayTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!fs::exists(tool("pgreplay")) || !fs::exists(tool("pgproxy"))) return;
     pt::TempPostgresOptions o;
     o.settings = {{"log_statement", "all"}, {"log_line_prefix", "%m [%p] %d "}, {"lc_messages", "C"}};
     pg_ = new pt::TempPostgres(o);
@@ -271,9 +191,6 @@ class PgReplayTest : public ::testing::Test {
     pg_ = nullptr;
     delete capture_dir_;
     capture_dir_ = nullptr;
-  }
-  void SetUp() override {
-    if (!pg_) GTEST_SKIP() << "pgreplay or pgproxy not built";
   }
 
   static void admin(const std::vector<std::string>& args) {
@@ -300,7 +217,7 @@ class PgReplayTest : public ::testing::Test {
     std::string cap = capture_dir_->file("main.pgwc");
     src_log_from_ = pg_->read_log().size();
     {
-      Recorder rec(*pg_, cap);
+      pt::ProxyProcess rec(recording(*pg_, cap));
       const std::string pgbench = pg_->bindir() + "/pgbench";
       const std::string psql = pg_->bindir() + "/psql";
       auto r = rec.run(*pg_, {psql, "-X", "-d", "src"}, kPsqlScript);
@@ -370,7 +287,7 @@ TEST_F(PgReplayTest, ReplaysTheSameStatementsWithoutDivergence) {
   // The cancel hit the replayed pg_sleep, not merely its end.
   EXPECT_NE(log.find(db + " ERROR:  canceling statement due to user request", from), std::string::npos);
 
-  std::string json = slurp(w.file("report.json"));
+  std::string json = pt::read_text_file(w.file("report.json"));
   EXPECT_NE(json.find("\"divergences\":0"), std::string::npos) << json;
   EXPECT_NE(json.find("\"failed\":0"), std::string::npos) << json;
 }
@@ -389,7 +306,7 @@ TEST_F(PgReplayTest, CompareReportsExactlyTheChangedRow) {
   EXPECT_NE(r.out.find("result rows"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("sql:      select v from t where id = 4;"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("1x  select v from t where id = ?"), std::string::npos) << r.out;
-  std::string json = slurp(w.file("report.json"));
+  std::string json = pt::read_text_file(w.file("report.json"));
   EXPECT_NE(json.find("\"divergences\":1"), std::string::npos) << json;
   EXPECT_NE(json.find("select v from t where id = 4;"), std::string::npos) << json;
 }
@@ -424,7 +341,7 @@ TEST_F(PgReplayTest, FrontendOnlyCaptureReplaysWithInferredWaits) {
   std::string cap = w.file("fe.pgwc");
   const size_t from_src = pg_->read_log().size();
   {
-    Recorder rec(*pg_, cap, /*backend=*/false);
+    pt::ProxyProcess rec(recording(*pg_, cap, /*backend=*/false));
     auto r = rec.run(*pg_, {pg_->bindir() + "/psql", "-X", "-d", "src"}, kPsqlScript);
     EXPECT_EQ(r.exit_code, 0) << r.describe();
     r = rec.run(*pg_, {pg_->bindir() + "/pgbench", "-n", "-M", "prepared", "-c", "2", "-t", "20", "src"});
@@ -468,7 +385,6 @@ TEST_F(PgReplayTest, RefusedLoginFailsTheSessionCleanly) {
 }
 
 TEST(PgReplayUsage, BadArgumentsExitTwo) {
-  if (!fs::exists(tool("pgreplay"))) GTEST_SKIP() << "pgreplay not built";
   EXPECT_EQ(pgreplay({"--speed", "fast", "x"}).exit_code, 2);
   EXPECT_EQ(pgreplay({"--ignore", "(", "x"}).exit_code, 2);
   EXPECT_EQ(pgreplay({"--map-user", "nouser", "x"}).exit_code, 2);
@@ -483,7 +399,7 @@ TEST(PgReplayUsage, BadArgumentsExitTwo) {
 // Records a psql session as the login role of `pg` (password from PGPASSWORD).
 std::string record_login_session(const pt::TempPostgres& pg, const WorkDir& w) {
   std::string cap = w.file("auth.pgwc");
-  Recorder rec(pg, cap);
+  pt::ProxyProcess rec(recording(pg, cap));
   auto r = rec.run(pg, {pg.bindir() + "/psql", "-X", "-d", "postgres"}, "select 1;\nselect current_user;\n");
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   rec.stop();
@@ -496,7 +412,6 @@ std::map<std::string, std::string> no_password_env(const WorkDir& w) {
 }
 
 TEST(PgReplayAuth, ScramWithPgpasswordPgpassAndWrongPassword) {
-  if (!fs::exists(tool("pgreplay")) || !fs::exists(tool("pgproxy"))) GTEST_SKIP() << "not built";
   pt::TempPostgresOptions o;
   o.host_auth = pt::HostAuth::scram_sha_256;
   pt::TempPostgres pg(o);
@@ -560,7 +475,6 @@ TEST(PgReplayAuth, ScramWithPgpasswordPgpassAndWrongPassword) {
 }
 
 TEST(PgReplayAuth, Md5) {
-  if (!fs::exists(tool("pgreplay")) || !fs::exists(tool("pgproxy"))) GTEST_SKIP() << "not built";
   pt::TempPostgresOptions o;
   o.host_auth = pt::HostAuth::md5;
   pt::TempPostgres pg(o);
@@ -582,13 +496,12 @@ TEST(PgReplayAuth, Md5) {
 // --- the target goes away ---------------------------------------------------
 
 TEST(PgReplayTarget, StoppedMidReplayEndsWithAReport) {
-  if (!fs::exists(tool("pgreplay")) || !fs::exists(tool("pgproxy"))) GTEST_SKIP() << "not built";
   pt::TempPostgres source;
   WorkDir w;
   std::string cap = w.file("slow.pgwc");
   {
     // One long session, and four short ones starting while it runs.
-    Recorder rec(source, cap);
+    pt::ProxyProcess rec(recording(source, cap));
     std::string script;
     for (int i = 0; i < 12; ++i) script += "select pg_sleep(0.25);\n";
     pt::CommandResult long_run;
