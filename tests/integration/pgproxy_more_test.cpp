@@ -1,5 +1,5 @@
 // pgproxy under stress that the basic tests (pgproxy_test.cpp) do not cover: a 100 MB query
-// string, a slow client reading a 200 MB result, the upstream server stopped and restarted, the
+// string, a slow client reading a 1 GiB result, the upstream server stopped and restarted, the
 // live SQL log against pgdump-log's offline decoding of the same capture, and garbage on some
 // connections while pgbench runs on others. Memory is judged by the proxy's peak RSS (VmHWM in
 // /proc/PID/status), which covers the whole life of the process.
@@ -331,11 +331,14 @@ TEST_F(PgproxyMoreTest, HundredMegabyteQueryIsStreamedAndTruncatedInTheLog) {
   EXPECT_GT(fs::file_size(proxy.capture()), kLiteral) << "the capture holds the whole query";
 }
 
-// (b) A client that reads a 200 MB result slowly: backpressure keeps the proxy's memory bounded,
+// (b) A client that reads a 1 GiB result slowly: backpressure keeps the proxy's memory bounded,
 // with the backend frames also going to the capture (so the writer is held back too).
 TEST_F(PgproxyMoreTest, SlowReaderOfALargeResultKeepsMemoryBounded) {
   ProxyProcess proxy(pg(), {"--capture-backend"});
-  constexpr int kRows = 200'000;
+  // 1,070,000 CopyData messages of 1,006 bytes: 1.076 GB, a little over 1 GiB.
+  constexpr int kRows = 1'070'000;
+  constexpr uint64_t kBytes = uint64_t{1006} * kRows;
+  static_assert(kBytes > (uint64_t{1} << 30));
   RawClient client(proxy.port(), 64 * 1024);
   ASSERT_TRUE(client.start(pg().user()));
   auto started = Clock::now();
@@ -345,9 +348,9 @@ TEST_F(PgproxyMoreTest, SlowReaderOfALargeResultKeepsMemoryBounded) {
   long hwm_during = 0;
   std::string tag, sqlstate;
   bool ready = false;
-  // 32 KiB per read and a pause after each: at most ~32 MB/s, far below what the server sends.
-  while (auto m = client.next(30s, 256, 32 * 1024, 1000us)) {
-    if (m->type == 'd' && ++rows % 20'000 == 0) hwm_during = std::max(hwm_during, proxy.peak_rss_kib());
+  // 64 KiB per read and a pause after each: at most ~128 MB/s, below what the server sends.
+  while (auto m = client.next(30s, 256, 64 * 1024, 500us)) {
+    if (m->type == 'd' && ++rows % 50'000 == 0) hwm_during = std::max(hwm_during, proxy.peak_rss_kib());
     if (m->type == 'C') tag = m->body.substr(0, m->body.find('\0'));
     if (m->type == 'E') sqlstate = error_sqlstate(m->body);
     if (m->type == 'Z') {
@@ -360,21 +363,21 @@ TEST_F(PgproxyMoreTest, SlowReaderOfALargeResultKeepsMemoryBounded) {
   EXPECT_EQ(sqlstate, "");
   EXPECT_EQ(rows, kRows);
   EXPECT_EQ(tag, "COPY " + std::to_string(kRows));
-  EXPECT_GE(client.body_bytes(), uint64_t{200'000'000});
+  EXPECT_GE(client.body_bytes(), uint64_t{1001} * kRows);
   EXPECT_GT(took, 3s) << "the client was meant to be slow";
   long hwm = proxy.peak_rss_kib();
   client.send_all("X\0\0\0\4"s);
   ASSERT_EQ(proxy.stop(), 0) << proxy.output();
   EXPECT_GT(hwm, 0);
   if (kCheckMemory) {
-    EXPECT_LT(hwm, kMemoryLimitKib) << "pgproxy's peak RSS with a slow reader of 200 MB";
+    EXPECT_LT(hwm, kMemoryLimitKib) << "pgproxy's peak RSS with a slow reader of 1 GiB";
   }
   RecordProperty("pgproxy_peak_rss_kib", std::to_string(hwm));
   RecordProperty("read_ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
   EXPECT_LE(hwm_during, hwm);
   std::string log = pt::read_text_file(proxy.sql_log());
-  EXPECT_NE(log.find("tag=\"COPY 200000\""), std::string::npos) << log;
-  EXPECT_GT(fs::file_size(proxy.capture()), uint64_t{200'000'000}) << "the backend frames are all captured";
+  EXPECT_NE(log.find("tag=\"COPY " + std::to_string(kRows) + "\""), std::string::npos) << log;
+  EXPECT_GT(fs::file_size(proxy.capture()), kBytes) << "the backend frames are all captured";
 }
 
 // (c) The upstream stops (fast shutdown) and starts again on the same port: open sessions get the
