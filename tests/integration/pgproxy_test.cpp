@@ -299,6 +299,44 @@ TEST_F(PgproxyTest, PsqlStatementsAreLoggedOneLineEach) {
   EXPECT_NE(dumped.out.find("sql: SELECT 'zwei\\nZeilen', 'grüße ✓'"), std::string::npos) << dumped.out;
 }
 
+// The periodic statistics line on stderr counts what went through.
+TEST_F(PgproxyTest, StatsLineCountsTraffic) {
+  ProxyProcess proxy(pg(), {"--stats-interval", "1"});
+  const std::string script = proxy.dir() + "/select.sql";
+  std::ofstream(script) << "SELECT 1;\n";
+  pt::CommandResult r = proxy.client(pg(), "pgbench", {"-n", "-f", script, "-c", "2", "-j", "2", "-T", "3"});
+  ASSERT_TRUE(r.ok()) << r.describe();
+  std::this_thread::sleep_for(1500ms);  // one more line, after the run
+  ASSERT_EQ(proxy.stop(), 0);
+  const std::string out = proxy.output();
+  // Some line during the run saw statements, bytes both ways and poll() wake-ups.
+  bool busy_line = false;
+  for (const std::string& line : lines_of(out)) {
+    if (line.find("pgproxy: stats: connections=") == std::string::npos) continue;
+    auto value = [&line](const std::string& key) {
+      size_t at = line.find(" " + key + "=");
+      return at == std::string::npos ? -1.0 : std::stod(line.substr(at + key.size() + 2));
+    };
+    EXPECT_EQ(value("errors"), 0) << line;
+    EXPECT_EQ(value("lost_lines"), 0) << line;
+    if (value("statements/s") > 100 && value("client_bytes/s") > 0 && value("server_bytes/s") > 0 &&
+        value("wakeups/s") > 0 && value("ready_per_wakeup") >= 1) {
+      busy_line = true;
+    }
+  }
+  EXPECT_TRUE(busy_line) << out;
+  // The final line says what was written in all: every statement, as many lines as the log has.
+  size_t at = out.find("pgproxy: exiting: sessions=");
+  ASSERT_NE(at, std::string::npos) << out;
+  const std::string last = out.substr(at, out.find('\n', at) - at);
+  const size_t logged = lines_of(pt::read_text_file(proxy.sql_log())).size();
+  EXPECT_GT(logged, 1000u);
+  EXPECT_NE(last.find(" statements=" + std::to_string(logged) + " lines_written=" + std::to_string(logged) + " "),
+            std::string::npos)
+      << last;
+  EXPECT_NE(last.find(" lost_lines=0 "), std::string::npos) << last;
+}
+
 TEST_F(PgproxyTest, JsonLogAndBackendCapture) {
   ProxyProcess proxy(pg(), {"--log-format", "json", "--capture-backend"});
   pt::CommandResult r = proxy.psql(pg(), {"-At", "-c", "SELECT NULL::int, 'x\"y'"});

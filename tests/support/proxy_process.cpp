@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <sstream>
@@ -53,9 +54,12 @@ ProxyProcess::ProxyProcess(ProxyOptions options) {
   capture_ = options.capture.empty() ? (dir_ / "capture.pgwc").string() : options.capture;
   std::string binary = tool_path("pgproxy");
   if (!fs::exists(binary)) throw std::runtime_error("pgproxy is not built: " + binary);
-  std::vector<std::string> argv = {binary,    "--listen", "127.0.0.1:0", "--upstream",       options.upstream,
-                                   "--capture", capture_, "--sql-log",   sql_log_ == "none" ? "" : sql_log_,
-                                   "--stats-interval", "0"};
+  std::vector<std::string> argv = {binary,      "--listen", "127.0.0.1:0", "--upstream", options.upstream,
+                                   "--capture", capture_,  "--sql-log",   sql_log_ == "none" ? "" : sql_log_};
+  // No statistics lines unless a test asks for them.
+  if (std::find(options.extra.begin(), options.extra.end(), "--stats-interval") == options.extra.end()) {
+    argv.insert(argv.end(), {"--stats-interval", "0"});
+  }
   argv.insert(argv.end(), options.extra.begin(), options.extra.end());
   int fd = ::open(output_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) throw std::runtime_error("cannot create " + output_);

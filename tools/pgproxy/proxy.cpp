@@ -257,9 +257,14 @@ int Proxy::loop() {
       return SIGTERM;
     }
     now = monotonic_ms();
+    if (n > 0) {
+      ++ctx_.stats.polls;
+      ctx_.stats.ready += static_cast<uint64_t>(n);
+    }
     for (size_t i = 0; n > 0 && i < pfds_.size(); ++i) {
       short re = pfds_[i].revents;
       if (re == 0) continue;
+      --n;
       const Slot& slot = slots_[i];
       switch (slot.kind) {
         case SlotKind::kSignal: {
@@ -395,9 +400,14 @@ void Proxy::report_stats(int64_t now) {
   auto rate = [secs](uint64_t now_v, uint64_t then_v) { return static_cast<double>(now_v - then_v) / secs; };
   diag(
       "stats: connections={} accepted={} rejected={} statements/s={:.1f} client_bytes/s={:.0f} "
-      "server_bytes/s={:.0f} errors={} lost_lines={} lost_records={} writer_queue_bytes={}{}",
+      "server_bytes/s={:.0f} wakeups/s={:.0f} ready_per_wakeup={:.2f} errors={} lost_lines={} lost_records={} "
+      "writer_queue_bytes={}{}",
       s.active, s.accepted, s.rejected, rate(s.statements, last_stats_.statements),
       rate(s.client_bytes, last_stats_.client_bytes), rate(s.server_bytes, last_stats_.server_bytes),
+      rate(s.polls, last_stats_.polls),
+      s.polls == last_stats_.polls
+          ? 0.0
+          : static_cast<double>(s.ready - last_stats_.ready) / static_cast<double>(s.polls - last_stats_.polls),
       s.errors + w.write_errors.load(), w.lines_lost.load(), w.records_lost.load(), writer_->queued_bytes(),
       throttled_ ? " (throttled: the writer is behind)" : "");
   last_stats_ = s;

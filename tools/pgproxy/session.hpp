@@ -47,6 +47,8 @@ struct ProxyStats {
   uint64_t client_bytes = 0;
   uint64_t server_bytes = 0;
   uint64_t errors = 0;  // protocol violations, upstream failures, accept errors, ...
+  uint64_t polls = 0;   // poll() calls that returned something
+  uint64_t ready = 0;   // descriptors they returned ready
 };
 
 // What all sessions share: options, the upstream addresses, the batch being
