@@ -633,7 +633,42 @@ struct ConnectionTracker::Impl {
     assembly[d].shrink_to_fit();
   }
 
+  // The messages every extended-protocol statement sends and receives are
+  // decoded by their own decoder, as decode_frontend/decode_backend would,
+  // but without building and visiting the message variant, which cost more
+  // than the decoding.
+  template <class M>
+  void frontend_typed(const Frame& f, int64_t ts, bool truncated) {
+    auto msg = M::decode(f.body, f.offset + 5);
+    if (!msg) return decode_error(msg.error());
+    frontend(*msg, ts, truncated);
+  }
+  template <class M>
+  void backend_typed(const Frame& f, int64_t ts) {
+    auto msg = M::decode(f.body, f.offset + 5);
+    if (!msg) return decode_error(msg.error());
+    backend(*msg, ts);
+  }
+
   void dispatch(Direction dir, const Frame& f, int64_t ts, bool truncated) {
+    if (f.kind == FrameKind::kTyped && dir == Direction::kFrontend) {
+      switch (static_cast<FrontendType>(f.type)) {
+        case FrontendType::kParse: return frontend_typed<fe::Parse>(f, ts, truncated);
+        case FrontendType::kBind: return frontend_typed<fe::Bind>(f, ts, truncated);
+        case FrontendType::kDescribe: return frontend_typed<fe::Describe>(f, ts, truncated);
+        case FrontendType::kExecute: return frontend_typed<fe::Execute>(f, ts, truncated);
+        case FrontendType::kSync: return frontend_typed<fe::Sync>(f, ts, truncated);
+        default: break;
+      }
+    } else if (f.kind == FrameKind::kTyped) {
+      switch (static_cast<BackendType>(f.type)) {
+        case BackendType::kParseComplete: return backend_typed<be::ParseComplete>(f, ts);
+        case BackendType::kBindComplete: return backend_typed<be::BindComplete>(f, ts);
+        case BackendType::kCommandComplete: return backend_typed<be::CommandComplete>(f, ts);
+        case BackendType::kReadyForQuery: return backend_typed<be::ReadyForQuery>(f, ts);
+        default: break;
+      }
+    }
     if (dir == Direction::kFrontend) {
       auto msg = decode_frontend(f, password_kind_after(last_auth_code));
       if (!msg) return decode_error(msg.error());

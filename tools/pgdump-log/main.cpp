@@ -76,8 +76,12 @@ const char* password_message_name(PasswordKind pk) {
 class Progress {
  public:
   Progress(bool enabled, uint64_t total) : enabled_(enabled && total > 0), total_(total) {}
-  void update(uint64_t done) {
+  // Called per record: `consumed` (which asks every reader) is only called
+  // when the bar may be redrawn.
+  template <class Consumed>
+  void update(const Consumed& consumed) {
     if (!enabled_ || (++calls_ & 1023) != 0) return;
+    const uint64_t done = consumed();
     auto now = std::chrono::steady_clock::now();
     if (now - last_ < std::chrono::milliseconds(200)) return;
     last_ = now;
@@ -221,7 +225,7 @@ int main(int argc, char** argv) {
     ++records;
     last_ts = std::max(last_ts, rec->ts_ns);
     decoder.on_record(*rec);
-    progress.update(reader.consumed());
+    progress.update([&] { return reader.consumed(); });
   }
   decoder.finish(last_ts);
   progress.done();
