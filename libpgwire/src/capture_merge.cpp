@@ -25,7 +25,7 @@ const CaptureRecord& OwnedRecord::view() {
   return rec;
 }
 
-std::vector<std::string> MergedReader::open(const std::vector<std::string>& paths) {
+std::vector<std::string> MergedReader::open(const std::vector<std::string>& paths, bool read_ahead) {
   std::vector<std::string> errors;
   for (const std::string& p : paths) {
     auto r = CaptureReader::open(p);
@@ -39,9 +39,10 @@ std::vector<std::string> MergedReader::open(const std::vector<std::string>& path
       continue;
     }
     struct stat st {};
-    if (p != "-" && ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode)) total_size_ += static_cast<uint64_t>(st.st_size);
+    const bool regular = p != "-" && ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    if (regular) total_size_ += static_cast<uint64_t>(st.st_size);
     Input in;
-    in.reader = std::move(r).value();
+    in.reader = std::make_unique<CaptureReadAhead>(std::move(r).value(), read_ahead && regular);
     in.path = p;
     inputs_.push_back(std::move(in));
   }

@@ -158,7 +158,8 @@ int main(int argc, char** argv) {
   }
 
   MergedReader reader;
-  std::vector<std::string> open_errors = reader.open(files);
+  // Reading and checksumming on a second thread: decoding has the main one to itself.
+  std::vector<std::string> open_errors = reader.open(files, /*read_ahead=*/true);
   for (const std::string& e : open_errors) std::fprintf(stderr, "pgdump-log: %s\n", e.c_str());
   if (!open_errors.empty() && reader.files() == 0) return kExitUsage;
 
