@@ -53,8 +53,7 @@ std::vector<std::string> MergedReader::open(const std::vector<std::string>& path
 void MergedReader::advance(Input& in) {
   in.has_head = false;
   if (in.done) return;
-  CaptureRecord rec;
-  auto r = in.reader->next(rec);
+  auto r = in.reader->next();
   if (!r) {
     damage_.push_back({in.path, r.error()});
     in.done = true;
@@ -64,7 +63,7 @@ void MergedReader::advance(Input& in) {
     in.done = true;
     return;
   }
-  in.head.assign(rec);
+  in.head.assign(**r);
   in.has_head = true;
 }
 
@@ -80,17 +79,14 @@ const CaptureRecord* MergedReader::next() {
       return &current_.view();
     }
     if (in.done) return nullptr;
-    auto r = in.reader->next(single_);
+    auto r = in.reader->next();
     if (!r) {
       damage_.push_back({in.path, r.error()});
       in.done = true;
       return nullptr;
     }
-    if (!*r) {
-      in.done = true;
-      return nullptr;
-    }
-    return &single_;
+    if (!*r) in.done = true;
+    return *r;
   }
   Input* best = nullptr;
   for (Input& in : inputs_) {

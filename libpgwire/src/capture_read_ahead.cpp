@@ -64,6 +64,7 @@ struct Block {
 
 struct CaptureReadAhead::Impl {
   std::unique_ptr<CaptureReader> reader;
+  CaptureRecord unthreaded;  // what next() returns without a thread
   std::thread thread;
 
   std::mutex mu;
@@ -156,9 +157,9 @@ struct CaptureReadAhead::Impl {
     free_cv.notify_one();
   }
 
-  Result<bool> next(CaptureRecord& rec) {
+  Result<const CaptureRecord*> next() {
     if (failed) return *failed;
-    if (ended) return false;
+    if (ended) return nullptr;
     while (!current || pos == current->entries.size()) {
       if (current) {
         // Every record of the block was returned: now what came after them.
@@ -168,7 +169,7 @@ struct CaptureReadAhead::Impl {
           ended = current->end;
           give_back(std::move(current));
           if (failed) return *failed;
-          return false;
+          return nullptr;
         }
         // Given back only now: the caller was using the last record until this call.
         give_back(std::move(current));
@@ -177,9 +178,8 @@ struct CaptureReadAhead::Impl {
       pos = 0;
     }
     const Block::Entry& e = current->entries[pos++];
-    rec = e.rec;
     offset = e.end_offset;
-    return true;
+    return &e.rec;
   }
 };
 
@@ -205,9 +205,11 @@ CaptureReadAhead::~CaptureReadAhead() {
   impl_->thread.join();
 }
 
-Result<bool> CaptureReadAhead::next(CaptureRecord& rec) {
-  if (!impl_->thread.joinable()) return impl_->reader->next(rec);
-  return impl_->next(rec);
+Result<const CaptureRecord*> CaptureReadAhead::next() {
+  if (impl_->thread.joinable()) return impl_->next();
+  Result<bool> r = impl_->reader->next(impl_->unthreaded);
+  if (!r) return r.error();
+  return *r ? &impl_->unthreaded : nullptr;
 }
 
 uint64_t CaptureReadAhead::offset() const {

@@ -58,7 +58,6 @@ class MergedReader {
   std::vector<Damage> damage_;
   uint64_t total_size_ = 0;
   OwnedRecord current_;
-  CaptureRecord single_;  // the one-file fast path reads straight into this
   std::string current_file_;
   // With several files, session ids are renumbered in order of appearance so
   // two proxies' session 1 stay apart; one file keeps its ids.

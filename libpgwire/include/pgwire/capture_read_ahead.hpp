@@ -23,11 +23,12 @@ class CaptureReadAhead {
   CaptureReadAhead(const CaptureReadAhead&) = delete;
   CaptureReadAhead& operator=(const CaptureReadAhead&) = delete;
 
-  // Exactly what CaptureReader::next returns, in the same order: every good
-  // record, then the clean end or the error (again on every later call).
-  // Views are valid until the next call. Memory is bounded: a few blocks of
-  // copied records, each about 256 KiB (or one record, if larger).
-  Result<bool> next(CaptureRecord& rec);
+  // What CaptureReader::next returns, in the same order: every good record,
+  // then the clean end (nullptr) or the error, again on every later call.
+  // The record and its views are valid until the next call. Memory is
+  // bounded: a few blocks of copied records, each about 256 KiB (or one
+  // record, if larger).
+  Result<const CaptureRecord*> next();
   // As CaptureReader::offset(): at the caller's position, not the thread's.
   uint64_t offset() const;
 
