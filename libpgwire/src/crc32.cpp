@@ -104,7 +104,7 @@ constexpr uint64_t kFold512Hi = reflected_operand(x_pow_mod_p(575));
 constexpr uint64_t kFold512Lo = reflected_operand(x_pow_mod_p(511));
 constexpr uint64_t kReduce64 = reflected_operand(x_pow_mod_p(63));
 
-__attribute__((target("pclmul,sse2"))) inline __m128i fold(__m128i x, __m128i k, __m128i next) {
+__attribute__((target("pclmul,ssse3"))) inline __m128i fold(__m128i x, __m128i k, __m128i next) {
   const __m128i hi = _mm_clmulepi64_si128(x, k, 0x00);  // H times the constant in k's low half
   const __m128i lo = _mm_clmulepi64_si128(x, k, 0x11);  // L times the one in the high half
   return _mm_xor_si128(_mm_xor_si128(hi, lo), next);
@@ -112,9 +112,23 @@ __attribute__((target("pclmul,sse2"))) inline __m128i fold(__m128i x, __m128i k,
 
 inline __m128i load128(const std::byte* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
 
-// n >= 16. Advances the register c over the largest multiple of 16 bytes,
-// then over the rest with the tables.
-__attribute__((target("pclmul,sse2"))) uint32_t register_clmul(uint32_t c, const std::byte* p, size_t n) {
+// pshufb masks, read 16 bytes from offset n (0x80 gives a zero byte):
+// at n, a shift of the bytes up by 16 - n; at 32 + n, a shift down by n.
+constexpr auto make_shuffles() {
+  std::array<std::byte, 64> t{};
+  for (size_t i = 0; i < 16; ++i) {
+    t[i] = std::byte{0x80};
+    t[16 + i] = std::byte(i);
+    t[32 + i] = std::byte(i);
+    t[48 + i] = std::byte{0x80};
+  }
+  return t;
+}
+alignas(64) constexpr std::array<std::byte, 64> kShuffleTable = make_shuffles();
+const std::byte* const kShuffles = kShuffleTable.data();
+
+// n >= 16. Advances the register c over the n bytes.
+__attribute__((target("pclmul,ssse3"))) uint32_t register_clmul(uint32_t c, const std::byte* p, size_t n) {
   __m128i x = _mm_xor_si128(load128(p), _mm_cvtsi32_si128(static_cast<int>(c)));
   p += 16;
   n -= 16;
@@ -134,7 +148,18 @@ __attribute__((target("pclmul,sse2"))) uint32_t register_clmul(uint32_t c, const
   }
   const __m128i k128 = _mm_set_epi64x(static_cast<long long>(kFold128Lo), static_cast<long long>(kFold128Hi));
   for (; n >= 16; p += 16, n -= 16) x = fold(x, k128, load128(p));
-
+  if (n > 0) {
+    // The last r < 16 bytes: x followed by them is x's first r bytes (after
+    // 16 - r zeros, one block earlier) followed by a full block: x's other
+    // 16 - r bytes, then the r bytes, which end the input's last 16 bytes.
+    // One more fold combines the two; the shifts are byte shuffles.
+    const __m128i to_high = load128(kShuffles + n);       // 16 - n zeros, then bytes 0..n-1
+    const __m128i to_low = load128(kShuffles + 32 + n);   // bytes n..15, then n zeros
+    const __m128i last = load128(p + n - 16);
+    const __m128i low_part = _mm_cmplt_epi8(to_high, _mm_setzero_si128());  // the 16 - n leading bytes
+    const __m128i block = _mm_or_si128(_mm_shuffle_epi8(x, to_low), _mm_andnot_si128(low_part, last));
+    x = fold(_mm_shuffle_epi8(x, to_high), k128, block);
+  }
   // x = H*x^64 + L: H*x^64 is congruent to a (degree < 96), whose top 32
   // coefficients (a1, in bits 32..63) fold again into b (degree < 64).
   const __m128i k64 = _mm_set_epi64x(0, static_cast<long long>(kReduce64));
@@ -142,13 +167,12 @@ __attribute__((target("pclmul,sse2"))) uint32_t register_clmul(uint32_t c, const
   const __m128i b = _mm_clmulepi64_si128(a, k64, 0x00);
   const __m128i y = _mm_xor_si128(_mm_xor_si128(x, a), b);  // the high 64 bits are L + a0 + b
   const auto y64 = static_cast<uint64_t>(_mm_cvtsi128_si64(_mm_unpackhi_epi64(y, y)));
-  c = slice8(0, static_cast<uint32_t>(y64), static_cast<uint32_t>(y64 >> 32));
-  return register_tables(c, p, n);
+  return slice8(0, static_cast<uint32_t>(y64), static_cast<uint32_t>(y64 >> 32));
 }
 
 bool have_clmul() {
   __builtin_cpu_init();  // we may run before the constructor that would call it
-  return __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse2");
+  return __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("ssse3");
 }
 
 // A CRC computed during static initialisation, before this is set, takes the
