@@ -3,9 +3,10 @@
 // byte of it. Two implementations give the same values:
 //   - slicing by 8, portable: table k advances the CRC of a byte followed by
 //     k zero bytes, so eight table lookups consume eight bytes at once;
-//   - folding with carry-less multiplication (PCLMULQDQ), chosen at run time
-//     when the CPU has it, after Intel's "Fast CRC Computation for Generic
-//     Polynomials Using PCLMULQDQ Instruction" (Gopal et al., 2009).
+//   - folding with carry-less multiplication (PCLMULQDQ, and SSSE3 byte
+//     shuffles), chosen at run time when the CPU has both, after Intel's
+//     "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ
+//     Instruction" (Gopal et al., 2009).
 #include <array>
 #include <cstdint>
 
@@ -149,9 +150,9 @@ __attribute__((target("pclmul,ssse3"))) uint32_t register_clmul(uint32_t c, cons
   const __m128i k128 = _mm_set_epi64x(static_cast<long long>(kFold128Lo), static_cast<long long>(kFold128Hi));
   for (; n >= 16; p += 16, n -= 16) x = fold(x, k128, load128(p));
   if (n > 0) {
-    // The last r < 16 bytes: x followed by them is x's first r bytes (after
-    // 16 - r zeros, one block earlier) followed by a full block: x's other
-    // 16 - r bytes, then the r bytes, which end the input's last 16 bytes.
+    // The last n < 16 bytes: x followed by them is x's first n bytes (after
+    // 16 - n zeros, one block earlier) followed by a full block: x's other
+    // 16 - n bytes, then the n bytes, which end the input's last 16 bytes.
     // One more fold combines the two; the shifts are byte shuffles.
     const __m128i to_high = load128(kShuffles + n);       // 16 - n zeros, then bytes 0..n-1
     const __m128i to_low = load128(kShuffles + 32 + n);   // bytes n..15, then n zeros
