@@ -9,60 +9,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cerrno>
 #include <ctime>
 #include <optional>
 #include <system_error>
 
 namespace pgwire {
-
-// ---------------------------------------------------------------------------
-// CRC-32, slicing by 8: table k advances the CRC of a byte followed by k zero
-// bytes, so eight table lookups consume eight bytes at once.
-
-namespace {
-
-using CrcTables = std::array<std::array<uint32_t, 256>, 8>;
-
-constexpr CrcTables make_crc_tables() {
-  CrcTables t{};
-  for (uint32_t i = 0; i < 256; ++i) {
-    uint32_t c = i;
-    for (int bit = 0; bit < 8; ++bit) c = (c & 1) ? (c >> 1) ^ 0xEDB88320u : c >> 1;
-    t[0][i] = c;
-  }
-  for (size_t k = 1; k < 8; ++k) {
-    for (size_t i = 0; i < 256; ++i) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xff];
-  }
-  return t;
-}
-
-constexpr CrcTables kCrcTables = make_crc_tables();
-
-inline uint32_t load_le32(const std::byte* p) {
-  return std::to_integer<uint32_t>(p[0]) | (std::to_integer<uint32_t>(p[1]) << 8) |
-         (std::to_integer<uint32_t>(p[2]) << 16) | (std::to_integer<uint32_t>(p[3]) << 24);
-}
-
-}  // namespace
-
-uint32_t crc32_ieee(Bytes data, uint32_t crc) {
-  const auto& t = kCrcTables;
-  uint32_t c = ~crc;
-  const std::byte* p = data.data();
-  size_t n = data.size();
-  while (n >= 8) {
-    uint32_t lo = c ^ load_le32(p);
-    uint32_t hi = load_le32(p + 4);
-    c = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^ t[3][hi & 0xff] ^
-        t[2][(hi >> 8) & 0xff] ^ t[1][(hi >> 16) & 0xff] ^ t[0][hi >> 24];
-    p += 8;
-    n -= 8;
-  }
-  for (; n > 0; --n, ++p) c = t[0][(c ^ std::to_integer<uint32_t>(*p)) & 0xff] ^ (c >> 8);
-  return ~c;
-}
 
 namespace {
 
@@ -423,6 +375,11 @@ struct CaptureReader::Impl {
   // Decodes a record's payload: true when filled in, false when the record
   // is of a kind this reader does not know (skip it), or a bad-length error.
   Result<bool> decode(uint16_t type, Bytes payload, CaptureRecord& rec) const;
+  // The fast path for a Frame payload whose fields all fit: fills `rec` (or
+  // sets *known = false for a direction or kind from a newer writer) and
+  // returns true. Returns false, leaving `rec` alone, for a payload too short,
+  // which decode() then reports.
+  static bool decode_frame(Bytes payload, uint64_t at, CaptureRecord& rec, bool* known);
 };
 
 namespace {
@@ -510,6 +467,31 @@ Result<bool> CaptureReader::Impl::decode(uint16_t type, Bytes payload, CaptureRe
   return true;
 }
 
+bool CaptureReader::Impl::decode_frame(Bytes payload, uint64_t at, CaptureRecord& rec, bool* known) {
+  if (payload.size() < kCaptureFrameFixedSize) return false;
+  const std::byte* p = payload.data();
+  const uint32_t data_length = load_be32(p + 19);
+  if (data_length > payload.size() - kCaptureFrameFixedSize) return false;
+  const uint8_t dir = std::to_integer<uint8_t>(p[16]);
+  const uint8_t kind = std::to_integer<uint8_t>(p[18]);
+  if (dir > 1 || kind > static_cast<uint8_t>(FrameKind::kOpaque)) {  // from a newer writer
+    *known = false;
+    return true;
+  }
+  // Every field is set, as decode() sets them on a fresh record.
+  rec = CaptureRecord{};
+  rec.type = CaptureRecordType::kFrame;
+  rec.file_offset = at;
+  rec.session_id = load_be64(p);
+  rec.ts_ns = static_cast<int64_t>(load_be64(p + 8));
+  rec.direction = static_cast<Direction>(dir);
+  rec.frame_flags = std::to_integer<uint8_t>(p[17]);
+  rec.frame_kind = static_cast<FrameKind>(kind);
+  rec.data = payload.subspan(kCaptureFrameFixedSize, data_length);
+  *known = true;
+  return true;
+}
+
 Status CaptureReader::Impl::read_header() {
   if (Status s = fill(kCaptureFileHeaderFixedSize); !s) return s;
   const std::byte* p = data();
@@ -586,10 +568,14 @@ Result<bool> CaptureReader::next(CaptureRecord& rec) {
   if (m.failed) return *m.failed;
   for (;;) {
     const uint64_t at = m.consumed;
-    if (Status s = m.fill(kCaptureRecordHeaderSize); !s) return m.fail(s.error());
-    if (m.available() == 0) return false;  // clean end, at a record boundary
+    // fill() only when the buffer does not already hold the whole record,
+    // which for the small records of a typical capture is rare.
     if (m.available() < kCaptureRecordHeaderSize) {
-      return m.fail(Errc::kTruncated, at, fmt::format("record header cut off: {} of 8 bytes", m.available()));
+      if (Status s = m.fill(kCaptureRecordHeaderSize); !s) return m.fail(s.error());
+      if (m.available() == 0) return false;  // clean end, at a record boundary
+      if (m.available() < kCaptureRecordHeaderSize) {
+        return m.fail(Errc::kTruncated, at, fmt::format("record header cut off: {} of 8 bytes", m.available()));
+      }
     }
     const uint32_t length = load_be32(m.data());
     const uint16_t type = load_be16(m.data() + 4);
@@ -599,9 +585,11 @@ Result<bool> CaptureReader::next(CaptureRecord& rec) {
                     fmt::format("record payload length {} is impossible (limit {})", length, kMaxCaptureReadLength));
     }
     const size_t total = kCaptureRecordHeaderSize + length + kCaptureRecordTrailerSize;
-    if (Status s = m.fill(total); !s) return m.fail(s.error());
     if (m.available() < total) {
-      return m.fail(Errc::kTruncated, at, fmt::format("record cut off: {} of {} bytes", m.available(), total));
+      if (Status s = m.fill(total); !s) return m.fail(s.error());
+      if (m.available() < total) {
+        return m.fail(Errc::kTruncated, at, fmt::format("record cut off: {} of {} bytes", m.available(), total));
+      }
     }
     const std::byte* p = m.data();
     const uint32_t stored = load_be32(p + kCaptureRecordHeaderSize + length);
@@ -610,19 +598,22 @@ Result<bool> CaptureReader::next(CaptureRecord& rec) {
       return m.fail(Errc::kBadChecksum, at, fmt::format("record checksum {:08x}, computed {:08x}", stored, computed));
     }
     bool known = false;
-    CaptureRecord decoded;
-    decoded.file_offset = at;
     if ((flags & kCaptureRecordCriticalFlags) == 0) {  // no critical flag is known in 1.0
-      Result<bool> k = m.decode(type, {p + kCaptureRecordHeaderSize, length}, decoded);
-      if (!k) return m.fail(k.error());  // not consumed: offset() stays at the bad record
-      known = *k;
+      const Bytes payload{p + kCaptureRecordHeaderSize, length};
+      if (type == kTypeFrame && m.decode_frame(payload, at, rec, &known)) {
+        // the common case, decoded straight into rec
+      } else {
+        CaptureRecord decoded;
+        decoded.file_offset = at;
+        Result<bool> k = m.decode(type, payload, decoded);
+        if (!k) return m.fail(k.error());  // not consumed: offset() stays at the bad record
+        known = *k;
+        if (known) rec = decoded;
+      }
     }
     // The views handed out stay valid: the bytes only move in the next fill().
     m.consume(total);
-    if (known) {
-      rec = decoded;
-      return true;
-    }
+    if (known) return true;
     ++m.skipped;
   }
 }

@@ -25,7 +25,7 @@ const CaptureRecord& OwnedRecord::view() {
   return rec;
 }
 
-std::vector<std::string> MergedReader::open(const std::vector<std::string>& paths) {
+std::vector<std::string> MergedReader::open(const std::vector<std::string>& paths, bool read_ahead) {
   std::vector<std::string> errors;
   for (const std::string& p : paths) {
     auto r = CaptureReader::open(p);
@@ -39,9 +39,10 @@ std::vector<std::string> MergedReader::open(const std::vector<std::string>& path
       continue;
     }
     struct stat st {};
-    if (p != "-" && ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode)) total_size_ += static_cast<uint64_t>(st.st_size);
+    const bool regular = p != "-" && ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    if (regular) total_size_ += static_cast<uint64_t>(st.st_size);
     Input in;
-    in.reader = std::move(r).value();
+    in.reader = std::make_unique<CaptureReadAhead>(std::move(r).value(), read_ahead && regular);
     in.path = p;
     inputs_.push_back(std::move(in));
   }
@@ -52,8 +53,7 @@ std::vector<std::string> MergedReader::open(const std::vector<std::string>& path
 void MergedReader::advance(Input& in) {
   in.has_head = false;
   if (in.done) return;
-  CaptureRecord rec;
-  auto r = in.reader->next(rec);
+  auto r = in.reader->next();
   if (!r) {
     damage_.push_back({in.path, r.error()});
     in.done = true;
@@ -63,7 +63,7 @@ void MergedReader::advance(Input& in) {
     in.done = true;
     return;
   }
-  in.head.assign(rec);
+  in.head.assign(**r);
   in.has_head = true;
 }
 
@@ -79,17 +79,14 @@ const CaptureRecord* MergedReader::next() {
       return &current_.view();
     }
     if (in.done) return nullptr;
-    auto r = in.reader->next(single_);
+    auto r = in.reader->next();
     if (!r) {
       damage_.push_back({in.path, r.error()});
       in.done = true;
       return nullptr;
     }
-    if (!*r) {
-      in.done = true;
-      return nullptr;
-    }
-    return &single_;
+    if (!*r) in.done = true;
+    return *r;
   }
   Input* best = nullptr;
   for (Input& in : inputs_) {

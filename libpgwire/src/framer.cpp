@@ -6,6 +6,11 @@
 
 namespace pgwire {
 
+const Error& FrameResult::no_error() {
+  static const Error kNone{Errc::kBadValue, 0, {}};
+  return kNone;
+}
+
 uint64_t Frame::wire_size() const {
   switch (kind) {
     case FrameKind::kTyped: return uint64_t{length} + 1;

@@ -1,8 +1,11 @@
 #include "pgwire/protocol.hpp"
 
-namespace pgwire {
+#include <array>
 
-uint32_t frontend_max_length(uint8_t type) {
+namespace pgwire {
+namespace {
+
+constexpr uint32_t frontend_limit(uint8_t type) {
   switch (static_cast<FrontendType>(type)) {
     case FrontendType::kClose:
     case FrontendType::kDescribe:
@@ -24,31 +27,7 @@ uint32_t frontend_max_length(uint8_t type) {
   return 0;
 }
 
-uint32_t backend_max_length(uint8_t type) {
-  return backend_type_name(type) == "Unknown" ? 0 : kLargeMessageLimit;
-}
-
-std::string_view frontend_type_name(uint8_t type) {
-  switch (static_cast<FrontendType>(type)) {
-    case FrontendType::kBind: return "Bind";
-    case FrontendType::kClose: return "Close";
-    case FrontendType::kCopyData: return "CopyData";
-    case FrontendType::kCopyDone: return "CopyDone";
-    case FrontendType::kCopyFail: return "CopyFail";
-    case FrontendType::kDescribe: return "Describe";
-    case FrontendType::kExecute: return "Execute";
-    case FrontendType::kFlush: return "Flush";
-    case FrontendType::kFunctionCall: return "FunctionCall";
-    case FrontendType::kParse: return "Parse";
-    case FrontendType::kPassword: return "PasswordMessage";
-    case FrontendType::kQuery: return "Query";
-    case FrontendType::kSync: return "Sync";
-    case FrontendType::kTerminate: return "Terminate";
-  }
-  return "Unknown";
-}
-
-std::string_view backend_type_name(uint8_t type) {
+constexpr std::string_view backend_name(uint8_t type) {
   switch (static_cast<BackendType>(type)) {
     case BackendType::kAuthentication: return "Authentication";
     case BackendType::kBackendKeyData: return "BackendKeyData";
@@ -77,6 +56,45 @@ std::string_view backend_type_name(uint8_t type) {
   }
   return "Unknown";
 }
+
+// The framer looks the limit up for every frame: tables, not a switch and a
+// string comparison.
+template <class Limit>
+constexpr std::array<uint32_t, 256> limits_table(Limit limit) {
+  std::array<uint32_t, 256> t{};
+  for (size_t i = 0; i < t.size(); ++i) t[i] = limit(static_cast<uint8_t>(i));
+  return t;
+}
+constexpr auto kFrontendLimits = limits_table(frontend_limit);
+constexpr auto kBackendLimits =
+    limits_table([](uint8_t type) { return backend_name(type) == "Unknown" ? 0 : kLargeMessageLimit; });
+
+}  // namespace
+
+uint32_t frontend_max_length(uint8_t type) { return kFrontendLimits[type]; }
+uint32_t backend_max_length(uint8_t type) { return kBackendLimits[type]; }
+std::string_view backend_type_name(uint8_t type) { return backend_name(type); }
+
+std::string_view frontend_type_name(uint8_t type) {
+  switch (static_cast<FrontendType>(type)) {
+    case FrontendType::kBind: return "Bind";
+    case FrontendType::kClose: return "Close";
+    case FrontendType::kCopyData: return "CopyData";
+    case FrontendType::kCopyDone: return "CopyDone";
+    case FrontendType::kCopyFail: return "CopyFail";
+    case FrontendType::kDescribe: return "Describe";
+    case FrontendType::kExecute: return "Execute";
+    case FrontendType::kFlush: return "Flush";
+    case FrontendType::kFunctionCall: return "FunctionCall";
+    case FrontendType::kParse: return "Parse";
+    case FrontendType::kPassword: return "PasswordMessage";
+    case FrontendType::kQuery: return "Query";
+    case FrontendType::kSync: return "Sync";
+    case FrontendType::kTerminate: return "Terminate";
+  }
+  return "Unknown";
+}
+
 
 std::string_view auth_code_name(int32_t code) {
   switch (static_cast<AuthCode>(code)) {

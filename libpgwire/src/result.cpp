@@ -23,6 +23,11 @@ const char* errc_name(Errc code) {
   return "error";
 }
 
+const Error& Status::no_error() {
+  static const Error kNone{Errc::kBadValue, 0, {}};
+  return kNone;
+}
+
 std::string Error::describe() const {
   return fmt::format("{} at offset {}: {}", errc_name(code), offset, message);
 }

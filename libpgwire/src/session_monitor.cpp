@@ -40,15 +40,14 @@ CaptureDecoder::~CaptureDecoder() = default;
 size_t CaptureDecoder::open_sessions() const { return sessions_.size(); }
 
 CaptureDecoder::Session& CaptureDecoder::session(uint64_t id) {
-  // Consecutive records mostly belong to the same session.
-  if (last_ && last_id_ == id) return *last_;
+  Recent& r = recent_[id % recent_.size()];
+  if (r.session && r.id == id) return *r.session;
   auto& s = sessions_[id];
   if (!s) {
     s = std::make_unique<Session>();
     s->info.session_id = id;
   }
-  last_id_ = id;
-  last_ = s.get();
+  r = {id, s.get()};
   return *s;
 }
 
@@ -71,7 +70,7 @@ void CaptureDecoder::on_record(const CaptureRecord& rec) {
       Session& s = *it->second;
       if (s.monitor) s.monitor->close(rec.ts_ns);
       if (cb_.session_close) cb_.session_close(s.current(), rec.ts_ns, rec.reason);
-      if (last_ == &s) last_ = nullptr;
+      if (Recent& r = recent_[rec.session_id % recent_.size()]; r.session == &s) r = {};
       sessions_.erase(it);
       return;
     }
@@ -123,7 +122,7 @@ void CaptureDecoder::finish(int64_t ts_ns) {
     if (cb_.session_close) cb_.session_close(s.current(), ts_ns, "capture ended");
   }
   sessions_.clear();
-  last_ = nullptr;
+  recent_.fill({});
 }
 
 }  // namespace pgwire

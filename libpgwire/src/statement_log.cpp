@@ -1,5 +1,7 @@
 #include "pgwire/statement_log.hpp"
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 
 #include "pgwire/bytes.hpp"
@@ -30,25 +32,77 @@ void append_duration_ms(std::string& out, const StatementEvent& ev) {
   out += static_cast<char>('0' + frac % 10);
 }
 
+// Appends `s` escaped (append_escaped), with every `quote` in it written as
+// `quote_escape` followed by the quote. append_escaped writes no quote
+// character of its own, so the quotes to escape are exactly those it copied.
+void append_escaped_quoted(std::string& out, std::string_view s, char quote, char quote_escape) {
+  const size_t from = out.size();
+  append_escaped(out, s);
+  size_t q = out.find(quote, from);
+  if (q == std::string::npos) return;
+  std::string tail = out.substr(q);
+  out.resize(q);
+  for (char c : tail) {
+    if (c == quote) out += quote_escape;
+    out += c;
+  }
+}
+
 // key=value, the value quoted when it would not read back as one word.
 void append_field(std::string& out, std::string_view key, std::string_view value) {
   out += ' ';
   out += key;
   out += '=';
-  bool plain = !value.empty();
-  for (char c : value) plain = plain && c > ' ' && c != '"' && c != '\\' && c < 0x7f;
-  if (plain) {
+  // One pass decides: a word as it is; printable ASCII with spaces, between
+  // quotes as it is (append_escaped would copy it unchanged); anything else
+  // escaped.
+  bool spaces = value.empty();
+  bool escape = false;
+  for (char c : value) {
+    spaces = spaces || c == ' ';
+    escape = escape || c < ' ' || c == '"' || c == '\\' || c >= 0x7f;
+  }
+  if (!spaces && !escape) {
     out += value;
     return;
   }
   out += '"';
-  std::string escaped;
-  append_escaped(escaped, value);
-  for (char c : escaped) {
-    if (c == '"') out += '\\';
-    out += c;
+  if (escape) {
+    append_escaped_quoted(out, value, '"', '\\');
+  } else {
+    out += value;
   }
   out += '"';
+}
+
+// " session=1 client=... user=... db=...": the part of a line that only
+// changes with the session. Lines come from the sessions in flight, which
+// interleave, so a few of these are kept, one slot per session id modulo
+// their number, each keyed by all the values it shows.
+void append_session(std::string& out, const SessionInfo& s) {
+  struct Cached {
+    bool valid = false;
+    uint64_t session_id = 0;
+    std::string client, user, database;
+    std::string text;
+  };
+  thread_local std::array<Cached, 64> slots;
+  Cached& cached = slots[s.session_id % slots.size()];
+  if (!cached.valid || cached.session_id != s.session_id || cached.client != s.client || cached.user != s.user ||
+      cached.database != s.database) {
+    cached.session_id = s.session_id;
+    cached.client = s.client;
+    cached.user = s.user;
+    cached.database = s.database;
+    cached.text.clear();
+    cached.text += " session=";
+    append_int(cached.text, s.session_id);
+    append_field(cached.text, "client", s.client);
+    append_field(cached.text, "user", s.user);
+    append_field(cached.text, "db", s.database);
+    cached.valid = true;
+  }
+  out += cached.text;
 }
 
 void append_text_param(std::string& out, const StatementParam& p) {
@@ -60,12 +114,7 @@ void append_text_param(std::string& out, const StatementParam& p) {
     out += '\'';
   } else {
     out += '\'';
-    std::string escaped;
-    append_escaped(escaped, *p.value);
-    for (char c : escaped) {
-      if (c == '\'') out += '\'';
-      out += c;
-    }
+    append_escaped_quoted(out, *p.value, '\'', '\'');
     out += '\'';
   }
   if (p.type_oid != 0) {
@@ -76,11 +125,7 @@ void append_text_param(std::string& out, const StatementParam& p) {
 
 void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& out) {
   append_iso8601_utc(out, ev.start_ns);
-  out += " session=";
-  append_int(out, s.session_id);
-  append_field(out, "client", s.client);
-  append_field(out, "user", s.user);
-  append_field(out, "db", s.database);
+  append_session(out, s);
   out += ' ';
   out += statement_kind_name(ev.kind);
   out += ' ';

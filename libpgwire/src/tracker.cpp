@@ -1,7 +1,7 @@
 #include "pgwire/tracker.hpp"
 
+#include <algorithm>
 #include <charconv>
-#include <deque>
 #include <string_view>
 #include <unordered_map>
 
@@ -53,6 +53,72 @@ struct Request {
   bool describe_statement = false;
   bool failed = false;       // an ErrorResponse arrived for it (Query / FunctionCall wait for ReadyForQuery)
   uint64_t data_rows = 0;
+};
+
+// Clears an event for reuse, keeping the capacity of its strings and vectors:
+// the request slots below are recycled, so steady traffic allocates nothing.
+void reset(StatementEvent& ev) {
+  ev.kind = StatementKind::kQuery;
+  ev.sql.clear();
+  ev.sql_truncated = false;
+  ev.statement.clear();
+  ev.portal.clear();
+  ev.function_oid = 0;
+  ev.params.clear();
+  ev.outcome = Outcome::kUnknown;
+  ev.tag.clear();
+  ev.rows.reset();
+  ev.sqlstate.clear();
+  ev.error_message.clear();
+  ev.rows_digest = 0;
+  ev.start_ns = 0;
+  ev.end_ns = 0;
+}
+
+// FIFO of requests in a ring of slots that are reused rather than freed
+// (std::deque allocates a node per Request, and every string in it again).
+class RequestQueue {
+ public:
+  bool empty() const { return count_ == 0; }
+  Request& front() { return slots_[head_]; }
+  Request& back() { return at(count_ - 1); }
+  Request& at(size_t i) { return slots_[(head_ + i) % slots_.size()]; }
+  size_t size() const { return count_; }
+  // A cleared request at the back of the queue.
+  Request& push(Pending what) {
+    if (count_ == slots_.size()) grow();
+    Request& r = at(count_++);
+    r.what = what;
+    reset(r.event);
+    r.name.clear();
+    r.describe_statement = false;
+    r.failed = false;
+    r.data_rows = 0;
+    return r;
+  }
+  void pop_front() {
+    head_ = (head_ + 1) % slots_.size();
+    if (--count_ == 0) {
+      head_ = 0;
+      // A deep pipeline may have grown the ring: give that back when it drains.
+      if (slots_.size() > kKeptSlots) {
+        slots_.resize(kKeptSlots);
+        slots_.shrink_to_fit();
+      }
+    }
+  }
+  void pop_back() { --count_; }
+
+ private:
+  static constexpr size_t kKeptSlots = 64;
+  void grow() {
+    std::rotate(slots_.begin(), slots_.begin() + static_cast<ptrdiff_t>(head_), slots_.end());
+    head_ = 0;
+    slots_.resize(std::max<size_t>(8, slots_.size() * 2));
+  }
+  std::vector<Request> slots_;
+  size_t head_ = 0;
+  size_t count_ = 0;
 };
 
 constexpr uint64_t kFnvOffset = 14695981039346656037ull;
@@ -113,7 +179,7 @@ struct ConnectionTracker::Impl {
 
   std::unordered_map<std::string, PreparedStatement> statements;
   std::unordered_map<std::string, Portal> portals;
-  std::deque<Request> queue;
+  RequestQueue queue;
   // The server discards extended-protocol messages after an error until Sync;
   // true while frontend messages arriving now will be discarded too.
   bool discard_until_sync = false;
@@ -134,19 +200,16 @@ struct ConnectionTracker::Impl {
     stats.last_error = e.describe();
   }
 
-  std::string clip(std::string_view s, bool* truncated, uint32_t limit) {
+  // Assigns in place, reusing the capacity `out` already has.
+  static void clip_into(std::string& out, std::string_view s, bool* truncated, uint32_t limit) {
     if (s.size() > limit) {
       *truncated = true;
-      return std::string(s.substr(0, limit));
+      s = s.substr(0, limit);
     }
-    return std::string(s);
+    out.assign(s);
   }
 
   // ---- frontend -----------------------------------------------------------
-
-  void push(Request r) {
-    queue.push_back(std::move(r));
-  }
 
   void on_frontend(const fe::Message& msg, int64_t ts, bool truncated) {
     std::visit([&](const auto& m) { frontend(m, ts, truncated); }, msg);
@@ -167,12 +230,12 @@ struct ConnectionTracker::Impl {
   }
 
   void frontend(const fe::Query& m, int64_t ts, bool truncated) {
-    Request r{Pending::kQuery, {}, {}, false, false, 0};
+    Request& r = queue.push(Pending::kQuery);
     r.event.kind = StatementKind::kQuery;
     r.event.sql_truncated = truncated;
-    r.event.sql = clip(m.sql, &r.event.sql_truncated, opts.max_sql_bytes);
+    clip_into(r.event.sql, m.sql, &r.event.sql_truncated, opts.max_sql_bytes);
     r.event.start_ns = ts;
-    submit(std::move(r));
+    submit();
   }
 
   void frontend(const fe::Parse& m, int64_t, bool truncated) {
@@ -183,48 +246,54 @@ struct ConnectionTracker::Impl {
     }
     PreparedStatement& st = statements[name];
     st.sql_truncated = truncated;
-    st.sql = clip(m.sql, &st.sql_truncated, opts.max_sql_bytes);
+    clip_into(st.sql, m.sql, &st.sql_truncated, opts.max_sql_bytes);
     st.param_types = m.param_types;
-    Request r{Pending::kParse, {}, name, false, false, 0};
-    submit(std::move(r));
+    queue.push(Pending::kParse).name = std::move(name);
+    submit();
   }
 
   void frontend(const fe::Bind& m, int64_t, bool truncated) {
-    Portal p;
-    p.statement = std::string(m.statement);
+    // Filled in place: a portal that is bound again (the unnamed one, every
+    // statement) reuses the memory of its previous binding.
+    Portal& p = portals[std::string(m.portal)];
+    p.statement.assign(m.statement);
     auto it = statements.find(p.statement);
-    if (it != statements.end()) {
-      p.statement_known = true;
+    p.statement_known = it != statements.end();
+    if (p.statement_known) {
       p.prepared = it->second;
+    } else {
+      p.prepared.sql.clear();
+      p.prepared.sql_truncated = false;
+      p.prepared.param_types.clear();
     }
-    if (!truncated) {
-      p.params.reserve(m.params.size());
-      for (size_t i = 0; i < m.params.size(); ++i) {
-        StatementParam sp;
-        if (m.params[i]) {
-          std::string_view v = as_string_view(*m.params[i]);
-          bool cut = false;
-          sp.value = clip(v, &cut, opts.max_param_bytes);
-        }
-        sp.format = m.param_format(i);
-        if (i < p.prepared.param_types.size()) sp.type_oid = p.prepared.param_types[i];
-        p.params.push_back(std::move(sp));
+    p.params.resize(truncated ? 0 : m.params.size());
+    for (size_t i = 0; i < p.params.size(); ++i) {
+      StatementParam& sp = p.params[i];
+      if (m.params[i]) {
+        if (!sp.value) sp.value.emplace();
+        bool cut = false;
+        clip_into(*sp.value, as_string_view(*m.params[i]), &cut, opts.max_param_bytes);
+      } else {
+        sp.value.reset();
       }
+      sp.format = m.param_format(i);
+      sp.type_oid = i < p.prepared.param_types.size() ? p.prepared.param_types[i] : 0;
     }
-    portals[std::string(m.portal)] = std::move(p);
-    submit(Request{Pending::kBind, {}, std::string(m.portal), false, false, 0});
+    queue.push(Pending::kBind).name.assign(m.portal);
+    submit();
   }
 
   void frontend(const fe::Describe& m, int64_t, bool) {
-    Request r{Pending::kDescribe, {}, std::string(m.name), m.target == 'S', false, 0};
-    submit(std::move(r));
+    Request& r = queue.push(Pending::kDescribe);
+    r.name.assign(m.name);
+    r.describe_statement = m.target == 'S';
+    submit();
   }
 
   void frontend(const fe::Execute& m, int64_t ts, bool) {
-    Request r{Pending::kExecute, {}, {}, false, false, 0};
-    StatementEvent& ev = r.event;
+    StatementEvent& ev = queue.push(Pending::kExecute).event;
     ev.kind = StatementKind::kExecute;
-    ev.portal = std::string(m.portal);
+    ev.portal.assign(m.portal);
     ev.start_ns = ts;
     auto it = portals.find(ev.portal);
     if (it != portals.end()) {
@@ -234,7 +303,7 @@ struct ConnectionTracker::Impl {
       ev.sql_truncated = p.prepared.sql_truncated;
       ev.params = p.params;
     }
-    submit(std::move(r));
+    submit();
   }
 
   void frontend(const fe::Close& m, int64_t, bool) {
@@ -243,17 +312,18 @@ struct ConnectionTracker::Impl {
     } else {
       portals.erase(std::string(m.name));
     }
-    submit(Request{Pending::kClose, {}, {}, false, false, 0});
+    queue.push(Pending::kClose);
+    submit();
   }
 
   void frontend(const fe::Sync&, int64_t, bool) {
     discard_until_sync = false;
-    submit(Request{Pending::kSync, {}, {}, false, false, 0});
+    queue.push(Pending::kSync);
+    submit();
   }
 
   void frontend(const fe::FunctionCall& m, int64_t ts, bool) {
-    Request r{Pending::kFunctionCall, {}, {}, false, false, 0};
-    StatementEvent& ev = r.event;
+    StatementEvent& ev = queue.push(Pending::kFunctionCall).event;
     ev.kind = StatementKind::kFunctionCall;
     ev.function_oid = m.function_oid;
     ev.sql = fmt::format("function call oid {}", m.function_oid);
@@ -261,13 +331,14 @@ struct ConnectionTracker::Impl {
     for (size_t i = 0; i < m.args.size(); ++i) {
       StatementParam sp;
       if (m.args[i]) {
+        sp.value.emplace();
         bool cut = false;
-        sp.value = clip(as_string_view(*m.args[i]), &cut, opts.max_param_bytes);
+        clip_into(*sp.value, as_string_view(*m.args[i]), &cut, opts.max_param_bytes);
       }
       sp.format = m.arg_format(i);
       ev.params.push_back(std::move(sp));
     }
-    submit(std::move(r));
+    submit();
   }
 
   void frontend(const fe::Flush&, int64_t, bool) {}
@@ -280,21 +351,24 @@ struct ConnectionTracker::Impl {
   void frontend(const fe::SaslResponse&, int64_t, bool) {}
   void frontend(const fe::GssResponse&, int64_t, bool) {}
 
-  // A request the server will answer (or, after an error in this batch, skip).
-  void submit(Request r) {
+  // The request just pushed is one the server will answer; unless, after an
+  // error in this batch, it skips it, or we only see the client's side: then
+  // it is settled (and taken back off the queue) at once.
+  void submit() {
+    Request& r = queue.back();
     if (opts.frontend_only) {
       if (r.what == Pending::kQuery || r.what == Pending::kExecute || r.what == Pending::kFunctionCall) {
         r.event.outcome = Outcome::kUnknown;
         emit(r.event);
       }
+      queue.pop_back();
       return;
     }
     // postgres.c ignores every message but Sync while skipping, Query included.
     if (discard_until_sync && r.what != Pending::kSync) {
       skip(r);
-      return;
+      queue.pop_back();
     }
-    queue.push_back(std::move(r));
   }
 
   // The server discarded this request: a statement in it never ran.
@@ -363,7 +437,8 @@ struct ConnectionTracker::Impl {
       portal.prepared.param_types = types;
       for (size_t i = 0; i < portal.params.size() && i < types.size(); ++i) portal.params[i].type_oid = types[i];
     }
-    for (Request& q : queue) {
+    for (size_t k = 0; k < queue.size(); ++k) {
+      Request& q = queue.at(k);
       if (q.what != Pending::kExecute || q.event.statement != r->name) continue;
       for (size_t i = 0; i < q.event.params.size() && i < types.size(); ++i)
         if (q.event.params[i].type_oid == 0) q.event.params[i].type_oid = types[i];
@@ -558,7 +633,42 @@ struct ConnectionTracker::Impl {
     assembly[d].shrink_to_fit();
   }
 
+  // The messages every extended-protocol statement sends and receives are
+  // decoded by their own decoder, as decode_frontend/decode_backend would,
+  // but without building and visiting the message variant, which cost more
+  // than the decoding.
+  template <class M>
+  void frontend_typed(const Frame& f, int64_t ts, bool truncated) {
+    auto msg = M::decode(f.body, f.offset + 5);
+    if (!msg) return decode_error(msg.error());
+    frontend(*msg, ts, truncated);
+  }
+  template <class M>
+  void backend_typed(const Frame& f, int64_t ts) {
+    auto msg = M::decode(f.body, f.offset + 5);
+    if (!msg) return decode_error(msg.error());
+    backend(*msg, ts);
+  }
+
   void dispatch(Direction dir, const Frame& f, int64_t ts, bool truncated) {
+    if (f.kind == FrameKind::kTyped && dir == Direction::kFrontend) {
+      switch (static_cast<FrontendType>(f.type)) {
+        case FrontendType::kParse: return frontend_typed<fe::Parse>(f, ts, truncated);
+        case FrontendType::kBind: return frontend_typed<fe::Bind>(f, ts, truncated);
+        case FrontendType::kDescribe: return frontend_typed<fe::Describe>(f, ts, truncated);
+        case FrontendType::kExecute: return frontend_typed<fe::Execute>(f, ts, truncated);
+        case FrontendType::kSync: return frontend_typed<fe::Sync>(f, ts, truncated);
+        default: break;
+      }
+    } else if (f.kind == FrameKind::kTyped) {
+      switch (static_cast<BackendType>(f.type)) {
+        case BackendType::kParseComplete: return backend_typed<be::ParseComplete>(f, ts);
+        case BackendType::kBindComplete: return backend_typed<be::BindComplete>(f, ts);
+        case BackendType::kCommandComplete: return backend_typed<be::CommandComplete>(f, ts);
+        case BackendType::kReadyForQuery: return backend_typed<be::ReadyForQuery>(f, ts);
+        default: break;
+      }
+    }
     if (dir == Direction::kFrontend) {
       auto msg = decode_frontend(f, password_kind_after(last_auth_code));
       if (!msg) return decode_error(msg.error());

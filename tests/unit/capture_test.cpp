@@ -251,6 +251,34 @@ TEST(CaptureCrc32, MatchesBitwiseReferenceAndChains) {
   }
 }
 
+TEST(CaptureCrc32, PortableCheckValue) {
+  EXPECT_EQ(crc32_ieee_portable(as_bytes("123456789")), 0xCBF43926u);
+  EXPECT_EQ(crc32_ieee_portable({}), 0u);
+}
+
+// crc32_ieee folds 16 and 64 bytes at a time when the CPU allows: every
+// length around those block sizes, every alignment, chained at odd points.
+TEST(CaptureCrc32, MatchesPortableOnRandomLengths) {
+  std::mt19937 rng(99);
+  ByteVec data(1100);
+  for (auto& b : data) b = std::byte(rng() & 0xff);
+  for (size_t len = 0; len <= 1000; ++len) {
+    const size_t start = rng() % 16;
+    Bytes span{data.data() + start, len};
+    ASSERT_EQ(crc32_ieee(span), crc32_ieee_portable(span)) << start << "+" << len;
+    ASSERT_EQ(crc32_ieee(span), bitwise_crc32(span)) << start << "+" << len;
+    const uint32_t seed = static_cast<uint32_t>(rng());
+    ASSERT_EQ(crc32_ieee(span, seed), crc32_ieee_portable(span, seed)) << start << "+" << len;
+  }
+  // All ones and all zeros: the folding constants must not depend on the data.
+  for (std::byte fill : {std::byte{0}, std::byte{0xff}}) {
+    ByteVec same(777, fill);
+    for (size_t len : {16u, 63u, 64u, 65u, 128u, 777u}) {
+      ASSERT_EQ(crc32_ieee({same.data(), len}), bitwise_crc32({same.data(), len})) << len;
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Golden bytes: docs/capture-format.md section 9, CRCs from Python's zlib.crc32.
 

@@ -39,7 +39,10 @@ inline constexpr uint16_t kCaptureRecordCriticalFlags = 0xff00;
 
 // CRC-32 as in zlib and PNG (reflected polynomial 0xEDB88320, init and final
 // xor 0xFFFFFFFF). Chains: crc32_ieee(b, crc32_ieee(a)) == crc32_ieee(a + b).
+// Uses carry-less multiplication when the CPU has it (src/crc32.cpp).
 uint32_t crc32_ieee(Bytes data, uint32_t crc = 0);
+// The same CRC from tables only: what crc32_ieee falls back to, and its reference in tests.
+uint32_t crc32_ieee_portable(Bytes data, uint32_t crc = 0);
 
 enum class CaptureRecordType : uint16_t {
   kSessionOpen = 1,   // session id, time, client and server addresses

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "pgwire/capture.hpp"
+#include "pgwire/capture_read_ahead.hpp"
 
 namespace pgwire {
 
@@ -29,7 +30,9 @@ class MergedReader {
   };
 
   // Opens every file ("-" = stdin); failures are returned, the rest read.
-  std::vector<std::string> open(const std::vector<std::string>& paths);
+  // With read_ahead, regular files are read on threads of their own
+  // (CaptureReadAhead); the records and errors are the same.
+  std::vector<std::string> open(const std::vector<std::string>& paths, bool read_ahead = false);
   // The next record across all files by (timestamp, file order); nullptr at
   // the end. Damaged files stop at their damage, recorded in damage().
   const CaptureRecord* next();
@@ -43,7 +46,7 @@ class MergedReader {
 
  private:
   struct Input {
-    std::unique_ptr<CaptureReader> reader;
+    std::unique_ptr<CaptureReadAhead> reader;
     std::string path;
     OwnedRecord head;
     bool has_head = false;
@@ -55,7 +58,6 @@ class MergedReader {
   std::vector<Damage> damage_;
   uint64_t total_size_ = 0;
   OwnedRecord current_;
-  CaptureRecord single_;  // the one-file fast path reads straight into this
   std::string current_file_;
   // With several files, session ids are renumbered in order of appearance so
   // two proxies' session 1 stay apart; one file keeps its ids.

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "pgwire/bytes.hpp"
@@ -97,13 +98,16 @@ class FrameResult {
   bool needs_more() const { return status_ == Status::kNeedMore; }
   bool failed() const { return status_ == Status::kError; }
   const Frame& frame() const { return frame_; }
-  const Error& error() const { return error_; }
+  const Error& error() const { return error_ ? *error_ : no_error(); }
 
  private:
   explicit FrameResult(Status s) : status_(s) {}
+  static const Error& no_error();
   Status status_;
   Frame frame_;
-  Error error_{Errc::kBadValue, 0, {}};
+  // Only a failure has one: a result is made per frame, and an Error (with
+  // its string) in every one of them showed in profiles.
+  std::optional<Error> error_;
 };
 
 class Framer {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -62,14 +63,16 @@ class [[nodiscard]] Result {
 class [[nodiscard]] Status {
  public:
   Status() = default;
-  Status(Error error) : error_(std::move(error)), ok_(false) {}  // NOLINT(google-explicit-constructor)
-  bool ok() const { return ok_; }
-  explicit operator bool() const { return ok_; }
-  const Error& error() const { return error_; }
+  Status(Error error) : error_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
+  bool ok() const { return !error_; }
+  explicit operator bool() const { return ok(); }
+  const Error& error() const { return error_ ? *error_ : no_error(); }
 
  private:
-  Error error_{Errc::kBadValue, 0, {}};
-  bool ok_ = true;
+  static const Error& no_error();
+  // Empty when ok: a Status is returned per record and per frame on hot
+  // paths, and constructing an Error (a string) for each showed in profiles.
+  std::optional<Error> error_;
 };
 
 }  // namespace pgwire

@@ -6,6 +6,7 @@
 // offline decoding therefore share one code path and print the same lines.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -74,8 +75,13 @@ class CaptureDecoder {
   TrackerOptions tracker_opts_;
   Callbacks cb_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
-  uint64_t last_id_ = 0;
-  Session* last_ = nullptr;
+  // Records of the sessions in flight interleave: the last few looked up,
+  // one slot per id modulo their number, spare most hash lookups.
+  struct Recent {
+    uint64_t id = 0;
+    Session* session = nullptr;
+  };
+  std::array<Recent, 64> recent_{};
 };
 
 }  // namespace pgwire
