@@ -3,9 +3,9 @@
 #
 # Records DURATION seconds (default 30) of `pgbench -S -M extended -c 10`
 # through pgproxy (capture file) while tshark captures the proxy's upstream
-# port (pcap). Then times, three times each, `pgdump-log --format sql` on the
-# capture and `tshark -r PCAP -Y pgsql -T fields -e pgsql.query` on the pcap,
-# and prints statements/s for both, the ratio, pgdump-log's MB/s and its peak
+# port (pcap). Then times `pgdump-log --format sql` on the capture (median of
+# 7 runs, wall and CPU time) and `tshark -r PCAP -Y pgsql -T fields -e
+# pgsql.query` on the pcap (median of 3), and prints statements/s for both, the ratio, pgdump-log's MB/s and its peak
 # RSS (also on a capture repeated 4x, to show RSS does not grow with size).
 # Loopback only; everything stops by itself.
 set -euo pipefail
@@ -46,25 +46,38 @@ cap_bytes=$(stat -c %s "$work/bench.pgwcap")
 echo "recorded: pgbench -S -M extended -c 10 for ${DURATION}s through pgproxy ($tps); capture $((cap_bytes >> 20)) MB, pcap $(($(stat -c %s "$work/bench.pcap") >> 20)) MB"
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-time_runs() {  # prints the median wall time in seconds of 3 runs of "$@"
-  for _ in 1 2 3; do
+time_runs() {  # time_runs N CMD...: the median wall time in seconds of N runs of CMD
+  local n=$1
+  shift
+  for _ in $(seq "$n"); do
     local t0 t1
     t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
     echo "$t1 - $t0" | bc -l
   done | median
 }
+cpu_runs() {  # cpu_runs N CMD...: the median CPU time (user + system) in seconds of N runs of CMD
+  local n=$1
+  shift
+  for _ in $(seq "$n"); do
+    /usr/bin/time -o "$work/time.out" -f "%U %S" "$@" >/dev/null 2>&1
+    awk '{print $1 + $2}' "$work/time.out"
+  done | median
+}
 stmts_ours=$("$bin/pgdump-log/pgdump-log" --no-progress "$work/bench.pgwcap" | wc -l)
 stmts_tshark=$(tshark -r "$work/bench.pcap" -d "tcp.port==$PG_PORT,pgsql" -Y pgsql.query -T fields -e pgsql.query 2>/dev/null | grep -c . || true)
-t_ours=$(time_runs "$bin/pgdump-log/pgdump-log" --no-progress "$work/bench.pgwcap")
-t_tshark=$(time_runs tshark -r "$work/bench.pcap" -d "tcp.port==$PG_PORT,pgsql" -Y pgsql -T fields -e pgsql.query)
+# pgdump-log takes well under a second: 7 runs, for a median that the machine's noise moves less.
+t_ours=$(time_runs 7 "$bin/pgdump-log/pgdump-log" --no-progress "$work/bench.pgwcap")
+c_ours=$(cpu_runs 7 "$bin/pgdump-log/pgdump-log" --no-progress "$work/bench.pgwcap")
+t_tshark=$(time_runs 3 tshark -r "$work/bench.pcap" -d "tcp.port==$PG_PORT,pgsql" -Y pgsql -T fields -e pgsql.query)
 for i in 1 2 3 4; do cat "$work/bench.pgwcap"; done >/dev/null  # warm the cache
 rss_1=$( { /usr/bin/time -f %M "$bin/pgdump-log/pgdump-log" --no-progress "$work/bench.pgwcap" >/dev/null; } 2>&1 | tail -1)
 # The same capture four times over, merged: 4x the input, RSS should not follow.
 rss_4=$( { /usr/bin/time -f %M "$bin/pgdump-log/pgdump-log" --no-progress "$work/bench.pgwcap" "$work/bench.pgwcap" \
   "$work/bench.pgwcap" "$work/bench.pgwcap" >/dev/null; } 2>&1 | tail -1)
 awk -v so="$stmts_ours" -v st="$stmts_tshark" -v to="$t_ours" -v tt="$t_tshark" -v b="$cap_bytes" \
-    -v r1="$rss_1" -v r4="$rss_4" 'BEGIN {
+    -v r1="$rss_1" -v r4="$rss_4" -v co="$c_ours" 'BEGIN {
   printf "pgdump-log --format sql: %d statements in %.3f s = %.0f statements/s, %.0f MB/s of capture\n", so, to, so/to, b/1048576/to
+  printf "pgdump-log CPU time (one thread, user + system): %.3f s = %.0f MB/s of capture\n", co, b/1048576/co
   printf "tshark -Y pgsql -e pgsql.query: %d queries in %.3f s = %.0f statements/s\n", st, tt, st/tt
   printf "ratio (pgdump-log / tshark statements/s): %.1fx\n", (so/to)/(st/tt)
   printf "pgdump-log peak RSS: %d KiB on the capture, %d KiB on 4 copies merged\n", r1, r4
