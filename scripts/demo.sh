@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job, end to end: installs what is needed, builds, starts a
 # throwaway PostgreSQL (unless UPSTREAM=host:port is given), puts pgproxy in
-# front of it, runs a little real traffic through it (psql and pgbench), and
-# shows the SQL log, a decoded capture and its statistics.
+# front of it, runs a little real traffic through it (psql and pgbench),
+# shows the SQL log, a decoded capture and its statistics, and replays the
+# capture with pgreplay --compare into a copy of the database taken before
+# the traffic (on the throwaway server only: never into yours).
 #   scripts/demo.sh                 # everything local and temporary
 #   UPSTREAM=127.0.0.1:5432 scripts/demo.sh
 # Output files are kept in $OUT (default: a new directory under /tmp).
@@ -27,6 +29,8 @@ else
   echo "== starting a throwaway PostgreSQL"
   pg_start
   upstream=127.0.0.1:$PG_PORT
+  # The state before the traffic, for the replay at the end.
+  createdb -T postgres demo_replay
 fi
 proxy_port=$(free_port)
 echo "== pgproxy 127.0.0.1:$proxy_port -> $upstream"
@@ -57,9 +61,20 @@ echo "== SQL log ($OUT/sql.log, $(wc -l <"$OUT/sql.log") statements), first line
 head -n 12 "$OUT/sql.log"
 echo
 echo "== the capture decoded offline: pgdump-log --format trace (first lines)"
-"$bin/pgdump-log/pgdump-log" --no-progress --format trace "$OUT/capture.pgwcap" | head -n 25
+# (head closes the pipe early: pgdump-log then ends by SIGPIPE, which is fine here)
+"$bin/pgdump-log/pgdump-log" --no-progress --format trace "$OUT/capture.pgwcap" | head -n 25 || true
 echo
 echo "== pgdump-log --stats"
 "$bin/pgdump-log/pgdump-log" --no-progress --stats --top 5 "$OUT/capture.pgwcap"
+echo
+if [ -z "${UPSTREAM:-}" ]; then
+  echo "== pgreplay: the capture replayed into demo_replay (a copy taken before the traffic), outcomes compared"
+  # PGDATABASE (exported above for the clients) would override the captured database, like -d.
+  env -u PGDATABASE PGHOST=127.0.0.1 PGPORT="$PG_PORT" "$bin/pgreplay/pgreplay" --no-progress --compare \
+    --map-database postgres=demo_replay --report "$OUT/replay.json" "$OUT/capture.pgwcap" || true
+else
+  echo "== pgreplay --dry-run (not replayed: UPSTREAM is your server), first lines:"
+  "$bin/pgreplay/pgreplay" --dry-run "$OUT/capture.pgwcap" | head -n 12 || true
+fi
 echo
 echo "Files: $OUT/sql.log (SQL log), $OUT/capture.pgwcap (capture), $OUT/pgproxy.err (proxy messages)"
