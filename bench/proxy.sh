@@ -8,9 +8,10 @@
 # 2. Three ways in: direct; Debian's pgbouncer in session mode (trust auth, no logging); pgproxy
 #    with the SQL log and the capture on (files in the temp dir).
 # 3. For each workload: pgbench -S -M simple, pgbench -S -M prepared (-c CLIENTS -j 2), sysbench
-#    oltp_read_write (--threads CLIENTS), DURATION seconds each, through each way in. Prints the
-#    tps table and the ratios pgproxy/pgbouncer and pgproxy/direct, and pgproxy's peak RSS (VmHWM)
-#    over all of its runs.
+#    oltp_read_write (--threads CLIENTS), DURATION seconds each, through each way in; pgbouncer
+#    twice, with its pool warmed by a 3 s run and with fresh server connections. Prints the tps
+#    table and the ratios pgproxy/pgbouncer (both) and pgproxy/direct, and pgproxy's peak RSS
+#    (VmHWM) over all of its runs.
 # 4. Memory with idle connections: a fresh pgproxy, IDLE (1000) complete sessions opened through
 #    it by a small python3 client (StartupMessage, authentication, ReadyForQuery; each one also
 #    holds a real server backend), then left idle; prints pgproxy's VmRSS before and with them.
@@ -79,6 +80,7 @@ listen_port = $bouncer_port
 unix_socket_dir =
 auth_type = trust
 auth_file = $work/userlist.txt
+admin_users = postgres
 pool_mode = session
 max_client_conn = 1000
 default_pool_size = 200
@@ -109,7 +111,7 @@ done
 
 # run_workload NAME PORT: prints tps.
 run_workload() {
-  local name=$1 port=$2 out="$work/$1-$2.out"
+  local name=$1 port=$2 out="$work/$1-$2-$3.out"  # $3: which way in, for the file name
   case "$name" in
     simple | prepared)
       pgbench -p "$port" -n -S -M "$name" -c "$CLIENTS" -j 2 -T "$DURATION" >"$out" 2>&1 ||
@@ -124,37 +126,55 @@ run_workload() {
   esac
 }
 
+# pgbouncer is measured twice. "pooled": its session pool already holds backends warmed by a
+# short run of the same workload, as in a steady state. "fresh": its server connections are
+# dropped first (KILL/RESUME on its console), so the run starts its own backends, as direct and
+# pgproxy runs do: the difference between the two is pooling, not proxying.
+bouncer_console() { psql -p "$bouncer_port" -d pgbouncer -qc "$1" >/dev/null; }
 declare -A tps
 for workload in simple prepared sysbench; do
-  for way in direct pgbouncer pgproxy; do
+  for way in direct pgbouncer fresh pgproxy; do
     case "$way" in
       direct) port=$PG_PORT ;;
-      pgbouncer) port=$bouncer_port ;;
+      pgbouncer)
+        port=$bouncer_port
+        DURATION=3 run_workload "$workload" "$port" warmup >/dev/null
+        ;;
+      fresh)
+        port=$bouncer_port
+        for db in postgres sbtest; do bouncer_console "KILL $db" && bouncer_console "RESUME $db"; done
+        ;;
       pgproxy) port=$pgproxy_port ;;
     esac
-    tps[$workload,$way]=$(run_workload "$workload" "$port")
+    tps[$workload,$way]=$(run_workload "$workload" "$port" "$way")
     echo "  $workload via $way: ${tps[$workload,$way]} tps" >&2
   done
 done
 proxy_hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$proxy_pid/status")
-sb_errors=$(awk '/ignored errors:/ { print $3 }' "$work"/sysbench-*.out | paste -sd/)
+sb_errors=$(for way in direct pgbouncer fresh pgproxy; do
+  awk '/ignored errors:/ { print $3 }' "$work/sysbench-"*"-$way.out"
+done | paste -sd/)
 stop_pid "$proxy_pid"; proxy_rc=$stopped_rc; proxy_pid=
 sql_lines=$(wc -l <"$work/sql.log")
 cap_mb=$(($(stat -c %s "$work/capture.pgwcap") >> 20))
 
 echo
-printf '%-26s %10s %10s %10s %14s %13s\n' workload direct pgbouncer pgproxy pgproxy/bouncer pgproxy/direct
+printf '%-26s %8s %10s %10s %8s %16s %15s %14s\n' workload direct pgbouncer "(fresh)" pgproxy \
+  pgproxy/bouncer "(vs fresh)" pgproxy/direct
 for workload in simple prepared sysbench; do
   case "$workload" in
     simple) label="pgbench -S -M simple" ;;
     prepared) label="pgbench -S -M prepared" ;;
     sysbench) label="sysbench oltp_read_write" ;;
   esac
-  awk -v l="$label" -v d="${tps[$workload,direct]}" -v b="${tps[$workload,pgbouncer]}" -v p="${tps[$workload,pgproxy]}" \
-    'BEGIN { printf "%-26s %10.0f %10.0f %10.0f %14.2fx %13.2fx\n", l, d, b, p, p/b, p/d }'
+  awk -v l="$label" -v d="${tps[$workload,direct]}" -v b="${tps[$workload,pgbouncer]}" \
+    -v f="${tps[$workload,fresh]}" -v p="${tps[$workload,pgproxy]}" \
+    'BEGIN { printf "%-26s %8.0f %10.0f %10.0f %8.0f %15.2fx %14.2fx %13.2fx\n", l, d, b, f, p, p/b, p/f, p/d }'
 done
+echo "(pgbouncer: session pool warmed by a 3 s run of the same workload; (fresh): its server connections" \
+  "dropped before the run, like direct and pgproxy runs, which start their own backends)"
 echo "($CLIENTS clients, ${DURATION}s each; pgbench -j 2, scale $SCALE; sysbench 8 tables x 10000 rows;" \
-  "errors sysbench ignored (duplicate keys, deadlocks) direct/pgbouncer/pgproxy: $sb_errors)"
+  "errors sysbench ignored (duplicate keys, deadlocks) direct/pgbouncer/fresh/pgproxy: $sb_errors)"
 echo "pgproxy: SQL log $sql_lines lines, capture $cap_mb MB, exit status $proxy_rc;" \
   "peak RSS (VmHWM) over all its runs: $((proxy_hwm / 1024)) MB ($proxy_hwm KiB)"
 grep -h 'exiting:' "$work/pgproxy.err" | sed 's/^/pgproxy: /' || true
