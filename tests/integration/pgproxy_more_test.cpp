@@ -36,7 +36,12 @@
 
 namespace pt = pgwire::test;
 namespace fs = std::filesystem;
+using pt::line_head;
+using pt::line_sql;
+using pt::lines_of;
+using pt::proxy_statement_count;
 using pt::ProxyProcess;
+using pt::server_statement_count;
 using namespace std::chrono_literals;
 using namespace std::string_literals;
 using Clock = std::chrono::steady_clock;
@@ -54,17 +59,6 @@ constexpr bool kCheckMemory = false;
 constexpr bool kCheckMemory = true;
 #endif
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-// The head of a text SQL log line (everything before " sql: ").
-std::string line_head(const std::string& line) {
-  return line.substr(0, line.find(" sql: "));
-}
 
 // The state letter of /proc/PID/stat ('Z' for a zombie); 0 if the process is gone.
 char proc_state(pid_t pid) {
@@ -241,30 +235,6 @@ class RawClient {
   size_t left_ = 0;
   uint64_t bytes_ = 0;
 };
-
-// --- pgproxy as a child process -----------------------------------------------------------------
-
-
-// Statements PostgreSQL logged with log_statement=all: "statement: " per Query, "execute <name>: "
-// per executed Execute.
-int server_statement_count(const std::string& log) {
-  int n = 0;
-  for (const std::string& l : lines_of(log)) {
-    if (l.find("LOG:  statement: ") != std::string::npos || l.find("LOG:  execute ") != std::string::npos) ++n;
-  }
-  return n;
-}
-
-// Text SQL log lines for statements the server ran: query lines and executed execute lines.
-int proxy_statement_count(const std::string& log) {
-  int n = 0;
-  for (const std::string& l : lines_of(log)) {
-    std::string head = line_head(l);
-    if (head.find(" query ") != std::string::npos) ++n;
-    if (head.find(" execute ") != std::string::npos && head.find(" execute not_executed") == std::string::npos) ++n;
-  }
-  return n;
-}
 
 class PgproxyMoreTest : public ::testing::Test {
  protected:

@@ -34,26 +34,15 @@
 
 namespace pt = pgwire::test;
 namespace fs = std::filesystem;
+using pt::line_head;
+using pt::line_sql;
+using pt::lines_of;
+using pt::proxy_statement_count;
 using pt::ProxyProcess;
+using pt::server_statement_count;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
-
-// The part of a text SQL log line before the SQL itself: "ts session=.. client=.. user=.. db=.. kind outcome ...".
-std::string line_head(const std::string& line) {
-  return line.substr(0, line.find(" sql: "));
-}
-std::string line_sql(const std::string& line) {
-  size_t at = line.find(" sql: ");
-  return at == std::string::npos ? std::string() : line.substr(at + 6);
-}
 
 
 // A minimal protocol client on a raw socket, for what libpq will not send.
@@ -183,28 +172,6 @@ CaptureSummary read_capture(const std::string& path) {
         break;
     }
   }
-}
-
-// Statements PostgreSQL logged with log_statement=all in `log` ("statement: " per Query,
-// "execute <name>: " per executed Execute).
-int server_statement_count(const std::string& log) {
-  int n = 0;
-  for (const std::string& l : lines_of(log)) {
-    if (l.find("LOG:  statement: ") != std::string::npos || l.find("LOG:  execute ") != std::string::npos) ++n;
-  }
-  return n;
-}
-
-// Lines of a text SQL log that stand for a statement the server ran: every
-// query line and the execute lines not marked not_executed.
-int proxy_statement_count(const std::string& log) {
-  int n = 0;
-  for (const std::string& l : lines_of(log)) {
-    std::string head = line_head(l);
-    if (head.find(" query ") != std::string::npos) ++n;
-    if (head.find(" execute ") != std::string::npos && head.find(" execute not_executed") == std::string::npos) ++n;
-  }
-  return n;
 }
 
 class PgproxyTest : public ::testing::Test {

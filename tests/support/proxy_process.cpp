@@ -37,6 +37,38 @@ long proc_status_kib(pid_t pid, const std::string& key) {
   return -1;
 }
 
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+std::string line_head(const std::string& line) { return line.substr(0, line.find(" sql: ")); }
+
+std::string line_sql(const std::string& line) {
+  size_t at = line.find(" sql: ");
+  return at == std::string::npos ? std::string() : line.substr(at + 6);
+}
+
+int server_statement_count(const std::string& log) {
+  int n = 0;
+  for (const std::string& l : lines_of(log)) {
+    if (l.find("LOG:  statement: ") != std::string::npos || l.find("LOG:  execute ") != std::string::npos) ++n;
+  }
+  return n;
+}
+
+int proxy_statement_count(const std::string& log) {
+  int n = 0;
+  for (const std::string& l : lines_of(log)) {
+    std::string head = line_head(l);
+    if (head.find(" query ") != std::string::npos) ++n;
+    if (head.find(" execute ") != std::string::npos && head.find(" execute not_executed") == std::string::npos) ++n;
+  }
+  return n;
+}
+
 namespace {
 std::atomic<int> proxy_counter{0};
 }

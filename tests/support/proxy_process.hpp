@@ -33,6 +33,19 @@ struct ProxyOptions {
   std::string capture;              // empty: DIR/capture.pgwc
 };
 
+// Reading pgproxy's text SQL log and PostgreSQL's log_statement=all log.
+std::vector<std::string> lines_of(const std::string& text);
+// The part of a text SQL log line before the SQL: "ts session=.. client=.. user=.. db=.. kind outcome ...".
+std::string line_head(const std::string& line);
+// The SQL of a text SQL log line (after " sql: "); empty if there is none.
+std::string line_sql(const std::string& line);
+// Statements the server logged with log_statement=all: "statement: " per Query, "execute <name>: "
+// per executed Execute.
+int server_statement_count(const std::string& log);
+// Text SQL log lines for statements the server ran: every query line and the execute lines not
+// marked not_executed.
+int proxy_statement_count(const std::string& log);
+
 class ProxyProcess {
  public:
   explicit ProxyProcess(ProxyOptions options);
