@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -383,6 +384,73 @@ TEST_F(PgproxyTest, SslIsRefusedSoPreferWorksAndRequireFails) {
   ASSERT_EQ(proxy.stop(), 0);
   EXPECT_NE(proxy.output().find("direct TLS connection refused"), std::string::npos) << proxy.output();
   EXPECT_EQ(pt::read_text_file(proxy.sql_log()).find("never"), std::string::npos);
+}
+
+// Both ends on Unix sockets, as with a proxy next to its server: --upstream DIR:PORT is the
+// server's socket DIR/.s.PGSQL.PORT (libpq's host=/DIR), --listen DIR:PORT makes one for clients.
+// A stale socket file from a dead process is replaced, a live one is refused, and ours is removed
+// at exit.
+TEST_F(PgproxyTest, UnixSocketsOnBothSides) {
+  char tmpl[] = "/tmp/pgproxy-unix-XXXXXX";  // short: a socket path has at most 107 bytes
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  const std::string socket_file = dir + "/.s.PGSQL.6543";
+  {  // A socket file that nobody listens on any more.
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un un{};
+    un.sun_family = AF_UNIX;
+    std::snprintf(un.sun_path, sizeof un.sun_path, "%s", socket_file.c_str());
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&un), sizeof un), 0);
+    close(fd);
+  }
+  pt::ProxyOptions options;
+  options.listen = dir + ":6543";
+  options.upstream = pg().socket_dir() + ":" + std::to_string(pg().port());
+  options.extra = {"--capture-backend"};
+  auto proxy = std::make_unique<ProxyProcess>(options);
+  EXPECT_NE(proxy->output().find("listening on " + socket_file), std::string::npos) << proxy->output();
+  EXPECT_NE(proxy->output().find("upstream " + pg().socket_dir() + "/.s.PGSQL." + std::to_string(pg().port())),
+            std::string::npos)
+      << proxy->output();
+  struct stat st {};
+  ASSERT_EQ(stat(socket_file.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+
+  pt::CommandResult r =
+      proxy->run(pg(), {pg().bindir() + "/psql", "-X", "-h", dir, "-p", "6543", "-At", "-c", "SELECT 'over unix'"});
+  ASSERT_TRUE(r.ok()) << r.describe() << proxy->output();
+  EXPECT_EQ(r.out, "over unix\n");
+
+  // A second proxy on the same socket must not steal it.
+  pt::CommandResult second = pt::run_command({pt::tool_path("pgproxy"), "--listen", options.listen, "--upstream",
+                                              options.upstream, "--sql-log", "", "--stats-interval", "0"});
+  EXPECT_EQ(second.exit_code, 1) << second.describe();
+  EXPECT_NE(second.err.find("another server is listening on it"), std::string::npos) << second.describe();
+  r = proxy->run(pg(), {pg().bindir() + "/psql", "-X", "-h", dir, "-p", "6543", "-At", "-c", "SELECT 2"});
+  EXPECT_EQ(r.out, "2\n") << r.describe();
+
+  for (int i = 0; i < 250 && read_capture(proxy->capture()).frontend_types['X'] < 2; ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(proxy->stop(), 0) << proxy->output();
+  EXPECT_NE(stat(socket_file.c_str(), &st), 0) << "the socket file is removed at exit";
+  std::string log = pt::read_text_file(proxy->sql_log());
+  std::vector<std::string> lines = lines_of(log);
+  ASSERT_EQ(lines.size(), 2u) << log;
+  EXPECT_EQ(line_sql(lines[0]), "SELECT 'over unix'");
+  EXPECT_NE(line_head(lines[0]).find("client=[local] "), std::string::npos) << lines[0];
+  EXPECT_NE(line_head(lines[0]).find(" query ok"), std::string::npos) << lines[0];
+  EXPECT_NE(line_head(lines[0]).find("tag=\"SELECT 1\""), std::string::npos) << lines[0];
+  EXPECT_EQ(line_sql(lines[1]), "SELECT 2");
+  CaptureSummary cap = read_capture(proxy->capture());
+  EXPECT_EQ(cap.error, "");
+  // Two psql sessions, and the second proxy's probe (a connect that sent nothing).
+  EXPECT_EQ(cap.opens.size(), 3u);
+  EXPECT_EQ(cap.closes.size(), 3u);
+  EXPECT_EQ(cap.backend_key_data, 2);
+  EXPECT_GT(cap.backend_frames, 0);
+  proxy.reset();
+  std::filesystem::remove_all(dir);
 }
 
 TEST_F(PgproxyTest, GarbageClosesOnlyThatConnection) {

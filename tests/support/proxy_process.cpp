@@ -74,7 +74,7 @@ std::atomic<int> proxy_counter{0};
 }
 
 ProxyProcess::ProxyProcess(const TempPostgres& pg, std::vector<std::string> extra)
-    : ProxyProcess(ProxyOptions{pg.host() + ":" + std::to_string(pg.port()), std::move(extra), {}, {}}) {}
+    : ProxyProcess(ProxyOptions{pg.host() + ":" + std::to_string(pg.port()), std::move(extra), {}, {}, {}}) {}
 
 ProxyProcess::ProxyProcess(ProxyOptions options) {
   dir_ = fs::temp_directory_path() /
@@ -86,8 +86,16 @@ ProxyProcess::ProxyProcess(ProxyOptions options) {
   capture_ = options.capture.empty() ? (dir_ / "capture.pgwc").string() : options.capture;
   std::string binary = tool_path("pgproxy");
   if (!fs::exists(binary)) throw std::runtime_error("pgproxy is not built: " + binary);
-  std::vector<std::string> argv = {binary,      "--listen", "127.0.0.1:0", "--upstream", options.upstream,
-                                   "--capture", capture_,  "--sql-log",   sql_log_ == "none" ? "" : sql_log_};
+  bool own_port = options.listen.empty();
+  std::vector<std::string> argv = {binary,
+                                   "--listen",
+                                   own_port ? "127.0.0.1:0" : options.listen,
+                                   "--upstream",
+                                   options.upstream,
+                                   "--capture",
+                                   capture_,
+                                   "--sql-log",
+                                   sql_log_ == "none" ? "" : sql_log_};
   // No statistics lines unless a test asks for them.
   if (std::find(options.extra.begin(), options.extra.end(), "--stats-interval") == options.extra.end()) {
     argv.insert(argv.end(), {"--stats-interval", "0"});
@@ -101,12 +109,12 @@ ProxyProcess::ProxyProcess(ProxyOptions options) {
   so.parent_death_signal = SIGKILL;
   pid_ = spawn_process(argv, so);
   ::close(fd);
-  const std::string listening = "listening on 127.0.0.1:";
+  const std::string listening = own_port ? "listening on 127.0.0.1:" : "listening on ";
   for (auto deadline = Clock::now() + 20s; Clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
     std::string out = read_text_file(output_);
     size_t at = out.find(listening);
     if (at != std::string::npos && out.find('\n', at) != std::string::npos) {
-      port_ = static_cast<uint16_t>(std::stoi(out.substr(at + listening.size())));
+      if (own_port) port_ = static_cast<uint16_t>(std::stoi(out.substr(at + listening.size())));
       return;
     }
     if (waitpid(pid_, nullptr, WNOHANG) == pid_) {

@@ -31,6 +31,7 @@ struct ProxyOptions {
   std::vector<std::string> extra;   // more pgproxy arguments
   std::string sql_log;              // empty: DIR/sql.log; "none": no SQL log
   std::string capture;              // empty: DIR/capture.pgwc
+  std::string listen;               // empty: 127.0.0.1:0, and port() is the one it got
 };
 
 // Reading pgproxy's text SQL log and PostgreSQL's log_statement=all log.
@@ -61,7 +62,7 @@ class ProxyProcess {
   bool alive() const;
   long peak_rss_kib() const;  // VmHWM; -1 once stopped
 
-  uint16_t port() const { return port_; }
+  uint16_t port() const { return port_; }  // 0 when ProxyOptions::listen was given
   pid_t pid() const { return pid_; }
   const std::string& sql_log() const { return sql_log_; }
   const std::string& capture() const { return capture_; }

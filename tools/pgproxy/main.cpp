@@ -15,9 +15,9 @@ int run(int argc, char** argv) {
       "SIGHUP reopens the files (logrotate), SIGINT/SIGTERM finish writing and exit."};
   app.set_version_flag("--version", fmt::format("pgproxy {}", pgproxy::kVersion));
   app.set_config("--config", "", "Read options from a TOML/INI file (keys = long option names)");
-  app.add_option("--listen", o.listen, "HOST:PORT to accept clients on ([::1]:6432 for IPv6, *:6432 for all)")
+  app.add_option("--listen", o.listen, "HOST:PORT to accept clients on ([::1]:6432 for IPv6, *:6432 for all, /DIR:PORT for the Unix socket DIR/.s.PGSQL.PORT)")
       ->capture_default_str();
-  app.add_option("--upstream", o.upstream, "HOST:PORT of the PostgreSQL server")->capture_default_str();
+  app.add_option("--upstream", o.upstream, "HOST:PORT of the PostgreSQL server (/DIR:PORT: its Unix socket in DIR, as libpq's host=/DIR)")->capture_default_str();
   app.add_option("--sql-log", o.sql_log, "SQL log file, one line per statement ('-' = stdout, '' = none)")
       ->capture_default_str();
   app.add_option("--capture", o.capture, "capture file of the raw frames (see docs/capture-format.md)");

@@ -67,7 +67,7 @@ class Proxy {
   explicit Proxy(const ProxyOptions& opts) : opts_(opts) {}
   ~Proxy() {
     sessions_.clear();
-    for (int fd : listeners_) close(fd);
+    close_listeners();
     if (signal_fd_ >= 0) close(signal_fd_);
   }
 
@@ -91,6 +91,7 @@ class Proxy {
   int poll_timeout(int64_t now, int64_t next_deadline) const;
   void build_poll_set(int64_t now, int64_t& next_deadline);
   void accept_from(int listen_fd, int64_t now);
+  void close_listeners();
   int read_signal();
   void reopen_files();
   void reap();
@@ -104,6 +105,7 @@ class Proxy {
   std::unique_ptr<AsyncWriter> writer_;
   int signal_fd_ = -1;
   std::vector<int> listeners_;
+  std::vector<std::string> socket_files_;  // our Unix sockets, removed when we stop listening
   int64_t listen_paused_until_ms_ = 0;
   uint64_t next_session_id_ = 0;
   uint64_t rejecting_ = 0;
@@ -170,6 +172,7 @@ bool Proxy::setup() {
       continue;
     }
     listeners_.push_back(fd);
+    if (std::string path = unix_path(a); !path.empty()) socket_files_.push_back(std::move(path));
   }
   if (listeners_.empty()) return false;
 
@@ -324,7 +327,7 @@ void Proxy::accept_from(int listen_fd, int64_t now) {
       listen_paused_until_ms_ = now + kAcceptBackoffMs;
       return;
     }
-    set_nodelay(fd);
+    set_nodelay(fd, ss.ss_family);
     std::string client = format_address(reinterpret_cast<const sockaddr*>(&ss), len);
     uint64_t id = ++next_session_id_;
     ++ctx_.stats.accepted;
@@ -348,6 +351,13 @@ void Proxy::accept_from(int listen_fd, int64_t now) {
     ++ctx_.stats.active;
     sessions_.push_back(std::make_unique<Session>(ctx_, id, fd, std::move(client)));
   }
+}
+
+void Proxy::close_listeners() {
+  for (int fd : listeners_) close(fd);
+  listeners_.clear();
+  for (const auto& path : socket_files_) (void)unlink(path.c_str());
+  socket_files_.clear();
 }
 
 int Proxy::read_signal() {
@@ -438,8 +448,7 @@ void Proxy::final_sweep() {
 int Proxy::stop(int sig) {
   diag("{}: stopping; {} sessions open, finishing the SQL log and capture (send again to exit at once)",
        signal_name(static_cast<uint32_t>(sig)), ctx_.stats.active);
-  for (int fd : listeners_) close(fd);
-  listeners_.clear();
+  close_listeners();
   final_sweep();
   for (auto& s : sessions_) s->abort("proxy shutdown");
   sessions_.clear();
