@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # pgproxy against a direct connection and pgbouncer, in one run.
 #
-#   bench/proxy.sh                  # DURATION=20 CLIENTS=50 BUILD_DIR=build/release
+#   bench/proxy.sh                  # DURATION=20 CLIENTS=50 ROUNDS=3 UPSTREAM=unix BUILD_DIR=build/release
 #
 # 1. A throwaway PostgreSQL (scripts/lib/pg.sh, max_connections=1100), `pgbench -i -s SCALE`, and
 #    sysbench's oltp tables (prepared directly against the server) in database sbtest.
 # 2. Three ways in: direct; Debian's pgbouncer in session mode (trust auth, no logging); pgproxy
-#    with the SQL log and the capture on (files in the temp dir).
+#    with the SQL log and the capture on (files in the temp dir). Clients always connect over
+#    TCP; both proxies reach the server the same way: UPSTREAM=unix (default; pgbouncer's own
+#    default, and the way a proxy next to its server is set up) or UPSTREAM=tcp.
 # 3. For each workload: pgbench -S -M simple, pgbench -S -M prepared (-c CLIENTS -j 2), sysbench
 #    oltp_read_write (--threads CLIENTS), DURATION seconds each, through each way in; pgbouncer
-#    twice, with its pool warmed by a 3 s run and with fresh server connections. Prints the tps
-#    table and the ratios pgproxy/pgbouncer (both) and pgproxy/direct, and pgproxy's peak RSS
-#    (VmHWM) over all of its runs.
+#    twice, with its pool warmed by a 3 s run and with fresh server connections. ROUNDS rounds,
+#    the order of the ways rotated each round (this 2-core VM drifts by tens of percent from one
+#    run to the next); prints every run, then the median tps of each and the ratios of the
+#    medians pgproxy/pgbouncer (both) and pgproxy/direct, and pgproxy's peak RSS (VmHWM) over
+#    all of its runs.
 # 4. Memory with idle connections: a fresh pgproxy, IDLE (1000) complete sessions opened through
 #    it by a small python3 client (StartupMessage, authentication, ReadyForQuery; each one also
 #    holds a real server backend), then left idle; prints pgproxy's VmRSS before and with them.
@@ -23,6 +27,8 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-20}
 CLIENTS=${CLIENTS:-50}
+ROUNDS=${ROUNDS:-3}
+UPSTREAM=${UPSTREAM:-unix}
 SCALE=${SCALE:-10}
 IDLE=${IDLE:-1000}
 build_dir=${BUILD_DIR:-build/release}
@@ -64,6 +70,11 @@ sysbench oltp_read_write "${sb_common[@]}" --pgsql-port="$PG_PORT" --threads=4 p
   { cat "$work/sb-prepare.out" >&2; exit 1; }
 psql -q -d sbtest -c 'VACUUM ANALYZE' && psql -q -c 'VACUUM ANALYZE'
 
+case "$UPSTREAM" in
+  unix) bouncer_host=$PG_DIR; proxy_upstream=$PG_DIR:$PG_PORT ;;  # the server's socket directory
+  tcp) bouncer_host=127.0.0.1; proxy_upstream=127.0.0.1:$PG_PORT ;;
+  *) echo "UPSTREAM must be unix or tcp" >&2; exit 2 ;;
+esac
 # pgbouncer: session pooling, trust (the user must still be listed in auth_file), nothing logged.
 # It refuses to run as root: -u switches to the postgres user, which must read its files.
 bouncer_port=$(free_port)
@@ -72,7 +83,7 @@ cat >"$work/userlist.txt" <<EOF
 EOF
 cat >"$work/pgbouncer.ini" <<EOF
 [databases]
-* = host=127.0.0.1 port=$PG_PORT
+* = host=$bouncer_host port=$PG_PORT
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -100,7 +111,7 @@ pgbouncer "${bouncer_user[@]}" "$work/pgbouncer.ini" >"$work/pgbouncer.out" 2>&1
 bouncer_pid=$!
 
 pgproxy_port=$(free_port)
-"$pgproxy_bin" --listen 127.0.0.1:"$pgproxy_port" --upstream 127.0.0.1:"$PG_PORT" --max-connections 2000 \
+"$pgproxy_bin" --listen 127.0.0.1:"$pgproxy_port" --upstream "$proxy_upstream" --max-connections 2000 \
   --sql-log "$work/sql.log" --capture "$work/capture.pgwcap" --stats-interval 0 2>"$work/pgproxy.err" &
 proxy_pid=$!
 
@@ -111,7 +122,7 @@ done
 
 # run_workload NAME PORT: prints tps.
 run_workload() {
-  local name=$1 port=$2 out="$work/$1-$2-$3.out"  # $3: which way in, for the file name
+  local name=$1 port=$2 out="$work/$1-$2-$3.out"  # $3: which way in (and round), for the file name
   case "$name" in
     simple | prepared)
       pgbench -p "$port" -n -S -M "$name" -c "$CLIENTS" -j 2 -T "$DURATION" >"$out" 2>&1 ||
@@ -131,28 +142,38 @@ run_workload() {
 # dropped first (KILL/RESUME on its console), so the run starts its own backends, as direct and
 # pgproxy runs do: the difference between the two is pooling, not proxying.
 bouncer_console() { psql -p "$bouncer_port" -d pgbouncer -qc "$1" >/dev/null; }
-declare -A tps
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+declare -A tps runs
+ways=(direct pgbouncer fresh pgproxy)
+echo "upstream of both proxies: $UPSTREAM; $ROUNDS rounds, the order of the ways rotated each round" >&2
 for workload in simple prepared sysbench; do
-  for way in direct pgbouncer fresh pgproxy; do
-    case "$way" in
-      direct) port=$PG_PORT ;;
-      pgbouncer)
-        port=$bouncer_port
-        DURATION=3 run_workload "$workload" "$port" warmup >/dev/null
-        ;;
-      fresh)
-        port=$bouncer_port
-        for db in postgres sbtest; do bouncer_console "KILL $db" && bouncer_console "RESUME $db"; done
-        ;;
-      pgproxy) port=$pgproxy_port ;;
-    esac
-    tps[$workload,$way]=$(run_workload "$workload" "$port" "$way")
-    echo "  $workload via $way: ${tps[$workload,$way]} tps" >&2
+  for round in $(seq "$ROUNDS"); do
+    for i in "${!ways[@]}"; do
+      way=${ways[$(((i + round - 1) % ${#ways[@]}))]}
+      case "$way" in
+        direct) port=$PG_PORT ;;
+        pgbouncer)
+          port=$bouncer_port
+          DURATION=3 run_workload "$workload" "$port" warmup >/dev/null
+          ;;
+        fresh)
+          port=$bouncer_port
+          for db in postgres sbtest; do bouncer_console "KILL $db" && bouncer_console "RESUME $db"; done
+          ;;
+        pgproxy) port=$pgproxy_port ;;
+      esac
+      t=$(run_workload "$workload" "$port" "$way-$round")
+      runs[$workload,$way]="${runs[$workload,$way]:-} $t"
+      echo "  $workload round $round via $way: $t tps" >&2
+    done
+  done
+  for way in "${ways[@]}"; do
+    tps[$workload,$way]=$(tr ' ' '\n' <<<"${runs[$workload,$way]}" | grep . | median)
   done
 done
 proxy_hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$proxy_pid/status")
 sb_errors=$(for way in direct pgbouncer fresh pgproxy; do
-  awk '/ignored errors:/ { print $3 }' "$work/sysbench-"*"-$way.out"
+  cat "$work/sysbench-"*"-$way-"*.out | awk '/ignored errors:/ { n += $3 } END { print n }'
 done | paste -sd/)
 stop_pid "$proxy_pid"; proxy_rc=$stopped_rc; proxy_pid=
 sql_lines=$(wc -l <"$work/sql.log")
@@ -173,14 +194,15 @@ for workload in simple prepared sysbench; do
 done
 echo "(pgbouncer: session pool warmed by a 3 s run of the same workload; (fresh): its server connections" \
   "dropped before the run, like direct and pgproxy runs, which start their own backends)"
-echo "($CLIENTS clients, ${DURATION}s each; pgbench -j 2, scale $SCALE; sysbench 8 tables x 10000 rows;" \
+echo "(median of $ROUNDS runs each; both proxies reach the server over $UPSTREAM;" \
+  "$CLIENTS clients, ${DURATION}s each; pgbench -j 2, scale $SCALE; sysbench 8 tables x 10000 rows;" \
   "errors sysbench ignored (duplicate keys, deadlocks) direct/pgbouncer/fresh/pgproxy: $sb_errors)"
 echo "pgproxy: SQL log $sql_lines lines, capture $cap_mb MB, exit status $proxy_rc;" \
   "peak RSS (VmHWM) over all its runs: $((proxy_hwm / 1024)) MB ($proxy_hwm KiB)"
 grep -h 'exiting:' "$work/pgproxy.err" | sed 's/^/pgproxy: /' || true
 
 # Idle connections: a fresh pgproxy, so its RSS shows only what they cost.
-"$pgproxy_bin" --listen 127.0.0.1:"$pgproxy_port" --upstream 127.0.0.1:"$PG_PORT" --max-connections 2000 \
+"$pgproxy_bin" --listen 127.0.0.1:"$pgproxy_port" --upstream "$proxy_upstream" --max-connections 2000 \
   --sql-log "$work/sql-idle.log" --capture "$work/capture-idle.pgwcap" --stats-interval 0 2>"$work/pgproxy-idle.err" &
 proxy_pid=$!
 for _ in $(seq 100); do psql -p "$pgproxy_port" -Atc 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
