@@ -182,6 +182,33 @@ FrameResult Framer::stream_piece(Bytes& input) {
 }
 
 FrameResult Framer::next(Bytes& input) {
+  // The common case first: a whole typed frame at the front of the input,
+  // returned as a view into it. Anything else (the startup phase, a frame
+  // split across inputs or too large to return whole, a bad header) goes
+  // the general way below, which also reports the errors.
+  if (state_ == State::kTyped && header_have_ == 0 && !streaming_ && input.size() >= 5) {
+    const uint8_t type = std::to_integer<uint8_t>(input[0]);
+    const uint32_t length = load_be32(input.data() + 1);
+    const uint32_t max = dir_ == Direction::kFrontend ? frontend_max_length(type) : backend_max_length(type);
+    if (length >= 4 && length <= max && length - 4 <= opts_.max_buffered && length - 4 <= input.size() - 5) {
+      // As at the start of every frame below: the buffer of a large frame
+      // that came in pieces is given back.
+      if (buf_.capacity() > (64u << 10)) std::vector<std::byte>().swap(buf_);
+      type_ = type;
+      length_ = length;
+      frame_offset_ = offset_;
+      Frame f;
+      f.kind = FrameKind::kTyped;
+      f.type = type;
+      f.length = length;
+      f.body = input.subspan(5, length - 4);
+      f.offset = offset_;
+      input = input.subspan(size_t{length} + 1);
+      offset_ += uint64_t{length} + 1;
+      return FrameResult::of(f);
+    }
+  }
+
   switch (state_) {
     case State::kFailed:
       return FrameResult::failure(error_);
