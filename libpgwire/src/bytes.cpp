@@ -4,13 +4,10 @@
 
 namespace pgwire {
 
-bool Reader::need(size_t n, const char* what) {
+bool Reader::short_read(size_t n, const char* what) {
   if (failed_) return false;
-  if (remaining() < n) {
-    fail(Errc::kTruncated, fmt::format("{} needs {} bytes, {} left", what, n, remaining()));
-    return false;
-  }
-  return true;
+  fail(Errc::kTruncated, fmt::format("{} needs {} bytes, {} left", what, n, remaining()));
+  return false;
 }
 
 void Reader::fail(Errc code, std::string message) { fail_at(pos_, code, std::move(message)); }
@@ -21,38 +18,9 @@ void Reader::fail_at(size_t pos, Errc code, std::string message) {
   error_ = Error{code, base_ + pos, std::move(message)};
 }
 
-uint8_t Reader::u8() {
-  if (!need(1, "Byte1")) return 0;
-  return std::to_integer<uint8_t>(data_[pos_++]);
-}
-
-int16_t Reader::i16() {
-  if (!need(2, "Int16")) return 0;
-  auto v = static_cast<int16_t>(load_be16(data_.data() + pos_));
-  pos_ += 2;
-  return v;
-}
-
-int32_t Reader::i32() {
-  if (!need(4, "Int32")) return 0;
-  auto v = static_cast<int32_t>(load_be32(data_.data() + pos_));
-  pos_ += 4;
-  return v;
-}
-
-std::string_view Reader::cstring() {
-  if (failed_) return {};
-  const void* start = data_.data() + pos_;
-  // remaining() == 0 is checked first: memchr must not see the null data() of an empty span.
-  const void* nul = remaining() == 0 ? nullptr : std::memchr(start, 0, remaining());
-  if (nul == nullptr) {
-    fail(Errc::kMissingTerminator, "string without terminating NUL");
-    return {};
-  }
-  size_t len = static_cast<size_t>(static_cast<const std::byte*>(nul) - data_.data()) - pos_;
-  std::string_view s(reinterpret_cast<const char*>(start), len);
-  pos_ += len + 1;
-  return s;
+std::string_view Reader::no_terminator() {
+  fail(Errc::kMissingTerminator, "string without terminating NUL");
+  return {};
 }
 
 Bytes Reader::bytes(size_t n) {
@@ -81,28 +49,22 @@ std::optional<Bytes> Reader::nullable_bytes() {
   return bytes(static_cast<size_t>(len));
 }
 
-bool Reader::check_count(int64_t count, size_t min_size, const char* what) {
+bool Reader::bad_count(int64_t count, size_t min_size, const char* what) {
   if (failed_) return false;
   if (count < 0) {
     fail(Errc::kBadCount, fmt::format("{} count {} is negative", what, count));
-    return false;
-  }
-  if (static_cast<uint64_t>(count) * min_size > remaining()) {
+  } else {
     fail(Errc::kBadCount,
          fmt::format("{} count {} needs at least {} bytes, {} left", what, count,
                      static_cast<uint64_t>(count) * min_size, remaining()));
-    return false;
   }
-  return true;
+  return false;
 }
 
-bool Reader::finish(const char* what) {
+bool Reader::not_finished(const char* what) {
   if (failed_) return false;
-  if (remaining() != 0) {
-    fail(Errc::kTrailingBytes, fmt::format("{}: {} bytes left after the last field", what, remaining()));
-    return false;
-  }
-  return true;
+  fail(Errc::kTrailingBytes, fmt::format("{}: {} bytes left after the last field", what, remaining()));
+  return false;
 }
 
 std::string to_hex(Bytes b) {

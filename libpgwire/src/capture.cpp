@@ -379,7 +379,7 @@ struct CaptureReader::Impl {
   // sets *known = false for a direction or kind from a newer writer) and
   // returns true. Returns false, leaving `rec` alone, for a payload too short,
   // which decode() then reports.
-  static bool decode_frame(Bytes payload, uint64_t at, CaptureRecord& rec, bool* known);
+  static inline bool decode_frame(Bytes payload, uint64_t at, CaptureRecord& rec, bool* known);
 };
 
 namespace {
@@ -467,7 +467,7 @@ Result<bool> CaptureReader::Impl::decode(uint16_t type, Bytes payload, CaptureRe
   return true;
 }
 
-bool CaptureReader::Impl::decode_frame(Bytes payload, uint64_t at, CaptureRecord& rec, bool* known) {
+inline bool CaptureReader::Impl::decode_frame(Bytes payload, uint64_t at, CaptureRecord& rec, bool* known) {
   if (payload.size() < kCaptureFrameFixedSize) return false;
   const std::byte* p = payload.data();
   const uint32_t data_length = load_be32(p + 19);
@@ -478,16 +478,21 @@ bool CaptureReader::Impl::decode_frame(Bytes payload, uint64_t at, CaptureRecord
     *known = false;
     return true;
   }
-  // Every field is set, as decode() sets them on a fresh record.
-  rec = CaptureRecord{};
+  // Every field is set, as decode() sets them on a fresh record, one by one:
+  // assigning a fresh CaptureRecord{} copied all 144 bytes twice.
   rec.type = CaptureRecordType::kFrame;
   rec.file_offset = at;
   rec.session_id = load_be64(p);
   rec.ts_ns = static_cast<int64_t>(load_be64(p + 8));
+  rec.client = {};
+  rec.server = {};
   rec.direction = static_cast<Direction>(dir);
   rec.frame_flags = std::to_integer<uint8_t>(p[17]);
   rec.frame_kind = static_cast<FrameKind>(kind);
   rec.data = payload.subspan(kCaptureFrameFixedSize, data_length);
+  rec.reason = {};
+  rec.key = {};
+  rec.value = {};
   *known = true;
   return true;
 }

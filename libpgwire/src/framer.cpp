@@ -50,9 +50,13 @@ Framer::Framer(Direction dir, FramerOptions opts)
 }
 
 FrameResult Framer::fail(Errc code, uint64_t at, std::string message) {
+  set_failed(code, at, std::move(message));
+  return FrameResult::failure(error_);
+}
+
+void Framer::set_failed(Errc code, uint64_t at, std::string message) {
   state_ = State::kFailed;
   error_ = Error{code, at, std::move(message)};
-  return FrameResult::failure(error_);
 }
 
 void Framer::on_peer_frame(const Frame& peer) {
@@ -72,38 +76,43 @@ void Framer::on_peer_frame(const Frame& peer) {
   }
 }
 
-FrameResult Framer::validate_header() {
+bool Framer::validate_header(const std::byte* header) {
   if (state_ == State::kStartup) {
-    length_ = load_be32(header_);
+    length_ = load_be32(header);
     // The length is an Int32 on the wire: a negative one is below the minimum, not too long.
     if (static_cast<int32_t>(length_) < 8) {
-      return fail(Errc::kBadLength, frame_offset_,
-                  fmt::format("startup packet length {} is below 8", static_cast<int32_t>(length_)));
+      set_failed(Errc::kBadLength, frame_offset_,
+                 fmt::format("startup packet length {} is below 8", static_cast<int32_t>(length_)));
+      return false;
     }
     if (length_ > kMaxStartupPacket) {
-      return fail(Errc::kTooLong, frame_offset_,
-                  fmt::format("startup packet length {} exceeds the limit {}", length_, kMaxStartupPacket));
+      set_failed(Errc::kTooLong, frame_offset_,
+                 fmt::format("startup packet length {} exceeds the limit {}", length_, kMaxStartupPacket));
+      return false;
     }
-    return FrameResult::more();
+    return true;
   }
-  type_ = std::to_integer<uint8_t>(header_[0]);
-  length_ = load_be32(header_ + 1);
+  type_ = std::to_integer<uint8_t>(header[0]);
+  length_ = load_be32(header + 1);
   uint32_t max = dir_ == Direction::kFrontend ? frontend_max_length(type_) : backend_max_length(type_);
   if (max == 0) {
-    return fail(Errc::kUnknownType, frame_offset_,
-                fmt::format("unknown {} message type 0x{:02x}", dir_ == Direction::kFrontend ? "frontend" : "backend",
-                            type_));
+    set_failed(Errc::kUnknownType, frame_offset_,
+               fmt::format("unknown {} message type 0x{:02x}", dir_ == Direction::kFrontend ? "frontend" : "backend",
+                           type_));
+    return false;
   }
   if (static_cast<int32_t>(length_) < 4) {  // Int32 on the wire: negative is below 4 too
-    return fail(Errc::kBadLength, frame_offset_ + 1,
-                fmt::format("message '{}' length {} is below 4: stream out of sync", static_cast<char>(type_),
-                            static_cast<int32_t>(length_)));
+    set_failed(Errc::kBadLength, frame_offset_ + 1,
+               fmt::format("message '{}' length {} is below 4: stream out of sync", static_cast<char>(type_),
+                           static_cast<int32_t>(length_)));
+    return false;
   }
   if (length_ > max) {
-    return fail(Errc::kTooLong, frame_offset_ + 1,
-                fmt::format("message '{}' length {} exceeds the limit {}", static_cast<char>(type_), length_, max));
+    set_failed(Errc::kTooLong, frame_offset_ + 1,
+               fmt::format("message '{}' length {} exceeds the limit {}", static_cast<char>(type_), length_, max));
+    return false;
   }
-  return FrameResult::more();
+  return true;
 }
 
 void Framer::after_frame(const Frame& f) {
@@ -173,6 +182,33 @@ FrameResult Framer::stream_piece(Bytes& input) {
 }
 
 FrameResult Framer::next(Bytes& input) {
+  // The common case first: a whole typed frame at the front of the input,
+  // returned as a view into it. Anything else (the startup phase, a frame
+  // split across inputs or too large to return whole, a bad header) goes
+  // the general way below, which also reports the errors.
+  if (state_ == State::kTyped && header_have_ == 0 && !streaming_ && input.size() >= 5) {
+    const uint8_t type = std::to_integer<uint8_t>(input[0]);
+    const uint32_t length = load_be32(input.data() + 1);
+    const uint32_t max = dir_ == Direction::kFrontend ? frontend_max_length(type) : backend_max_length(type);
+    if (length >= 4 && length <= max && length - 4 <= opts_.max_buffered && length - 4 <= input.size() - 5) {
+      // As at the start of every frame below: the buffer of a large frame
+      // that came in pieces is given back.
+      if (buf_.capacity() > (64u << 10)) std::vector<std::byte>().swap(buf_);
+      type_ = type;
+      length_ = length;
+      frame_offset_ = offset_;
+      Frame f;
+      f.kind = FrameKind::kTyped;
+      f.type = type;
+      f.length = length;
+      f.body = input.subspan(5, length - 4);
+      f.offset = offset_;
+      input = input.subspan(size_t{length} + 1);
+      offset_ += uint64_t{length} + 1;
+      return FrameResult::of(f);
+    }
+  }
+
   switch (state_) {
     case State::kFailed:
       return FrameResult::failure(error_);
@@ -236,15 +272,21 @@ FrameResult Framer::next(Bytes& input) {
   }
 
   const size_t header_size = state_ == State::kStartup ? 4 : 5;
-  if (header_have_ < header_size) {
+  if (header_have_ == 0 && input.size() >= header_size) {
+    // The usual case, the whole header in the input: read it there.
+    const std::byte* header = input.data();
+    header_have_ = header_size;
+    input = input.subspan(header_size);
+    offset_ += header_size;
+    if (!validate_header(header)) return FrameResult::failure(error_);
+  } else if (header_have_ < header_size) {
     size_t n = std::min(header_size - header_have_, input.size());
     std::copy_n(input.begin(), n, header_ + header_have_);
     header_have_ += n;
     input = input.subspan(n);
     offset_ += n;
     if (header_have_ < header_size) return FrameResult::more();
-    FrameResult v = validate_header();
-    if (v.failed()) return v;
+    if (!validate_header(header_)) return FrameResult::failure(error_);
   }
 
   const uint32_t body_len = length_ - 4;

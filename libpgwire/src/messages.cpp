@@ -12,11 +12,12 @@ Result<T> done(Reader& r, T&& msg, const char* what) {
   return std::forward<T>(msg);
 }
 
-// Int16 count followed by that many Int16 format codes.
-std::vector<int16_t> read_formats(Reader& r, const char* what) {
-  std::vector<int16_t> out;
+// Int16 count followed by that many Int16 format codes, into `out`
+// (cleared first; its capacity is kept, see Bind::decode_into).
+void read_formats(Reader& r, const char* what, std::vector<int16_t>& out) {
+  out.clear();
   int16_t n = r.i16();
-  if (!r.check_count(n, 2, what)) return out;
+  if (!r.check_count(n, 2, what)) return;
   out.reserve(static_cast<size_t>(n));
   for (int16_t i = 0; i < n; ++i) {
     size_t at = r.position();
@@ -24,16 +25,14 @@ std::vector<int16_t> read_formats(Reader& r, const char* what) {
     if (f != 0 && f != 1) r.fail_at(at, Errc::kBadValue, fmt::format("{} {} is not 0 or 1", what, f));
     out.push_back(f);
   }
-  return out;
 }
 
-std::vector<Value> read_values(Reader& r, const char* what) {
-  std::vector<Value> out;
+void read_values(Reader& r, const char* what, std::vector<Value>& out) {
+  out.clear();
   int16_t n = r.i16();
-  if (!r.check_count(n, 4, what)) return out;
+  if (!r.check_count(n, 4, what)) return;
   out.reserve(static_cast<size_t>(n));
   for (int16_t i = 0; i < n && r.ok(); ++i) out.push_back(r.nullable_bytes());
-  return out;
 }
 
 void write_formats(Buffer& out, const std::vector<int16_t>& formats) {
@@ -201,16 +200,22 @@ void Query::encode(Buffer& out) const {
 }
 
 Result<Parse> Parse::decode(Bytes body, uint64_t offset) {
-  Reader r(body, offset);
   Parse m;
+  if (Status s = decode_into(body, offset, m); !s) return s.error();
+  return m;
+}
+Status Parse::decode_into(Bytes body, uint64_t offset, Parse& m) {
+  Reader r(body, offset);
   m.statement = r.cstring();
   m.sql = r.cstring();
+  m.param_types.clear();
   int16_t n = r.i16();
   if (r.check_count(n, 4, "Parse parameter type")) {
     m.param_types.reserve(static_cast<size_t>(n));
     for (int16_t i = 0; i < n; ++i) m.param_types.push_back(r.u32());
   }
-  return done(r, std::move(m), "Parse");
+  if (!r.finish("Parse")) return r.error();
+  return {};
 }
 void Parse::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);
@@ -224,19 +229,24 @@ void Parse::encode(Buffer& out) const {
 int16_t Bind::param_format(size_t i) const { return format_for(param_formats, i); }
 
 Result<Bind> Bind::decode(Bytes body, uint64_t offset) {
-  Reader r(body, offset);
   Bind m;
+  if (Status s = decode_into(body, offset, m); !s) return s.error();
+  return m;
+}
+Status Bind::decode_into(Bytes body, uint64_t offset, Bind& m) {
+  Reader r(body, offset);
   m.portal = r.cstring();
   m.statement = r.cstring();
-  m.param_formats = read_formats(r, "Bind parameter format");
+  read_formats(r, "Bind parameter format", m.param_formats);
   size_t at = r.position();
-  m.params = read_values(r, "Bind parameter");
+  read_values(r, "Bind parameter", m.params);
   if (r.ok() && m.param_formats.size() > 1 && m.param_formats.size() != m.params.size()) {
     r.fail_at(at, Errc::kBadCount,
               fmt::format("Bind has {} parameter formats for {} parameters", m.param_formats.size(), m.params.size()));
   }
-  m.result_formats = read_formats(r, "Bind result format");
-  return done(r, std::move(m), "Bind");
+  read_formats(r, "Bind result format", m.result_formats);
+  if (!r.finish("Bind")) return r.error();
+  return {};
 }
 void Bind::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);
@@ -307,9 +317,9 @@ Result<FunctionCall> FunctionCall::decode(Bytes body, uint64_t offset) {
   Reader r(body, offset);
   FunctionCall m;
   m.function_oid = r.u32();
-  m.arg_formats = read_formats(r, "FunctionCall argument format");
+  read_formats(r, "FunctionCall argument format", m.arg_formats);
   size_t count_at = r.position();
-  m.args = read_values(r, "FunctionCall argument");
+  read_values(r, "FunctionCall argument", m.args);
   // Same rule as Bind: zero codes, one for all, or one per argument.
   if (r.ok() && m.arg_formats.size() > 1 && m.arg_formats.size() != m.args.size()) {
     r.fail_at(count_at, Errc::kBadCount,
@@ -452,7 +462,7 @@ Result<CopyResponse<Type>> CopyResponse<Type>::decode(Bytes body, uint64_t offse
   m.format = static_cast<int8_t>(r.u8());
   if (r.ok() && m.format != 0 && m.format != 1)
     r.fail_at(0, Errc::kBadValue, fmt::format("copy format {} is not 0 or 1", m.format));
-  m.column_formats = read_formats(r, "copy column format");
+  read_formats(r, "copy column format", m.column_formats);
   // "All must be zero if the overall copy format is textual."
   for (size_t i = 0; r.ok() && m.format == 0 && i < m.column_formats.size(); ++i) {
     if (m.column_formats[i] != 0) {
@@ -476,7 +486,7 @@ template struct CopyResponse<'W'>;
 Result<DataRow> DataRow::decode(Bytes body, uint64_t offset) {
   Reader r(body, offset);
   DataRow m;
-  m.values = read_values(r, "DataRow column");
+  read_values(r, "DataRow column", m.values);
   return done(r, std::move(m), "DataRow");
 }
 void DataRow::encode(Buffer& out) const {

@@ -8,13 +8,17 @@ namespace pgwire {
 SessionMonitor::SessionMonitor(TrackerOptions tracker_opts, ConnectionTracker::Sink events, FramerOptions framer_opts)
     : framer_(framer_opts), tracker_(tracker_opts, std::move(events)) {}
 
-Status SessionMonitor::feed(Direction dir, Bytes bytes, int64_t ts_ns, const FrameSink& frames) {
+Status SessionMonitor::feed_to(Direction dir, Bytes bytes, int64_t ts_ns, const FrameSink* frames) {
   for (;;) {
     FrameResult r = framer_.next(dir, bytes);
     if (r.failed()) return r.error();
     if (r.needs_more()) return {};
     tracker_.on_frame(dir, r.frame(), ts_ns);
-    if (frames) frames(dir, r.frame(), ts_ns);
+    if (frames != nullptr) (*frames)(dir, r.frame(), ts_ns);
+    // No frame is ever made of no bytes: asking again would only return
+    // need-more. A capture record holds one frame, so this spares a framer
+    // call per record.
+    if (bytes.empty()) return {};
   }
 }
 
@@ -39,9 +43,8 @@ CaptureDecoder::~CaptureDecoder() = default;
 
 size_t CaptureDecoder::open_sessions() const { return sessions_.size(); }
 
-CaptureDecoder::Session& CaptureDecoder::session(uint64_t id) {
+CaptureDecoder::Session& CaptureDecoder::session_slow(uint64_t id) {
   Recent& r = recent_[id % recent_.size()];
-  if (r.session && r.id == id) return *r.session;
   auto& s = sessions_[id];
   if (!s) {
     s = std::make_unique<Session>();
@@ -97,13 +100,15 @@ void CaptureDecoder::on_record(const CaptureRecord& rec) {
     }
     return;
   }
-  SessionMonitor::FrameSink sink;
+  Status st;
   if (cb_.frame) {
-    sink = [&](Direction dir, const Frame& f, int64_t ts) {
+    const SessionMonitor::FrameSink sink = [&](Direction dir, const Frame& f, int64_t ts) {
       cb_.frame(s.current(), dir, f, ts, s.monitor->tracker().password_kind(), false);
     };
+    st = s.monitor->feed(rec.direction, rec.data, rec.ts_ns, sink);
+  } else {
+    st = s.monitor->feed(rec.direction, rec.data, rec.ts_ns);
   }
-  Status st = s.monitor->feed(rec.direction, rec.data, rec.ts_ns, sink);
   if (!st) {
     s.failed[d] = true;
     if (cb_.error) cb_.error(s.current(), st.error());

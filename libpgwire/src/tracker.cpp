@@ -188,6 +188,12 @@ struct ConnectionTracker::Impl {
   std::vector<std::byte> assembly[2];
   bool assembly_truncated[2] = {false, false};
 
+  // The Parse and Bind of every extended-protocol statement are decoded into
+  // these, whose vectors keep their capacity: no allocation per statement.
+  // Their views are into the frame being dispatched, and dead after it.
+  fe::Parse parse_msg;
+  fe::Bind bind_msg;
+
   Impl(TrackerOptions o, Sink s) : opts(o), sink(std::move(s)) {}
 
   void emit(StatementEvent& ev) {
@@ -644,6 +650,21 @@ struct ConnectionTracker::Impl {
     frontend(*msg, ts, truncated);
   }
   template <class M>
+  void frontend_into(M& msg, const Frame& f, int64_t ts, bool truncated) {
+    Status st = M::decode_into(f.body, f.offset + 5, msg);
+    if (st) frontend(msg, ts, truncated);
+    trim(msg);
+    if (!st) decode_error(st.error());
+  }
+  // A message of thousands of parameters is not kept for the rest of the session.
+  static constexpr size_t kKeptParams = 64;
+  static void trim(fe::Parse& m) {
+    if (m.param_types.capacity() > kKeptParams) m = {};
+  }
+  static void trim(fe::Bind& m) {
+    if (std::max({m.param_formats.capacity(), m.params.capacity(), m.result_formats.capacity()}) > kKeptParams) m = {};
+  }
+  template <class M>
   void backend_typed(const Frame& f, int64_t ts) {
     auto msg = M::decode(f.body, f.offset + 5);
     if (!msg) return decode_error(msg.error());
@@ -653,8 +674,8 @@ struct ConnectionTracker::Impl {
   void dispatch(Direction dir, const Frame& f, int64_t ts, bool truncated) {
     if (f.kind == FrameKind::kTyped && dir == Direction::kFrontend) {
       switch (static_cast<FrontendType>(f.type)) {
-        case FrontendType::kParse: return frontend_typed<fe::Parse>(f, ts, truncated);
-        case FrontendType::kBind: return frontend_typed<fe::Bind>(f, ts, truncated);
+        case FrontendType::kParse: return frontend_into(parse_msg, f, ts, truncated);
+        case FrontendType::kBind: return frontend_into(bind_msg, f, ts, truncated);
         case FrontendType::kDescribe: return frontend_typed<fe::Describe>(f, ts, truncated);
         case FrontendType::kExecute: return frontend_typed<fe::Execute>(f, ts, truncated);
         case FrontendType::kSync: return frontend_typed<fe::Sync>(f, ts, truncated);

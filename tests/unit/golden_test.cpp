@@ -690,6 +690,42 @@ TEST(Golden, BackendDecodeCheckAndReencode) {
   }
 }
 
+// decode_into, what the tracker uses for every statement, reuses one message:
+// whatever it held before, the result is what decode gives.
+template <class M>
+void expect_decode_into_matches(const std::vector<std::string>& files) {
+  M reused;
+  // Each file after each other one, so every size follows every other.
+  for (const std::string& before : files) {
+    for (const std::string& file : files) {
+      SCOPED_TRACE(before + " then " + file);
+      const std::vector<std::byte> first = golden(Direction::kFrontend, before);
+      const std::vector<std::byte> frame = golden(Direction::kFrontend, file);
+      ASSERT_TRUE(M::decode_into(Bytes(first).subspan(5), 0, reused).ok());
+      ASSERT_TRUE(M::decode_into(Bytes(frame).subspan(5), 0, reused).ok());
+      Result<M> fresh = M::decode(Bytes(frame).subspan(5), 0);
+      ASSERT_TRUE(fresh.ok());
+      Buffer a, b;
+      reused.encode(a);
+      fresh->encode(b);
+      EXPECT_EQ(to_hex(a.view()), to_hex(b.view()));
+    }
+  }
+  // A damaged one: the error decode reports.
+  std::vector<std::byte> cut = golden(Direction::kFrontend, files.back());
+  cut.pop_back();
+  Status st = M::decode_into(Bytes(cut).subspan(5), 0, reused);
+  Result<M> fresh = M::decode(Bytes(cut).subspan(5), 0);
+  ASSERT_FALSE(st.ok());
+  ASSERT_FALSE(fresh.ok());
+  EXPECT_EQ(st.error().describe(), fresh.error().describe());
+}
+
+TEST(Golden, DecodeIntoAReusedMessageIsDecode) {
+  expect_decode_into_matches<fe::Bind>({"bind_text.hex", "bind_null.hex", "bind_binary.hex", "bind_mixed.hex"});
+  expect_decode_into_matches<fe::Parse>({"parse.hex", "parse_unnamed.hex", "parse_three_params.hex"});
+}
+
 // The table and the directory name the same files, and every file opens with comments.
 TEST(Golden, TableMatchesDirectory) {
   for (Direction dir : {Direction::kFrontend, Direction::kBackend}) {

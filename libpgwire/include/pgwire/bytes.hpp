@@ -57,12 +57,36 @@ class Reader {
   // base_offset is added to every error offset, so errors point into the stream.
   explicit Reader(Bytes data, uint64_t base_offset = 0) : data_(data), base_(base_offset) {}
 
-  uint8_t u8();
-  int16_t i16();
+  // The reads are inline: every message field goes through one, and a call
+  // each cost more than the read. Only the failures are out of line.
+  uint8_t u8() {
+    if (!need(1, "Byte1")) return 0;
+    return std::to_integer<uint8_t>(data_[pos_++]);
+  }
+  int16_t i16() {
+    if (!need(2, "Int16")) return 0;
+    auto v = static_cast<int16_t>(load_be16(data_.data() + pos_));
+    pos_ += 2;
+    return v;
+  }
   uint16_t u16() { return static_cast<uint16_t>(i16()); }
-  int32_t i32();
+  int32_t i32() {
+    if (!need(4, "Int32")) return 0;
+    auto v = static_cast<int32_t>(load_be32(data_.data() + pos_));
+    pos_ += 4;
+    return v;
+  }
   uint32_t u32() { return static_cast<uint32_t>(i32()); }
-  std::string_view cstring();  // up to the NUL, which is consumed
+  // Up to the NUL, which is consumed.
+  std::string_view cstring() {
+    // remaining() == 0 is checked first: memchr must not see the null data() of an empty span.
+    const void* nul = failed_ || remaining() == 0 ? nullptr : std::memchr(data_.data() + pos_, 0, remaining());
+    if (nul == nullptr) return no_terminator();
+    const char* start = reinterpret_cast<const char*>(data_.data() + pos_);
+    const auto len = static_cast<size_t>(static_cast<const char*>(nul) - start);
+    pos_ += len + 1;
+    return {start, len};
+  }
   Bytes bytes(size_t n);
   Bytes rest();                // everything left
   // Int32 length + bytes, -1 meaning NULL.
@@ -70,19 +94,28 @@ class Reader {
 
   // Checks that `count` elements of at least `min_size` bytes each can still
   // fit, before the caller allocates room for them.
-  bool check_count(int64_t count, size_t min_size, const char* what);
+  bool check_count(int64_t count, size_t min_size, const char* what) {
+    if (!failed_ && count >= 0 && static_cast<uint64_t>(count) * min_size <= remaining()) return true;
+    return bad_count(count, min_size, what);
+  }
 
   size_t remaining() const { return data_.size() - pos_; }
   size_t position() const { return pos_; }
   bool ok() const { return !failed_; }
   // Exact consumption; sets kTrailingBytes otherwise. Returns ok().
-  bool finish(const char* what);
+  bool finish(const char* what) { return (!failed_ && remaining() == 0) || not_finished(what); }
   void fail(Errc code, std::string message);
   void fail_at(size_t pos, Errc code, std::string message);
   const Error& error() const { return error_; }
 
  private:
-  bool need(size_t n, const char* what);
+  bool need(size_t n, const char* what) { return (!failed_ && remaining() >= n) || short_read(n, what); }
+  // The failures of the inline reads: each sets the error (unless one is
+  // set already) and returns false, or for cstring an empty view.
+  bool short_read(size_t n, const char* what);
+  std::string_view no_terminator();
+  bool bad_count(int64_t count, size_t min_size, const char* what);
+  bool not_finished(const char* what);
 
   Bytes data_;
   size_t pos_ = 0;

@@ -46,12 +46,19 @@ class MergedReader {
 
  private:
   struct Input {
-    std::unique_ptr<CaptureReadAhead> reader;
+    // Read on this thread (reader, into rec), or with read-ahead on a
+    // thread of its own (ahead, which then owns the reader).
+    std::unique_ptr<CaptureReader> reader;
+    std::unique_ptr<CaptureReadAhead> ahead;
+    CaptureRecord rec;
     std::string path;
     OwnedRecord head;
     bool has_head = false;
     bool done = false;
   };
+  // The input's next record (valid until the next read), nullptr at its end.
+  static Result<const CaptureRecord*> read(Input& in);
+  static uint64_t offset(const Input& in);
   void advance(Input& in);
   uint64_t session_id(size_t file, uint64_t id, bool closing);
   std::vector<Input> inputs_;

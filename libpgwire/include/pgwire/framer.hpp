@@ -140,7 +140,10 @@ class Framer {
   };
 
   FrameResult fail(Errc code, uint64_t at, std::string message);
-  FrameResult validate_header();
+  void set_failed(Errc code, uint64_t at, std::string message);
+  // Reads the header (type and length, or a startup packet's length) from
+  // `header`; false, with the framer failed, when it cannot be a valid frame.
+  bool validate_header(const std::byte* header);
   FrameResult emit_whole(Bytes body);
   FrameResult stream_piece(Bytes& input);
   void after_frame(const Frame& f);
@@ -171,7 +174,9 @@ class ConnectionFramer {
     Framer& me = dir == Direction::kFrontend ? fe_ : be_;
     Framer& peer = dir == Direction::kFrontend ? be_ : fe_;
     FrameResult r = me.next(input);
-    if (r.has_frame() && r.frame().first) peer.on_peer_frame(r.frame());
+    // Only the startup phase and encryption couple the directions: a typed
+    // frame, nearly every frame, never changes the peer's state.
+    if (r.has_frame() && r.frame().first && r.frame().kind != FrameKind::kTyped) peer.on_peer_frame(r.frame());
     return r;
   }
   Framer& frontend() { return fe_; }

@@ -85,6 +85,9 @@ struct Parse {
   std::string_view sql;
   std::vector<uint32_t> param_types;  // 0 = unspecified
   static Result<Parse> decode(Bytes body, uint64_t offset);
+  // As decode, into `out`, whose vector keeps its capacity: for a caller
+  // that decodes one per statement. On an error `out` is left half filled.
+  static Status decode_into(Bytes body, uint64_t offset, Parse& out);
   void encode(Buffer& out) const;
 };
 struct Bind {
@@ -96,6 +99,9 @@ struct Bind {
   std::vector<int16_t> result_formats;
   int16_t param_format(size_t i) const;  // resolves the one-for-all rule
   static Result<Bind> decode(Bytes body, uint64_t offset);
+  // As decode, into `out`, whose vectors keep their capacity: for a caller
+  // that decodes one per statement. On an error `out` is left half filled.
+  static Status decode_into(Bytes body, uint64_t offset, Bind& out);
   void encode(Buffer& out) const;
 };
 struct Describe {

@@ -33,7 +33,11 @@ class SessionMonitor {
   // Frames `bytes` of one direction; every frame (or piece) goes to the
   // tracker, then to `frames` when given. Once a direction cannot be framed
   // any more, returns its error (again on every later call).
-  Status feed(Direction dir, Bytes bytes, int64_t ts_ns, const FrameSink& frames = {});
+  Status feed(Direction dir, Bytes bytes, int64_t ts_ns, const FrameSink& frames) {
+    return feed_to(dir, bytes, ts_ns, frames ? &frames : nullptr);
+  }
+  // Without a sink: spares building an empty std::function per call.
+  Status feed(Direction dir, Bytes bytes, int64_t ts_ns) { return feed_to(dir, bytes, ts_ns, nullptr); }
   // The proxy answered an SSLRequest/GSSENCRequest itself: tell the framers.
   void local_answer(char answer, int64_t ts_ns);
   void close(int64_t ts_ns) { tracker_.on_close(ts_ns); }
@@ -42,6 +46,7 @@ class SessionMonitor {
   ConnectionFramer& framer() { return framer_; }
 
  private:
+  Status feed_to(Direction dir, Bytes bytes, int64_t ts_ns, const FrameSink* frames);
   ConnectionFramer framer_;
   ConnectionTracker tracker_;
 };
@@ -71,7 +76,14 @@ class CaptureDecoder {
 
  private:
   struct Session;
-  Session& session(uint64_t id);
+  // The session of `id`, made if new: from recent_ when it is there (inline,
+  // nearly every record), else from the map (session_slow).
+  Session& session(uint64_t id) {
+    Recent& r = recent_[id % recent_.size()];
+    if (r.session != nullptr && r.id == id) return *r.session;
+    return session_slow(id);
+  }
+  Session& session_slow(uint64_t id);
   TrackerOptions tracker_opts_;
   Callbacks cb_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
