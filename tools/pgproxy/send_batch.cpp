@@ -35,8 +35,10 @@ SendBatch::~SendBatch() {
 
 void SendBatch::flush(std::vector<Session*>& dirty) {
   if (!ring_) {
-    for (Session* s : dirty) s->flush_pending();
-    dirty.clear();
+    // Swapped out first: a session's write result could list a session again.
+    plain_.swap(dirty);
+    for (Session* s : plain_) s->flush_pending();
+    plain_.clear();
     return;
   }
   entries_.clear();

@@ -48,6 +48,7 @@ class SendBatch {
   std::unique_ptr<Ring> ring_;
   std::string fallback_reason_;
   std::vector<Entry> entries_;
+  std::vector<Session*> plain_;  // the round's sessions, without io_uring
 };
 
 }  // namespace pgproxy
