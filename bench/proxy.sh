@@ -5,8 +5,9 @@
 #
 # 1. A throwaway PostgreSQL (scripts/lib/pg.sh, max_connections=1100), `pgbench -i -s SCALE`, and
 #    sysbench's oltp tables (prepared directly against the server) in database sbtest.
-# 2. Three ways in: direct; Debian's pgbouncer in session mode (trust auth, no logging); pgproxy
-#    with the SQL log and the capture on (files in the temp dir). Clients always connect over
+# 2. The ways in: direct; Debian's pgbouncer in session mode (trust auth, no logging); pgproxy
+#    with the SQL log and the capture on (files in the temp dir); and a second pgproxy, the same
+#    but with --no-io-uring (one send() per socket, as where io_uring is not allowed). Clients always connect over
 #    TCP; both proxies reach the server the same way: UPSTREAM=unix (default; pgbouncer's own
 #    default, and the way a proxy next to its server is set up) or UPSTREAM=tcp.
 # 3. For each workload: pgbench -S -M simple, pgbench -S -M prepared (-c CLIENTS -j 2), sysbench
@@ -45,6 +46,7 @@ pgproxy_bin="$build_dir/tools/pgproxy/pgproxy"
 source scripts/lib/pg.sh
 work=$(mktemp -d /tmp/pgwire-proxy-bench.XXXXXX)
 proxy_pid=
+send_pid=
 bouncer_pid=
 stop_pid() {  # stop_pid PID: SIGTERM, wait; the exit status goes to $stopped_rc
   stopped_rc=0
@@ -54,6 +56,7 @@ stop_pid() {  # stop_pid PID: SIGTERM, wait; the exit status goes to $stopped_rc
 cleanup() {
   set +e  # a failing kill or wait must not skip the rest
   [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null && wait "$proxy_pid" 2>/dev/null
+  [ -n "$send_pid" ] && kill "$send_pid" 2>/dev/null && wait "$send_pid" 2>/dev/null
   [ -n "$bouncer_pid" ] && kill "$bouncer_pid" 2>/dev/null && wait "$bouncer_pid" 2>/dev/null
   pg_stop
   rm -rf "$work"
@@ -114,8 +117,12 @@ pgproxy_port=$(free_port)
 "$pgproxy_bin" --listen 127.0.0.1:"$pgproxy_port" --upstream "$proxy_upstream" --max-connections 2000 \
   --sql-log "$work/sql.log" --capture "$work/capture.pgwcap" --stats-interval 0 2>"$work/pgproxy.err" &
 proxy_pid=$!
+send_port=$(free_port)
+"$pgproxy_bin" --listen 127.0.0.1:"$send_port" --upstream "$proxy_upstream" --max-connections 2000 --no-io-uring \
+  --sql-log "$work/sql-send.log" --capture "$work/capture-send.pgwcap" --stats-interval 0 2>"$work/pgproxy-send.err" &
+send_pid=$!
 
-for port in "$bouncer_port" "$pgproxy_port"; do
+for port in "$bouncer_port" "$pgproxy_port" "$send_port"; do
   for _ in $(seq 100); do psql -p "$port" -Atc 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
   psql -p "$port" -Atc 'SELECT 1' >/dev/null || { cat "$work"/pgbouncer.* "$work/pgproxy.err" >&2; exit 1; }
 done
@@ -144,7 +151,7 @@ run_workload() {
 bouncer_console() { psql -p "$bouncer_port" -d pgbouncer -qc "$1" >/dev/null; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 declare -A tps runs
-ways=(direct pgbouncer fresh pgproxy)
+ways=(direct pgbouncer fresh pgproxy send)
 echo "upstream of both proxies: $UPSTREAM; $ROUNDS rounds, the order of the ways rotated each round" >&2
 for workload in simple prepared sysbench; do
   for round in $(seq "$ROUNDS"); do
@@ -161,6 +168,7 @@ for workload in simple prepared sysbench; do
           for db in postgres sbtest; do bouncer_console "KILL $db" && bouncer_console "RESUME $db"; done
           ;;
         pgproxy) port=$pgproxy_port ;;
+        send) port=$send_port ;;
       esac
       t=$(run_workload "$workload" "$port" "$way-$round")
       runs[$workload,$way]="${runs[$workload,$way]:-} $t"
@@ -172,16 +180,17 @@ for workload in simple prepared sysbench; do
   done
 done
 proxy_hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$proxy_pid/status")
-sb_errors=$(for way in direct pgbouncer fresh pgproxy; do
+sb_errors=$(for way in direct pgbouncer fresh pgproxy send; do
   cat "$work/sysbench-"*"-$way-"*.out | awk '/ignored errors:/ { n += $3 } END { print n }'
 done | paste -sd/)
 stop_pid "$proxy_pid"; proxy_rc=$stopped_rc; proxy_pid=
+stop_pid "$send_pid"; send_pid=
 sql_lines=$(wc -l <"$work/sql.log")
 cap_mb=$(($(stat -c %s "$work/capture.pgwcap") >> 20))
 
 echo
-printf '%-26s %8s %10s %10s %8s %16s %15s %14s\n' workload direct pgbouncer "(fresh)" pgproxy \
-  pgproxy/bouncer "(vs fresh)" pgproxy/direct
+printf '%-26s %8s %10s %10s %8s %16s %15s %14s %10s %14s\n' workload direct pgbouncer "(fresh)" pgproxy \
+  pgproxy/bouncer "(vs fresh)" pgproxy/direct "(send())" "(send/bouncer)"
 for workload in simple prepared sysbench; do
   case "$workload" in
     simple) label="pgbench -S -M simple" ;;
@@ -189,14 +198,15 @@ for workload in simple prepared sysbench; do
     sysbench) label="sysbench oltp_read_write" ;;
   esac
   awk -v l="$label" -v d="${tps[$workload,direct]}" -v b="${tps[$workload,pgbouncer]}" \
-    -v f="${tps[$workload,fresh]}" -v p="${tps[$workload,pgproxy]}" \
-    'BEGIN { printf "%-26s %8.0f %10.0f %10.0f %8.0f %15.2fx %14.2fx %13.2fx\n", l, d, b, f, p, p/b, p/f, p/d }'
+    -v f="${tps[$workload,fresh]}" -v p="${tps[$workload,pgproxy]}" -v q="${tps[$workload,send]}" \
+    'BEGIN { printf "%-26s %8.0f %10.0f %10.0f %8.0f %15.2fx %14.2fx %13.2fx %10.0f %13.2fx\n", l, d, b, f, p, p/b, p/f, p/d, q, q/b }'
 done
 echo "(pgbouncer: session pool warmed by a 3 s run of the same workload; (fresh): its server connections" \
-  "dropped before the run, like direct and pgproxy runs, which start their own backends)"
+  "dropped before the run, like direct and pgproxy runs, which start their own backends;" \
+  "(send()): pgproxy --no-io-uring, one send() per socket instead of one io_uring call per poll round)"
 echo "(median of $ROUNDS runs each; both proxies reach the server over $UPSTREAM;" \
   "$CLIENTS clients, ${DURATION}s each; pgbench -j 2, scale $SCALE; sysbench 8 tables x 10000 rows;" \
-  "errors sysbench ignored (duplicate keys, deadlocks) direct/pgbouncer/fresh/pgproxy: $sb_errors)"
+  "errors sysbench ignored (duplicate keys, deadlocks) direct/pgbouncer/fresh/pgproxy/send(): $sb_errors)"
 echo "pgproxy: SQL log $sql_lines lines, capture $cap_mb MB, exit status $proxy_rc;" \
   "peak RSS (VmHWM) over all its runs: $((proxy_hwm / 1024)) MB ($proxy_hwm KiB)"
 grep -h 'exiting:' "$work/pgproxy.err" | sed 's/^/pgproxy: /' || true

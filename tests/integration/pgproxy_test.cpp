@@ -27,10 +27,10 @@
 #include <vector>
 
 #include "pg_server.hpp"
-#include "proxy_process.hpp"
 #include "pgwire/capture.hpp"
 #include "pgwire/framer.hpp"
 #include "pgwire/messages.hpp"
+#include "proxy_process.hpp"
 #include "subprocess.hpp"
 
 namespace pt = pgwire::test;
@@ -44,7 +44,6 @@ using pt::server_statement_count;
 using namespace std::chrono_literals;
 
 namespace {
-
 
 // A minimal protocol client on a raw socket, for what libpq will not send.
 class RawClient {
@@ -117,8 +116,8 @@ struct CaptureSummary {
   std::map<uint64_t, int> opens, closes;
   std::map<char, int> frontend_types;  // typed frontend frames by type byte
   int startup_frames = 0;
-  int backend_frames = 0;      // not counting answers to encryption requests
-  int encryption_answers = 0;  // the one-byte answers ('N') to SSLRequest / GSSENCRequest
+  int backend_frames = 0;                           // not counting answers to encryption requests
+  int encryption_answers = 0;                       // the one-byte answers ('N') to SSLRequest / GSSENCRequest
   std::map<std::string, int> capture_backend_meta;  // "capture_backend" meta values
   int backend_key_data = 0;
   int redacted = 0;
@@ -328,26 +327,32 @@ TEST_F(PgproxyTest, PgbenchCountsMatchTheServerLog) {
   pt::CommandResult r = pt::run_command({pg().bindir() + "/pgbench", "-i", "-q", "-s", "1"}, init);
   ASSERT_TRUE(r.ok()) << r.describe();
 
+  // Each mode through both ways of writing: one io_uring call per poll() round (the default,
+  // where the kernel has io_uring) and one send() per socket.
   for (const char* mode : {"simple", "extended", "prepared"}) {
-    SCOPED_TRACE(mode);
-    ProxyProcess proxy(pg());
-    size_t server_log_before = pg().read_log().size();
-    pt::CommandOptions opts;
-    opts.env = pg().client_env();
-    opts.env["PGPORT"] = std::to_string(proxy.port());
-    r = pt::run_command({pg().bindir() + "/pgbench", "-n", "-M", mode, "-c", "2", "-t", "20"}, opts);
-    ASSERT_TRUE(r.ok()) << r.describe() << proxy.output();
-    EXPECT_NE(r.out.find("number of transactions actually processed: 40/40"), std::string::npos) << r.out;
-    ASSERT_EQ(proxy.stop(), 0) << proxy.output();
+    for (bool uring : {true, false}) {
+      SCOPED_TRACE(std::string(mode) + (uring ? " io_uring" : " send()"));
+      ProxyProcess proxy(pg(), uring ? std::vector<std::string>{} : std::vector<std::string>{"--no-io-uring"});
+      size_t server_log_before = pg().read_log().size();
+      pt::CommandOptions opts;
+      opts.env = pg().client_env();
+      opts.env["PGPORT"] = std::to_string(proxy.port());
+      r = pt::run_command({pg().bindir() + "/pgbench", "-n", "-M", mode, "-c", "2", "-t", "20"}, opts);
+      ASSERT_TRUE(r.ok()) << r.describe() << proxy.output();
+      EXPECT_NE(r.out.find("number of transactions actually processed: 40/40"), std::string::npos) << r.out;
+      ASSERT_EQ(proxy.stop(), 0) << proxy.output();
 
-    int server = server_statement_count(pg().read_log().substr(server_log_before));
-    std::string log = pt::read_text_file(proxy.sql_log());
-    int logged = proxy_statement_count(log);
-    EXPECT_GE(server, 40 * 7);  // 7 statements per TPC-B-like transaction
-    EXPECT_EQ(logged, server) << log.substr(0, 2000);
-    if (std::string(mode) != "simple") {
-      EXPECT_NE(log.find(" execute ok"), std::string::npos);
-      EXPECT_NE(log.find("params=($1="), std::string::npos) << log.substr(0, 2000);
+      int server = server_statement_count(pg().read_log().substr(server_log_before));
+      std::string log = pt::read_text_file(proxy.sql_log());
+      int logged = proxy_statement_count(log);
+      EXPECT_GE(server, 40 * 7);  // 7 statements per TPC-B-like transaction
+      EXPECT_EQ(logged, server) << log.substr(0, 2000);
+      if (std::string(mode) != "simple") {
+        EXPECT_NE(log.find(" execute ok"), std::string::npos);
+        EXPECT_NE(log.find("params=($1="), std::string::npos) << log.substr(0, 2000);
+      }
+      EXPECT_NE(proxy.output().find(uring ? "writes: io_uring" : "writes: send()"), std::string::npos)
+          << proxy.output();
     }
   }
 }

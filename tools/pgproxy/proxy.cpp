@@ -17,6 +17,7 @@
 #include "diag.hpp"
 #include "net.hpp"
 #include "pgwire/messages.hpp"
+#include "send_batch.hpp"
 #include "session.hpp"
 
 namespace pgproxy {
@@ -103,6 +104,7 @@ class Proxy {
   WriteBatch batch_;
   int64_t batch_since_ms_ = 0;  // when the batch stopped being empty
   std::unique_ptr<AsyncWriter> writer_;
+  std::unique_ptr<SendBatch> sends_;
   int signal_fd_ = -1;
   std::vector<int> listeners_;
   std::vector<std::string> socket_files_;  // our Unix sockets, removed when we stop listening
@@ -199,12 +201,20 @@ bool Proxy::setup() {
   ctx_.redact_secrets = !opts_.capture_secrets;
   ctx_.batch = &batch_;
   ctx_.scratch.resize(kReadBuffer);
+  sends_ = std::make_unique<SendBatch>(opts_.io_uring);
 
   for (int fd : listeners_) diag("listening on {}", local_address(fd));
   diag("upstream {}; SQL log {}; capture {}{}", ctx_.upstream_text,
        opts_.sql_log.empty() ? "off" : (opts_.sql_log == "-" ? "stdout" : opts_.sql_log),
        opts_.capture.empty() ? "off" : (opts_.capture == "-" ? "stdout" : opts_.capture),
        opts_.capture_backend ? " (with backend frames)" : "");
+  if (sends_->uses_io_uring()) {
+    diag("writes: io_uring, one call per poll() round");
+  } else if (opts_.io_uring) {
+    diag("writes: send(), one call per socket (io_uring is not available: {})", sends_->fallback_reason());
+  } else {
+    diag("writes: send(), one call per socket (--no-io-uring)");
+  }
   stats_every_ms_ = static_cast<int64_t>(opts_.stats_interval * 1000);
   last_stats_ms_ = monotonic_ms();
   next_stats_ms_ = stats_every_ms_ > 0 ? last_stats_ms_ + stats_every_ms_ : 0;
@@ -299,6 +309,7 @@ int Proxy::loop() {
     if (next_deadline != 0 && now >= next_deadline) {
       for (auto& s : sessions_) s->on_timer(now);
     }
+    sends_->flush(ctx_.dirty);
     reap();
     maybe_submit(now, false);
     if (next_stats_ms_ != 0 && now >= next_stats_ms_) report_stats(now);
@@ -432,14 +443,17 @@ void Proxy::final_sweep() {
   int64_t now = monotonic_ms();
   int64_t next_deadline = 0;
   build_poll_set(now, next_deadline);
-  if (poll(pfds_.data(), pfds_.size(), 0) <= 0) return;
-  for (size_t i = 0; i < pfds_.size(); ++i) {
-    short re = pfds_[i].revents;
-    const Slot& slot = slots_[i];
-    if (re == 0 || slot.session == nullptr || slot.session->done()) continue;
-    if (slot.kind == SlotKind::kClient) slot.session->on_client_event(re);
-    if (slot.kind == SlotKind::kServer) slot.session->on_server_event(re);
+  if (poll(pfds_.data(), pfds_.size(), 0) > 0) {
+    for (size_t i = 0; i < pfds_.size(); ++i) {
+      short re = pfds_[i].revents;
+      const Slot& slot = slots_[i];
+      if (re == 0 || slot.session == nullptr || slot.session->done()) continue;
+      if (slot.kind == SlotKind::kClient) slot.session->on_client_event(re);
+      if (slot.kind == SlotKind::kServer) slot.session->on_server_event(re);
+    }
   }
+  // Also what the round a signal interrupted had queued.
+  sends_->flush(ctx_.dirty);
 }
 
 // First SIGINT/SIGTERM: stop accepting, end the sessions (their pending

@@ -19,6 +19,7 @@ struct ProxyOptions {
   bool capture_secrets = false;
   uint64_t max_connections = 1000;
   double stats_interval = 60;  // seconds, 0 = off
+  bool io_uring = true;        // batch each poll round's writes through io_uring when the kernel allows
 };
 
 // Serves until SIGINT / SIGTERM; returns the process exit code.

@@ -415,11 +415,11 @@ void Session::upstream_connected() {
 
 // --- writing -----------------------------------------------------------------
 
-bool Session::write_some(int fd, OutBuf& buf, pgwire::Bytes extra, int& err, size_t& written) {
+bool Session::write_some(int fd, OutBuf& buf, int& err, size_t& written) {
   written = 0;
-  pgwire::Bytes data = buf.empty() ? extra : buf.view();
+  pgwire::Bytes data = buf.view();
   while (!data.empty()) {
-    ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
@@ -432,44 +432,58 @@ bool Session::write_some(int fd, OutBuf& buf, pgwire::Bytes extra, int& err, siz
   return true;
 }
 
+// Output is queued, not sent: the proxy sends for every session it touched in
+// one go once the events of a poll() are handled (see SendBatch), so one
+// wake-up's worth of responses costs one system call where io_uring is there.
 void Session::send_to_client(pgwire::Bytes b) {
   if (b.empty() || !client_writable_) return;
-  if (!to_client_.empty()) {
-    to_client_.append(b);
-    return;
-  }
-  int err = 0;
-  size_t written = 0;
-  if (!write_some(client_fd_, to_client_, b, err, written)) {
-    client_writable_ = false;
-    client_gone(fmt::format("client connection error: {}", errno_text(err)));
-    return;
-  }
-  to_client_.append(b.subspan(written));
+  to_client_.append(b);
+  mark_dirty();
 }
 
 void Session::send_to_server(pgwire::Bytes b) {
   if (b.empty() || upstream_ == Upstream::kClosed) return;
-  if (upstream_ != Upstream::kConnected || !to_server_.empty()) {
-    to_server_.append(b);
-    return;
-  }
-  int err = 0;
-  size_t written = 0;
-  if (!write_some(server_fd_, to_server_, b, err, written)) {
-    server_gone(fmt::format("server connection error: {}", errno_text(err)));
-    return;
-  }
-  to_server_.append(b.subspan(written));
+  to_server_.append(b);
+  if (upstream_ == Upstream::kConnected) mark_dirty();
+}
+
+void Session::mark_dirty() {
+  if (dirty_) return;
+  dirty_ = true;
+  ctx_.dirty.push_back(this);
+}
+
+bool Session::client_write(PendingWrite& w) const {
+  if (!client_writable_ || client_fd_ < 0 || to_client_.empty()) return false;
+  w = {client_fd_, to_client_.view()};
+  return true;
+}
+
+bool Session::server_write(PendingWrite& w) const {
+  if (upstream_ != Upstream::kConnected || server_fd_ < 0 || to_server_.empty()) return false;
+  w = {server_fd_, to_server_.view()};
+  return true;
+}
+
+void Session::flush_pending() {
+  dirty_ = false;
+  if (done()) return;
+  flush_server();
+  if (!done()) flush_client();
 }
 
 void Session::flush_client() {
   if (!client_writable_ || to_client_.empty()) return;
   int err = 0;
   size_t written = 0;
-  bool ok = write_some(client_fd_, to_client_, {}, err, written);
+  bool ok = write_some(client_fd_, to_client_, err, written);
+  client_written(written, ok ? 0 : err);
+}
+
+void Session::client_written(size_t written, int err) {
+  if (done() || !client_writable_) return;
   to_client_.consume(written);
-  if (!ok) {
+  if (err != 0) {
     client_writable_ = false;
     to_client_.release();
     client_gone(fmt::format("client connection error: {}", errno_text(err)));
@@ -488,9 +502,14 @@ void Session::flush_server() {
   }
   int err = 0;
   size_t written = 0;
-  bool ok = write_some(server_fd_, to_server_, {}, err, written);
+  bool ok = write_some(server_fd_, to_server_, err, written);
+  server_written(written, ok ? 0 : err);
+}
+
+void Session::server_written(size_t written, int err) {
+  if (done() || upstream_ != Upstream::kConnected) return;
   to_server_.consume(written);
-  if (!ok) {
+  if (err != 0) {
     server_gone(fmt::format("server connection error: {}", errno_text(err)));
     return;
   }

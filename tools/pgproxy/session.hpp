@@ -51,6 +51,8 @@ struct ProxyStats {
   uint64_t ready = 0;   // descriptors they returned ready
 };
 
+class Session;
+
 // What all sessions share: options, the upstream addresses, the batch being
 // filled for the writer thread, the read buffer, the counters.
 struct SessionContext {
@@ -62,8 +64,15 @@ struct SessionContext {
   bool capture_backend = false;
   bool redact_secrets = true;  // password / SASL frames: header only
   WriteBatch* batch = nullptr;
+  std::vector<Session*> dirty;     // sessions with output queued in this poll round
   std::vector<std::byte> scratch;  // one read buffer for the whole loop
   ProxyStats stats;
+};
+
+// One socket write a session wants to make: the whole of its pending output.
+struct PendingWrite {
+  int fd = -1;
+  pgwire::Bytes data;
 };
 
 class Session {
@@ -97,6 +106,17 @@ class Session {
   void on_server_event(short revents);
   void on_timer(int64_t now_ms);
 
+  // Queued output (sessions queue, the proxy sends once per poll round).
+  // flush_pending sends it with send(); or the proxy takes the writes from
+  // client_write / server_write, makes them itself, and reports each result
+  // (bytes written, or errno) to client_written / server_written.
+  void flush_pending();
+  bool client_write(PendingWrite& w) const;
+  bool server_write(PendingWrite& w) const;
+  void client_written(size_t written, int err);
+  void server_written(size_t written, int err);
+  void clear_dirty() { dirty_ = false; }
+
   // The proxy stops: pending requests are logged with an unknown outcome.
   void abort(std::string_view reason);
   // After SIGHUP the capture file is new: repeat what a reader needs to know.
@@ -128,7 +148,8 @@ class Session {
   void flush_client();
   void flush_server();
   // Writes what it can; returns false on a fatal socket error (errno in err).
-  static bool write_some(int fd, OutBuf& buf, pgwire::Bytes extra, int& err, size_t& written);
+  static bool write_some(int fd, OutBuf& buf, int& err, size_t& written);
+  void mark_dirty();
 
   bool can_send_error();
   void fail_client(std::string_view sqlstate, std::string_view message, std::string reason);
@@ -157,6 +178,7 @@ class Session {
   bool client_writable_ = true;
   bool client_paused_ = false;  // to_server_ above high water
   bool server_paused_ = false;  // to_client_ above high water
+  bool dirty_ = false;          // listed in ctx_.dirty
   int64_t deadline_ms_ = 0;
   int64_t open_ts_ns_ = 0;
   std::string close_reason_;
