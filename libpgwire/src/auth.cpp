@@ -20,9 +20,7 @@ using Digest = std::array<unsigned char, kSha256Size>;
 // libpq's SCRAM_RAW_NONCE_LEN: 18 random bytes, 24 base64 characters.
 constexpr size_t kRawNonceLength = 18;
 
-const unsigned char* uc(const void* p) {
-  return static_cast<const unsigned char*>(p);
-}
+const unsigned char* uc(const void* p) { return static_cast<const unsigned char*>(p); }
 
 bool sha256(const void* data, size_t size, Digest& out) {
   unsigned int len = 0;
@@ -55,9 +53,7 @@ bool is_base64_char(char c) {
 }
 
 // RFC 5802 "printable": %x21-2B / %x2D-7E (no comma).
-bool is_nonce_char(char c) {
-  return c >= 0x21 && c <= 0x7e && c != ',';
-}
+bool is_nonce_char(char c) { return c >= 0x21 && c <= 0x7e && c != ','; }
 
 // saslname: ',' and '=' escaped as =2C and =3D.
 std::string sasl_name(std::string_view user) {
@@ -341,8 +337,7 @@ Result<AuthStep> ClientAuthenticator::on_message(const be::Authentication& msg, 
     case AuthCode::kKerberosV5:
     case AuthCode::kGss:
     case AuthCode::kGssContinue:
-    case AuthCode::kSspi:
-      break;
+    case AuthCode::kSspi: break;
   }
   return fail(Errc::kUnsupported, fmt::format("unsupported authentication method: {}", auth_code_name(msg.code)));
 }

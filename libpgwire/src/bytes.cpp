@@ -54,9 +54,8 @@ bool Reader::bad_count(int64_t count, size_t min_size, const char* what) {
   if (count < 0) {
     fail(Errc::kBadCount, fmt::format("{} count {} is negative", what, count));
   } else {
-    fail(Errc::kBadCount,
-         fmt::format("{} count {} needs at least {} bytes, {} left", what, count,
-                     static_cast<uint64_t>(count) * min_size, remaining()));
+    fail(Errc::kBadCount, fmt::format("{} count {} needs at least {} bytes, {} left", what, count,
+                                      static_cast<uint64_t>(count) * min_size, remaining()));
   }
   return false;
 }

@@ -458,8 +458,7 @@ Result<bool> CaptureReader::Impl::decode(uint16_t type, Bytes payload, CaptureRe
       rec.key = c.string16("key");
       rec.value = c.take(c.u32("value_length"), "value");
       break;
-    default:
-      return false;
+    default: return false;
   }
   // Bytes after the known fields are fields of a newer minor version: ignored.
   if (!c.ok()) return Error{Errc::kBadLength, rec.file_offset, fmt::format("{} record: {}", type_name, c.missing())};

@@ -4,7 +4,6 @@
 
 namespace pgwire {
 
-
 void OwnedRecord::assign(const CaptureRecord& r) {
   rec = r;
   client.assign(r.client);
@@ -61,9 +60,7 @@ Result<const CaptureRecord*> MergedReader::read(Input& in) {
   return *r ? &in.rec : nullptr;
 }
 
-uint64_t MergedReader::offset(const Input& in) {
-  return in.ahead ? in.ahead->offset() : in.reader->offset();
-}
+uint64_t MergedReader::offset(const Input& in) { return in.ahead ? in.ahead->offset() : in.reader->offset(); }
 
 void MergedReader::advance(Input& in) {
   in.has_head = false;
@@ -123,8 +120,7 @@ const CaptureRecord* MergedReader::next() {
   advance(*best);
   const CaptureRecord& rec = current_.view();
   if (inputs_.size() > 1) {
-    current_.rec.session_id =
-        session_id(file, rec.session_id, rec.type == CaptureRecordType::kSessionClose);
+    current_.rec.session_id = session_id(file, rec.session_id, rec.type == CaptureRecordType::kSessionClose);
   }
   return &current_.rec;
 }

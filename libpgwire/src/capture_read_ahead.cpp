@@ -12,9 +12,9 @@
 namespace pgwire {
 namespace {
 
-constexpr size_t kBlocks = 4;               // blocks in flight: filling, waiting, being read
-constexpr size_t kBlockBytes = 256 << 10;   // a block is handed over past this many bytes...
-constexpr size_t kBlockRecords = 2048;      // ...or this many records
+constexpr size_t kBlocks = 4;              // blocks in flight: filling, waiting, being read
+constexpr size_t kBlockBytes = 256 << 10;  // a block is handed over past this many bytes...
+constexpr size_t kBlockRecords = 2048;     // ...or this many records
 
 // Records copied out of the reader's buffer: the reader reuses its buffer at
 // every next(), the block lives until the caller is done with it.
@@ -68,8 +68,8 @@ struct CaptureReadAhead::Impl {
   std::thread thread;
 
   std::mutex mu;
-  std::condition_variable ready_cv;  // a block was filled
-  std::condition_variable free_cv;   // a block was given back, or stop
+  std::condition_variable ready_cv;           // a block was filled
+  std::condition_variable free_cv;            // a block was given back, or stop
   std::vector<std::unique_ptr<Block>> ready;  // filled, oldest first
   size_t ready_head = 0;
   std::vector<std::unique_ptr<Block>> free;

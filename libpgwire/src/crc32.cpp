@@ -154,8 +154,8 @@ __attribute__((target("pclmul,ssse3"))) uint32_t register_clmul(uint32_t c, cons
     // 16 - n zeros, one block earlier) followed by a full block: x's other
     // 16 - n bytes, then the n bytes, which end the input's last 16 bytes.
     // One more fold combines the two; the shifts are byte shuffles.
-    const __m128i to_high = load128(kShuffles + n);       // 16 - n zeros, then bytes 0..n-1
-    const __m128i to_low = load128(kShuffles + 32 + n);   // bytes n..15, then n zeros
+    const __m128i to_high = load128(kShuffles + n);      // 16 - n zeros, then bytes 0..n-1
+    const __m128i to_low = load128(kShuffles + 32 + n);  // bytes n..15, then n zeros
     const __m128i last = load128(p + n - 16);
     const __m128i low_part = _mm_cmplt_epi8(to_high, _mm_setzero_si128());  // the 16 - n leading bytes
     const __m128i block = _mm_or_si128(_mm_shuffle_epi8(x, to_low), _mm_andnot_si128(low_part, last));

@@ -32,14 +32,9 @@ void Frame::append_header(Buffer& out) const {
       out.u8(type);
       out.u32(length);
       break;
-    case FrameKind::kStartup:
-      out.u32(length);
-      break;
-    case FrameKind::kAnswer:
-      out.u8(type);
-      break;
-    case FrameKind::kOpaque:
-      break;
+    case FrameKind::kStartup: out.u32(length); break;
+    case FrameKind::kAnswer: out.u8(type); break;
+    case FrameKind::kOpaque: break;
   }
 }
 
@@ -96,9 +91,9 @@ bool Framer::validate_header(const std::byte* header) {
   length_ = load_be32(header + 1);
   uint32_t max = dir_ == Direction::kFrontend ? frontend_max_length(type_) : backend_max_length(type_);
   if (max == 0) {
-    set_failed(Errc::kUnknownType, frame_offset_,
-               fmt::format("unknown {} message type 0x{:02x}", dir_ == Direction::kFrontend ? "frontend" : "backend",
-                           type_));
+    set_failed(
+        Errc::kUnknownType, frame_offset_,
+        fmt::format("unknown {} message type 0x{:02x}", dir_ == Direction::kFrontend ? "frontend" : "backend", type_));
     return false;
   }
   if (static_cast<int32_t>(length_) < 4) {  // Int32 on the wire: negative is below 4 too
@@ -120,15 +115,9 @@ void Framer::after_frame(const Frame& f) {
   if (f.kind != FrameKind::kStartup) return;
   switch (f.startup_code()) {
     case kSslRequestCode:
-    case kGssEncRequestCode:
-      state_ = State::kAwaitAnswer;
-      break;
-    case kCancelRequestCode:
-      state_ = State::kClosed;
-      break;
-    default:
-      state_ = State::kTyped;
-      break;
+    case kGssEncRequestCode: state_ = State::kAwaitAnswer; break;
+    case kCancelRequestCode: state_ = State::kClosed; break;
+    default: state_ = State::kTyped; break;
   }
 }
 
@@ -145,10 +134,9 @@ FrameResult Framer::emit_whole(Bytes body) {
                  protocol_major(code) == 3;
     if (!known) {
       return fail(protocol_major(code) < 3 ? Errc::kUnsupported : Errc::kUnknownType, frame_offset_ + 4,
-                  protocol_major(code) < 3
-                      ? fmt::format("protocol version {}.{} is not supported", protocol_major(code),
-                                    protocol_minor(code))
-                      : fmt::format("unknown startup request code {}", code));
+                  protocol_major(code) < 3 ? fmt::format("protocol version {}.{} is not supported",
+                                                         protocol_major(code), protocol_minor(code))
+                                           : fmt::format("unknown startup request code {}", code));
     }
     if ((code == kSslRequestCode || code == kGssEncRequestCode) && length_ != 8) {
       return fail(Errc::kBadLength, frame_offset_, fmt::format("encryption request length {} is not 8", length_));
@@ -210,8 +198,7 @@ FrameResult Framer::next(Bytes& input) {
   }
 
   switch (state_) {
-    case State::kFailed:
-      return FrameResult::failure(error_);
+    case State::kFailed: return FrameResult::failure(error_);
     case State::kOpaque: {
       if (input.empty()) return FrameResult::more();
       Frame f;
@@ -228,8 +215,7 @@ FrameResult Framer::next(Bytes& input) {
     case State::kAwaitAnswer:
       if (input.empty()) return FrameResult::more();
       if (dir_ == Direction::kFrontend) {
-        return fail(Errc::kUnexpected, offset_,
-                    "data sent after an encryption request before the server's answer");
+        return fail(Errc::kUnexpected, offset_, "data sent after an encryption request before the server's answer");
       } else {
         auto b = std::to_integer<uint8_t>(input[0]);
         if (b == 'E') {  // a server too old to know the request answers with an error
@@ -251,8 +237,7 @@ FrameResult Framer::next(Bytes& input) {
         return FrameResult::of(f);
       }
     case State::kStartup:
-    case State::kTyped:
-      break;
+    case State::kTyped: break;
   }
 
   if (streaming_) return stream_piece(input);

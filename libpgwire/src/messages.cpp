@@ -55,15 +55,16 @@ int16_t format_for(const std::vector<int16_t>& formats, size_t i) {
 char read_target(Reader& r, const char* what) {
   size_t at = r.position();
   auto t = static_cast<char>(r.u8());
-  if (r.ok() && t != 'S' && t != 'P') r.fail_at(at, Errc::kBadValue, fmt::format("{} target '{}' is not S or P", what, t));
+  if (r.ok() && t != 'S' && t != 'P')
+    r.fail_at(at, Errc::kBadValue, fmt::format("{} target '{}' is not S or P", what, t));
   return t;
 }
 
 Bytes cancel_key(Reader& r, const char* what) {
   size_t n = r.remaining();
   if (n < kMinCancelKey || n > kMaxCancelKey) {
-    r.fail(Errc::kBadLength, fmt::format("{} secret key of {} bytes is outside {}..{}", what, n, kMinCancelKey,
-                                         kMaxCancelKey));
+    r.fail(Errc::kBadLength,
+           fmt::format("{} secret key of {} bytes is outside {}..{}", what, n, kMinCancelKey, kMaxCancelKey));
     return {};
   }
   return r.rest();
@@ -119,8 +120,8 @@ Result<StartupMessage> StartupMessage::decode(Bytes body, uint64_t offset) {
   StartupMessage m;
   m.protocol = r.u32();
   if (r.ok() && protocol_major(m.protocol) != 3) {
-    return Error{Errc::kUnsupported, offset, fmt::format("protocol {}.{}", protocol_major(m.protocol),
-                                                         protocol_minor(m.protocol))};
+    return Error{Errc::kUnsupported, offset,
+                 fmt::format("protocol {}.{}", protocol_major(m.protocol), protocol_minor(m.protocol))};
   }
   while (r.ok()) {
     std::string_view name = r.cstring();
@@ -322,9 +323,9 @@ Result<FunctionCall> FunctionCall::decode(Bytes body, uint64_t offset) {
   read_values(r, "FunctionCall argument", m.args);
   // Same rule as Bind: zero codes, one for all, or one per argument.
   if (r.ok() && m.arg_formats.size() > 1 && m.arg_formats.size() != m.args.size()) {
-    r.fail_at(count_at, Errc::kBadCount,
-              fmt::format("FunctionCall has {} argument formats for {} arguments", m.arg_formats.size(),
-                          m.args.size()));
+    r.fail_at(
+        count_at, Errc::kBadCount,
+        fmt::format("FunctionCall has {} argument formats for {} arguments", m.arg_formats.size(), m.args.size()));
   }
   size_t at = r.position();
   m.result_format = r.i16();
@@ -395,16 +396,11 @@ Result<Authentication> Authentication::decode(Bytes body, uint64_t offset) {
     case AuthCode::kKerberosV5:
     case AuthCode::kCleartextPassword:
     case AuthCode::kGss:
-    case AuthCode::kSspi:
-      break;
-    case AuthCode::kMd5Password:
-      m.data = r.bytes(4);
-      break;
+    case AuthCode::kSspi: break;
+    case AuthCode::kMd5Password: m.data = r.bytes(4); break;
     case AuthCode::kGssContinue:
     case AuthCode::kSaslContinue:
-    case AuthCode::kSaslFinal:
-      m.data = r.rest();
-      break;
+    case AuthCode::kSaslFinal: m.data = r.rest(); break;
     case AuthCode::kSasl:
       for (;;) {
         std::string_view mech = r.cstring();
@@ -412,9 +408,7 @@ Result<Authentication> Authentication::decode(Bytes body, uint64_t offset) {
         m.mechanisms.push_back(mech);
       }
       break;
-    default:
-      r.fail_at(0, Errc::kBadValue, fmt::format("unknown authentication request code {}", m.code));
-      break;
+    default: r.fail_at(0, Errc::kBadValue, fmt::format("unknown authentication request code {}", m.code)); break;
   }
   return done(r, std::move(m), "Authentication");
 }
@@ -466,8 +460,8 @@ Result<CopyResponse<Type>> CopyResponse<Type>::decode(Bytes body, uint64_t offse
   // "All must be zero if the overall copy format is textual."
   for (size_t i = 0; r.ok() && m.format == 0 && i < m.column_formats.size(); ++i) {
     if (m.column_formats[i] != 0) {
-      r.fail_at(3 + 2 * i, Errc::kBadValue, fmt::format("textual COPY with column {} in format {}", i,
-                                                        m.column_formats[i]));
+      r.fail_at(3 + 2 * i, Errc::kBadValue,
+                fmt::format("textual COPY with column {} in format {}", i, m.column_formats[i]));
     }
   }
   return done(r, std::move(m), "CopyResponse");
@@ -661,9 +655,7 @@ Result<Variant> lift(Result<T>&& r) {
   return Variant(std::move(r).value());
 }
 
-Error not_whole(const Frame& f) {
-  return Error{Errc::kUnsupported, f.offset, "only whole frames can be decoded"};
-}
+Error not_whole(const Frame& f) { return Error{Errc::kUnsupported, f.offset, "only whole frames can be decoded"}; }
 
 }  // namespace
 

@@ -140,13 +140,13 @@ std::string normalize_sql(std::string_view s) {
       emit(s.substr(i, j - i));
       i = j;
     } else {
-      // Punctuation: no space before , ) ; and none after ( 
+      // Punctuation: no space before , ) ; and none after (
       if (c == ',' || c == ')' || c == ';' || (c == '(' && !pending_space)) pending_space = false;
       if (c == ';' && i + 1 >= s.size()) {
         ++i;
         continue;  // a trailing semicolon does not make another statement
       }
-      if ((c == ',' || c == ')' || c == ';') ) {
+      if ((c == ',' || c == ')' || c == ';')) {
         out += c;
       } else {
         emit(std::string_view(&s[i], 1));

@@ -14,15 +14,13 @@ constexpr uint32_t frontend_limit(uint8_t type) {
     case FrontendType::kSync:
     case FrontendType::kTerminate:
     case FrontendType::kCopyDone:
-    case FrontendType::kCopyFail:
-      return kSmallMessageLimit;
+    case FrontendType::kCopyFail: return kSmallMessageLimit;
     case FrontendType::kBind:
     case FrontendType::kCopyData:
     case FrontendType::kFunctionCall:
     case FrontendType::kParse:
     case FrontendType::kPassword:
-    case FrontendType::kQuery:
-      return kLargeMessageLimit;
+    case FrontendType::kQuery: return kLargeMessageLimit;
   }
   return 0;
 }
@@ -94,7 +92,6 @@ std::string_view frontend_type_name(uint8_t type) {
   }
   return "Unknown";
 }
-
 
 std::string_view auth_code_name(int32_t code) {
   switch (static_cast<AuthCode>(code)) {

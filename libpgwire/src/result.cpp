@@ -28,8 +28,6 @@ const Error& Status::no_error() {
   return kNone;
 }
 
-std::string Error::describe() const {
-  return fmt::format("{} at offset {}: {}", errc_name(code), offset, message);
-}
+std::string Error::describe() const { return fmt::format("{} at offset {}: {}", errc_name(code), offset, message); }
 
 }  // namespace pgwire

@@ -77,8 +77,7 @@ void CaptureDecoder::on_record(const CaptureRecord& rec) {
       sessions_.erase(it);
       return;
     }
-    case CaptureRecordType::kFrame:
-      break;
+    case CaptureRecordType::kFrame: break;
   }
   Session& s = session(rec.session_id);
   if (!s.monitor) {

@@ -39,7 +39,7 @@ struct PreparedStatement {
 struct Portal {
   std::string statement;
   bool statement_known = false;
-  PreparedStatement prepared;   // copy: the statement may be closed or replaced while the portal lives
+  PreparedStatement prepared;  // copy: the statement may be closed or replaced while the portal lives
   std::vector<StatementParam> params;
 };
 
@@ -48,10 +48,10 @@ enum class Pending : uint8_t { kQuery, kParse, kBind, kDescribe, kExecute, kClos
 
 struct Request {
   Pending what;
-  StatementEvent event;      // kQuery, kExecute, kFunctionCall
-  std::string name;          // kParse: statement created; kDescribe: statement described ('S')
+  StatementEvent event;  // kQuery, kExecute, kFunctionCall
+  std::string name;      // kParse: statement created; kDescribe: statement described ('S')
   bool describe_statement = false;
-  bool failed = false;       // an ErrorResponse arrived for it (Query / FunctionCall wait for ReadyForQuery)
+  bool failed = false;  // an ErrorResponse arrived for it (Query / FunctionCall wait for ReadyForQuery)
   uint64_t data_rows = 0;
 };
 
@@ -144,8 +144,8 @@ std::optional<uint64_t> rows_from_tag(std::string_view tag) {
   size_t sp = tag.rfind(' ');
   if (sp == std::string_view::npos) return std::nullopt;
   std::string_view verb = tag.substr(0, tag.find(' '));
-  static constexpr std::string_view kCounting[] = {"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE",
-                                                   "MOVE",   "FETCH",  "COPY"};
+  static constexpr std::string_view kCounting[] = {"SELECT", "INSERT", "UPDATE", "DELETE",
+                                                   "MERGE",  "MOVE",   "FETCH",  "COPY"};
   bool counts = false;
   for (std::string_view v : kCounting) counts = counts || verb == v;
   if (!counts) return std::nullopt;
@@ -516,8 +516,7 @@ struct ConnectionTracker::Impl {
         record(r->event);
         r->failed = true;  // completes at ReadyForQuery
         return;
-      case Pending::kSync:
-        return;  // e.g. a deferred constraint failing at the implicit COMMIT
+      case Pending::kSync: return;  // e.g. a deferred constraint failing at the implicit COMMIT
       case Pending::kExecute:
         record(r->event);
         finish(*r, Outcome::kError, ts);
@@ -527,8 +526,7 @@ struct ConnectionTracker::Impl {
         break;
       case Pending::kBind:
       case Pending::kDescribe:
-      case Pending::kClose:
-        break;
+      case Pending::kClose: break;
     }
     // An error in Parse, Bind or Describe means the statement they prepare
     // cannot run: its Execute, if it is in this batch, failed with this error.
@@ -744,8 +742,7 @@ struct ConnectionTracker::Impl {
         frontend(c, ts, true);
         break;
       }
-      default:
-        break;
+      default: break;
     }
   }
 
@@ -771,7 +768,9 @@ ConnectionTracker::ConnectionTracker(TrackerOptions opts, Sink sink)
     : impl_(std::make_unique<Impl>(opts, std::move(sink))) {}
 ConnectionTracker::~ConnectionTracker() = default;
 
-void ConnectionTracker::on_frame(Direction dir, const Frame& frame, int64_t ts_ns) { impl_->on_frame(dir, frame, ts_ns); }
+void ConnectionTracker::on_frame(Direction dir, const Frame& frame, int64_t ts_ns) {
+  impl_->on_frame(dir, frame, ts_ns);
+}
 void ConnectionTracker::on_close(int64_t ts_ns) { impl_->on_close(ts_ns); }
 SessionInfo& ConnectionTracker::session() { return impl_->session; }
 const SessionInfo& ConnectionTracker::session() const { return impl_->session; }

@@ -48,8 +48,7 @@ TEST(RunCommand, CapturesOutputStdinAndExitCode) {
 TEST(RunCommand, KillsTheProcessGroupOnTimeout) {
   auto start = std::chrono::steady_clock::now();
   // The shell's child would keep the pipes open: the whole group must go.
-  pt::CommandResult r =
-      pt::run_command({"sh", "-c", "sleep 30 & sleep 30"}, {}, std::chrono::milliseconds(300));
+  pt::CommandResult r = pt::run_command({"sh", "-c", "sleep 30 & sleep 30"}, {}, std::chrono::milliseconds(300));
   EXPECT_TRUE(r.timed_out);
   EXPECT_EQ(r.term_signal, SIGKILL);
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
@@ -97,8 +96,7 @@ TEST(TempPostgres, ScramPasswordIsChecked) {
   options.password = "s3cret with spaces & 'quotes'";
   pt::TempPostgres pg(options);
 
-  pt::CommandResult r =
-      pg.run_psql({"-At", "-c", "SELECT current_user"}, {}, {{"PGPASSWORD", options.password}});
+  pt::CommandResult r = pg.run_psql({"-At", "-c", "SELECT current_user"}, {}, {{"PGPASSWORD", options.password}});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_EQ(r.out, "pgwire\n");
 

@@ -59,7 +59,6 @@ constexpr bool kCheckMemory = false;
 constexpr bool kCheckMemory = true;
 #endif
 
-
 // The state letter of /proc/PID/stat ('Z' for a zombie); 0 if the process is gone.
 char proc_state(pid_t pid) {
   std::string stat = pt::read_text_file("/proc/" + std::to_string(pid) + "/stat");

@@ -143,12 +143,8 @@ CaptureSummary read_capture(const std::string& path) {
     }
     if (!more.value()) return s;
     switch (rec.type) {
-      case pgwire::CaptureRecordType::kSessionOpen:
-        ++s.opens[rec.session_id];
-        break;
-      case pgwire::CaptureRecordType::kSessionClose:
-        ++s.closes[rec.session_id];
-        break;
+      case pgwire::CaptureRecordType::kSessionOpen: ++s.opens[rec.session_id]; break;
+      case pgwire::CaptureRecordType::kSessionClose: ++s.closes[rec.session_id]; break;
       case pgwire::CaptureRecordType::kSessionMeta:
         if (rec.key == "backend_key_data") ++s.backend_key_data;
         if (rec.key == "capture_backend") ++s.capture_backend_meta[std::string(pgwire::as_string_view(rec.value))];

@@ -55,8 +55,7 @@ std::vector<scan::Message> after_login(const scan::Stream& backend) {
 
 TEST(RecordingFormat, ParsesCommentsAndChunks) {
   pt::Recording rec = pt::parse_recording(
-      "# header line\n#\n# second\n\n0 F 12 0000000804d2162f\n0 B 15 4E\r\n  2   B   7   ff  \n",
-      "t.rec");
+      "# header line\n#\n# second\n\n0 F 12 0000000804d2162f\n0 B 15 4E\r\n  2   B   7   ff  \n", "t.rec");
   ASSERT_EQ(rec.comments.size(), 3u);
   EXPECT_EQ(rec.comments[0], "header line");
   EXPECT_EQ(rec.comments[1], "");
@@ -79,8 +78,7 @@ TEST(RecordingFormat, RejectsBadLinesWithTheirLineNumber) {
   EXPECT_EQ(parse_error("-1 F 1 00\n"), "t.rec:1: bad connection index '-1'");
   EXPECT_EQ(parse_error("99999999999 F 1 00\n"), "t.rec:1: bad connection index '99999999999'");
   EXPECT_EQ(parse_error("0 F x 00\n"), "t.rec:1: bad microsecond offset 'x'");
-  EXPECT_EQ(parse_error("0 F 1\n"),
-            "t.rec:1: expected 4 fields `<conn> <F|B> <usec> <hex>`, got 3");
+  EXPECT_EQ(parse_error("0 F 1\n"), "t.rec:1: expected 4 fields `<conn> <F|B> <usec> <hex>`, got 3");
   EXPECT_EQ(parse_error("\n\n0 f 1 00\n"), "t.rec:3: bad direction 'f' (want F or B)");
   EXPECT_THROW(pt::load_recording(kRecorded + "/no-such-file.rec"), std::runtime_error);
 }
@@ -114,9 +112,8 @@ TEST(RecordedCorpus, EveryRecordingIsWellFormed) {
     pt::Recording rec = pt::load_recording(entry.path().string());
     EXPECT_FALSE(rec.comments.empty());
     ASSERT_FALSE(rec.chunks.empty());
-    EXPECT_TRUE(
-        std::is_sorted(rec.chunks.begin(), rec.chunks.end(),
-                       [](const pt::Chunk& a, const pt::Chunk& b) { return a.usec < b.usec; }));
+    EXPECT_TRUE(std::is_sorted(rec.chunks.begin(), rec.chunks.end(),
+                               [](const pt::Chunk& a, const pt::Chunk& b) { return a.usec < b.usec; }));
     for (int conn : pt::connections(rec)) {
       SCOPED_TRACE("connection " + std::to_string(conn));
       auto [fe, be] = scan::split_connection(rec, conn);
@@ -127,16 +124,15 @@ TEST(RecordedCorpus, EveryRecordingIsWellFormed) {
       ASSERT_FALSE(fe.messages.empty());
       if (fe.messages.back().code == scan::kCancelCode) continue;  // no answer, no Terminate
       EXPECT_EQ(fe.messages.back().type, 'X') << "ends with Terminate";
-      auto login = std::find_if(be.messages.begin(), be.messages.end(),
-                                [](const scan::Message& m) { return m.type != 'N'; });
+      auto login =
+          std::find_if(be.messages.begin(), be.messages.end(), [](const scan::Message& m) { return m.type != 'N'; });
       ASSERT_NE(login, be.messages.end());
       EXPECT_EQ(login->type, 'R');
       EXPECT_EQ(scan::count(be, 'K'), 1u);
     }
   }
-  for (const char* expected :
-       {"psql_multi.rec", "pgbench_simple.rec", "pgbench_extended.rec", "pgbench_prepared.rec",
-        "copy_in_out.rec", "pipeline_error.rec", "scram_login.rec", "cancel.rec"}) {
+  for (const char* expected : {"psql_multi.rec", "pgbench_simple.rec", "pgbench_extended.rec", "pgbench_prepared.rec",
+                               "copy_in_out.rec", "pipeline_error.rec", "scram_login.rec", "cancel.rec"}) {
     EXPECT_TRUE(found.contains(expected)) << expected << " missing (scripts/record-corpus.sh)";
   }
 }
@@ -227,8 +223,8 @@ TEST(RecordedCorpus, ScramLogin) {
   }
   EXPECT_EQ(auth_codes, (std::vector<uint32_t>{10, 11, 12, 0}));  // SASL, Continue, Final, Ok
   ASSERT_EQ(scan::count(fe, 'p'), 2u);                            // SASLInitial, SASLResponse
-  auto first = std::find_if(fe.messages.begin(), fe.messages.end(),
-                            [](const scan::Message& m) { return m.type == 'p'; });
+  auto first =
+      std::find_if(fe.messages.begin(), fe.messages.end(), [](const scan::Message& m) { return m.type == 'p'; });
   EXPECT_EQ(first->body.substr(0, 14), std::string("SCRAM-SHA-256\0", 14));
   EXPECT_EQ(scan::count(fe, 'Q'), 1u);
 }
@@ -241,12 +237,12 @@ TEST(RecordedCorpus, CancelRequestOnASecondConnection) {
   ASSERT_EQ(fe1.messages.size(), 1u);
   EXPECT_EQ(fe1.messages[0].code, scan::kCancelCode);
   EXPECT_TRUE(be1.messages.empty());  // the server answers a CancelRequest by closing
-  auto key = std::find_if(be0.messages.begin(), be0.messages.end(),
-                          [](const scan::Message& m) { return m.type == 'K'; });
+  auto key =
+      std::find_if(be0.messages.begin(), be0.messages.end(), [](const scan::Message& m) { return m.type == 'K'; });
   ASSERT_NE(key, be0.messages.end());
   EXPECT_EQ(fe1.messages[0].body, key->body);  // process id and secret key of connection 0
   EXPECT_EQ(scan::sqlstates(be0), std::vector<std::string>{"57014"});
-  auto error = std::find_if(be0.messages.begin(), be0.messages.end(),
-                            [](const scan::Message& m) { return m.type == 'E'; });
+  auto error =
+      std::find_if(be0.messages.begin(), be0.messages.end(), [](const scan::Message& m) { return m.type == 'E'; });
   EXPECT_LT(fe1.messages[0].chunk, error->chunk);
 }

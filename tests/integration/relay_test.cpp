@@ -19,8 +19,7 @@ std::string text_of(const std::vector<std::byte>& bytes) {
 }
 
 // Runs a client command against the relay instead of the server.
-pt::CommandResult via_relay(const pt::TempPostgres& pg, const pt::RecordRelay& relay,
-                            std::vector<std::string> argv,
+pt::CommandResult via_relay(const pt::TempPostgres& pg, const pt::RecordRelay& relay, std::vector<std::string> argv,
                             std::map<std::string, std::string> extra_env = {}) {
   pt::CommandOptions opts;
   opts.env = pg.client_env();
@@ -36,8 +35,7 @@ pt::CommandResult via_relay(const pt::TempPostgres& pg, const pt::RecordRelay& r
 TEST(RecordRelay, RecordsAPsqlSession) {
   pt::TempPostgres pg;
   pt::RecordRelay relay(pg.host(), pg.port());
-  pt::CommandResult r =
-      via_relay(pg, relay, {"psql", "-X", "-At", "-c", "SELECT 'through the relay'"});
+  pt::CommandResult r = via_relay(pg, relay, {"psql", "-X", "-At", "-c", "SELECT 'through the relay'"});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_EQ(r.out, "through the relay\n");
   ASSERT_TRUE(relay.wait_idle(std::chrono::seconds(10)));
@@ -46,16 +44,14 @@ TEST(RecordRelay, RecordsAPsqlSession) {
 
   pt::Recording rec = relay.recording();
   EXPECT_EQ(relay.connections_accepted(), 1u);
-  EXPECT_NE(text_of(pt::stream_bytes(rec, 0, 'F')).find("SELECT 'through the relay'"),
-            std::string::npos);
+  EXPECT_NE(text_of(pt::stream_bytes(rec, 0, 'F')).find("SELECT 'through the relay'"), std::string::npos);
   auto [fe, be] = scan::split_connection(rec, 0);
   EXPECT_EQ(fe.leftover, 0u);
   EXPECT_EQ(be.leftover, 0u);
   EXPECT_EQ(fe.messages.back().type, 'X');
   EXPECT_EQ(scan::count(be, 'Z'), 2u);
-  EXPECT_TRUE(
-      std::is_sorted(rec.chunks.begin(), rec.chunks.end(),
-                     [](const pt::Chunk& a, const pt::Chunk& b) { return a.usec < b.usec; }));
+  EXPECT_TRUE(std::is_sorted(rec.chunks.begin(), rec.chunks.end(),
+                             [](const pt::Chunk& a, const pt::Chunk& b) { return a.usec < b.usec; }));
 
   // What is written is what is read back.
   pt::Recording back = pt::parse_recording(pt::format_recording(rec));
@@ -72,8 +68,7 @@ TEST(RecordRelay, RecordsAPsqlSession) {
 TEST(RecordRelay, ForwardsLargeResultsIntact) {
   pt::TempPostgres pg;
   pt::RecordRelay relay(pg.host(), pg.port());
-  const std::string sql =
-      "COPY (SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 40000) g) TO STDOUT";
+  const std::string sql = "COPY (SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 40000) g) TO STDOUT";
   pt::CommandResult direct = pg.run_psql({"-c", sql});
   ASSERT_EQ(direct.exit_code, 0) << direct.describe();
   pt::CommandResult relayed = via_relay(pg, relay, {"psql", "-X", "-c", sql});
@@ -89,11 +84,9 @@ TEST(RecordRelay, ForwardsLargeResultsIntact) {
 
 TEST(RecordRelay, ManyConcurrentConnections) {
   pt::TempPostgres pg;
-  ASSERT_TRUE(
-      pt::run_command({pg.bindir() + "/pgbench", "-i", "-q", "-s", "1"}, pg.client_env()).ok());
+  ASSERT_TRUE(pt::run_command({pg.bindir() + "/pgbench", "-i", "-q", "-s", "1"}, pg.client_env()).ok());
   pt::RecordRelay relay(pg.host(), pg.port());
-  pt::CommandResult r =
-      via_relay(pg, relay, {"pgbench", "-n", "-S", "-c", "4", "-j", "2", "-t", "5"});
+  pt::CommandResult r = via_relay(pg, relay, {"pgbench", "-n", "-S", "-c", "4", "-j", "2", "-t", "5"});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   ASSERT_TRUE(relay.wait_idle(std::chrono::seconds(10)));
   pt::Recording rec = relay.recording();
@@ -111,8 +104,7 @@ TEST(RecordRelay, Md5ChallengeIsOnTheWire) {
   options.host_auth = pt::HostAuth::md5;
   pt::TempPostgres pg(options);
   pt::RecordRelay relay(pg.host(), pg.port());
-  pt::CommandResult r =
-      via_relay(pg, relay, {"psql", "-X", "-At", "-c", "SELECT 1"}, {{"PGSSLMODE", "disable"}});
+  pt::CommandResult r = via_relay(pg, relay, {"psql", "-X", "-At", "-c", "SELECT 1"}, {{"PGSSLMODE", "disable"}});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   ASSERT_TRUE(relay.wait_idle(std::chrono::seconds(10)));
   auto [fe, be] = scan::split_connection(relay.recording(), 0);
@@ -130,8 +122,7 @@ TEST(RecordRelay, UpstreamRefusedClosesTheClient) {
               {"PGPORT", std::to_string(relay.port())},
               {"PGCONNECT_TIMEOUT", "5"},
               {"PGUSER", "postgres"}};
-  pt::CommandResult r =
-      pt::run_command({pt::find_postgres_bindir() + "/psql", "-X", "-c", "SELECT 1"}, opts);
+  pt::CommandResult r = pt::run_command({pt::find_postgres_bindir() + "/psql", "-X", "-c", "SELECT 1"}, opts);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_TRUE(relay.wait_idle(std::chrono::seconds(10)));
   ASSERT_FALSE(relay.errors().empty());

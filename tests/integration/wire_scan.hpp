@@ -33,10 +33,8 @@ struct Stream {
 };
 
 inline uint32_t be32(std::string_view s, size_t at) {
-  return (uint32_t{static_cast<unsigned char>(s[at])} << 24) |
-         (uint32_t{static_cast<unsigned char>(s[at + 1])} << 16) |
-         (uint32_t{static_cast<unsigned char>(s[at + 2])} << 8) |
-         uint32_t{static_cast<unsigned char>(s[at + 3])};
+  return (uint32_t{static_cast<unsigned char>(s[at])} << 24) | (uint32_t{static_cast<unsigned char>(s[at + 1])} << 16) |
+         (uint32_t{static_cast<unsigned char>(s[at + 2])} << 8) | uint32_t{static_cast<unsigned char>(s[at + 3])};
 }
 
 // Splits both directions of one connection. The frontend starts with untyped packets (SSLRequest,

@@ -83,7 +83,7 @@ void remove_stale_dirs() {
     pid_t postmaster = read_pid_file(entry.path() / "data" / "postmaster.pid");
     if (process_alive(postmaster)) {
       if (is_postgres_process(postmaster)) kill(postmaster, SIGQUIT);  // orphaned
-      continue;  // removed by a later run, once it is down
+      continue;                                                        // removed by a later run, once it is down
     }
     std::error_code ignored;
     fs::remove_all(entry.path(), ignored);
@@ -106,12 +106,9 @@ std::string tail_lines(const std::string& text, size_t lines) {
 
 const char* host_auth_name(HostAuth auth) {
   switch (auth) {
-    case HostAuth::trust:
-      return "trust";
-    case HostAuth::scram_sha_256:
-      return "scram-sha-256";
-    case HostAuth::md5:
-      return "md5";
+    case HostAuth::trust: return "trust";
+    case HostAuth::scram_sha_256: return "scram-sha-256";
+    case HostAuth::md5: return "md5";
   }
   return "?";
 }
@@ -155,8 +152,7 @@ uint16_t pick_free_port() {
       getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     int saved = errno;
     close(fd);
-    throw std::runtime_error(std::string("bind/getsockname on 127.0.0.1:0: ") +
-                             std::strerror(saved));
+    throw std::runtime_error(std::string("bind/getsockname on 127.0.0.1:0: ") + std::strerror(saved));
   }
   close(fd);
   return ntohs(addr.sin_port);
@@ -168,8 +164,7 @@ TempPostgres::TempPostgres(TempPostgresOptions options) : options_(std::move(opt
   if (geteuid() == 0) {
     run_as_ = lookup_user("postgres");
     if (!run_as_) {
-      throw std::runtime_error(
-          "running as root, but there is no `postgres` user to run the server as");
+      throw std::runtime_error("running as root, but there is no `postgres` user to run the server as");
     }
   }
   remove_stale_dirs();
@@ -210,17 +205,16 @@ std::string TempPostgres::password() const {
 }
 
 void TempPostgres::init_cluster() {
-  std::vector<std::string> argv = {
-      tool("initdb"),
-      "-D",
-      data_dir_,
-      "-U",
-      superuser(),
-      "--encoding=UTF8",
-      "--locale=C",
-      "--no-sync",
-      "--auth-local=trust",
-      std::string("--auth-host=") + host_auth_name(options_.host_auth)};
+  std::vector<std::string> argv = {tool("initdb"),
+                                   "-D",
+                                   data_dir_,
+                                   "-U",
+                                   superuser(),
+                                   "--encoding=UTF8",
+                                   "--locale=C",
+                                   "--no-sync",
+                                   "--auth-local=trust",
+                                   std::string("--auth-host=") + host_auth_name(options_.host_auth)};
   std::string pwfile = base_dir_ + "/pwfile";
   if (options_.host_auth != HostAuth::trust) {
     int fd = open(pwfile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -248,8 +242,7 @@ void TempPostgres::start_server() {
   std::string failure;
   for (int attempt = 0; attempt < 3; ++attempt) {
     if (try_start_on(pick_free_port(), failure)) return;
-    if (failure.find("could not bind") == std::string::npos &&
-        failure.find("already in use") == std::string::npos) {
+    if (failure.find("could not bind") == std::string::npos && failure.find("already in use") == std::string::npos) {
       break;
     }
   }
@@ -302,16 +295,14 @@ bool TempPostgres::try_start_on(uint16_t port, std::string& failure) {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      failure =
-          "postmaster exited (status " + std::to_string(status) + "); log tail:\n" + log_tail();
+      failure = "postmaster exited (status " + std::to_string(status) + "); log tail:\n" + log_tail();
       return false;
     }
     if (run_command(ping, {}, std::chrono::seconds(10)).exit_code == 0) return true;
     if (Clock::now() >= deadline) {
       std::string tail = log_tail();
-      throw std::runtime_error(
-          "postgres did not accept connections on 127.0.0.1:" + std::to_string(port) + " within " +
-          std::to_string(options_.start_timeout.count()) + " ms; log tail:\n" + tail);
+      throw std::runtime_error("postgres did not accept connections on 127.0.0.1:" + std::to_string(port) + " within " +
+                               std::to_string(options_.start_timeout.count()) + " ms; log tail:\n" + tail);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -320,11 +311,10 @@ bool TempPostgres::try_start_on(uint16_t port, std::string& failure) {
 void TempPostgres::create_login_role() {
   if (options_.user == superuser()) return;  // initdb --pwfile already set its password
   // psql variables quote the name and password (:"x" and :'x'): no SQL built from strings here.
-  CommandResult r =
-      run_admin_psql({"-q", "-v", "ON_ERROR_STOP=1", "-v", "login_role=" + options_.user, "-v",
-                      "login_password=" + options_.password},
-                     "CREATE ROLE :\"login_role\" LOGIN CREATEDB PASSWORD :'login_password';\n"
-                     "GRANT ALL ON SCHEMA public TO :\"login_role\";\n");
+  CommandResult r = run_admin_psql(
+      {"-q", "-v", "ON_ERROR_STOP=1", "-v", "login_role=" + options_.user, "-v", "login_password=" + options_.password},
+      "CREATE ROLE :\"login_role\" LOGIN CREATEDB PASSWORD :'login_password';\n"
+      "GRANT ALL ON SCHEMA public TO :\"login_role\";\n");
   if (!r.ok()) throw std::runtime_error("creating role " + options_.user + ": " + r.describe());
 }
 
@@ -341,8 +331,7 @@ std::map<std::string, std::string> TempPostgres::client_env() const {
   return env;
 }
 
-CommandResult TempPostgres::run_psql(const std::vector<std::string>& args,
-                                     const std::string& stdin_data,
+CommandResult TempPostgres::run_psql(const std::vector<std::string>& args, const std::string& stdin_data,
                                      const std::map<std::string, std::string>& env) const {
   std::vector<std::string> argv = {tool("psql"), "-X", "-h", host_, "-p", std::to_string(port_)};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -354,8 +343,7 @@ CommandResult TempPostgres::run_psql(const std::vector<std::string>& args,
   return run_command(argv, opts);
 }
 
-CommandResult TempPostgres::run_admin_psql(const std::vector<std::string>& args,
-                                           const std::string& stdin_data) const {
+CommandResult TempPostgres::run_admin_psql(const std::vector<std::string>& args, const std::string& stdin_data) const {
   std::vector<std::string> argv = {tool("psql"),          "-X", "-h",        base_dir_, "-p",
                                    std::to_string(port_), "-U", superuser(), "-d",      "postgres"};
   argv.insert(argv.end(), args.begin(), args.end());

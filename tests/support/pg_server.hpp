@@ -95,8 +95,7 @@ class TempPostgres {
                          const std::map<std::string, std::string>& env = {}) const;
 
   // The same, over the Unix socket as superuser (always trust): for test setup.
-  CommandResult run_admin_psql(const std::vector<std::string>& args,
-                               const std::string& stdin_data = {}) const;
+  CommandResult run_admin_psql(const std::vector<std::string>& args, const std::string& stdin_data = {}) const;
 
   // Stops the server now (immediate shutdown) and removes the directory. Idempotent.
   void stop();

@@ -77,8 +77,8 @@ ProxyProcess::ProxyProcess(const TempPostgres& pg, std::vector<std::string> extr
     : ProxyProcess(ProxyOptions{pg.host() + ":" + std::to_string(pg.port()), std::move(extra), {}, {}, {}}) {}
 
 ProxyProcess::ProxyProcess(ProxyOptions options) {
-  dir_ = fs::temp_directory_path() /
-         ("pgproxy-test-" + std::to_string(getpid()) + "-" + std::to_string(++proxy_counter));
+  dir_ =
+      fs::temp_directory_path() / ("pgproxy-test-" + std::to_string(getpid()) + "-" + std::to_string(++proxy_counter));
   fs::remove_all(dir_);
   fs::create_directories(dir_);
   output_ = (dir_ / "pgproxy.out").string();
@@ -87,15 +87,9 @@ ProxyProcess::ProxyProcess(ProxyOptions options) {
   std::string binary = tool_path("pgproxy");
   if (!fs::exists(binary)) throw std::runtime_error("pgproxy is not built: " + binary);
   bool own_port = options.listen.empty();
-  std::vector<std::string> argv = {binary,
-                                   "--listen",
-                                   own_port ? "127.0.0.1:0" : options.listen,
-                                   "--upstream",
-                                   options.upstream,
-                                   "--capture",
-                                   capture_,
-                                   "--sql-log",
-                                   sql_log_ == "none" ? "" : sql_log_};
+  std::vector<std::string> argv = {binary,       "--listen",       own_port ? "127.0.0.1:0" : options.listen,
+                                   "--upstream", options.upstream, "--capture",
+                                   capture_,     "--sql-log",      sql_log_ == "none" ? "" : sql_log_};
   // No statistics lines unless a test asks for them.
   if (std::find(options.extra.begin(), options.extra.end(), "--stats-interval") == options.extra.end()) {
     argv.insert(argv.end(), {"--stats-interval", "0"});

@@ -27,11 +27,11 @@ std::string read_text_file(const std::string& path);
 long proc_status_kib(pid_t pid, const std::string& key);
 
 struct ProxyOptions {
-  std::string upstream;             // "host:port"
-  std::vector<std::string> extra;   // more pgproxy arguments
-  std::string sql_log;              // empty: DIR/sql.log; "none": no SQL log
-  std::string capture;              // empty: DIR/capture.pgwc
-  std::string listen;               // empty: 127.0.0.1:0, and port() is the one it got
+  std::string upstream;            // "host:port"
+  std::vector<std::string> extra;  // more pgproxy arguments
+  std::string sql_log;             // empty: DIR/sql.log; "none": no SQL log
+  std::string capture;             // empty: DIR/capture.pgwc
+  std::string listen;              // empty: 127.0.0.1:0, and port() is the one it got
 };
 
 // Reading pgproxy's text SQL log and PostgreSQL's log_statement=all log.

@@ -41,8 +41,7 @@ std::string replace_all(std::string text, const std::string& from, const std::st
   return text;
 }
 
-std::vector<std::string> with_address(std::vector<std::string> argv, const std::string& host,
-                                      uint16_t port) {
+std::vector<std::string> with_address(std::vector<std::string> argv, const std::string& host, uint16_t port) {
   for (auto& arg : argv) {
     arg = replace_all(replace_all(arg, "{host}", host), "{port}", std::to_string(port));
   }
@@ -114,8 +113,7 @@ int record(const Args& args) {
     auto argv = with_address(split_words(setup), pg.host(), pg.port());
     pt::CommandResult r = pt::run_command(argv, opts);
     if (!r.ok()) {
-      std::cerr << "pgwire-record: setup failed: " << pt::format_command(argv) << "\n"
-                << r.describe() << "\n";
+      std::cerr << "pgwire-record: setup failed: " << pt::format_command(argv) << "\n" << r.describe() << "\n";
       return 1;
     }
   }
@@ -139,8 +137,7 @@ int record(const Args& args) {
 
   bool ok = true;
   if (result.timed_out || result.exit_code != args.expect_exit) {
-    std::cerr << "pgwire-record: client: expected exit " << args.expect_exit << ", got "
-              << result.describe() << "\n";
+    std::cerr << "pgwire-record: client: expected exit " << args.expect_exit << ", got " << result.describe() << "\n";
     ok = false;
   }
   if (!idle) {
@@ -165,31 +162,27 @@ int record(const Args& args) {
     bytes[side] += c.bytes.size();
   }
   auto& h = rec.comments;
-  h.push_back(
-      "pgwire-record: real traffic recorded through a relay (tests/support/record_relay.cpp)");
+  h.push_back("pgwire-record: real traffic recorded through a relay (tests/support/record_relay.cpp)");
   h.push_back("rebuild with: scripts/record-corpus.sh");
-  h.push_back(
-      "format: <conn> <F|B> <usec> <hex bytes>; F = frontend->backend, B = backend->frontend;");
+  h.push_back("format: <conn> <F|B> <usec> <hex bytes>; F = frontend->backend, B = backend->frontend;");
   h.push_back("        usec = microseconds since the relay started; one line per recv()");
   if (!args.description.empty()) h.push_back("description: " + args.description);
-  std::string auth =
-      "auth: " + std::string(pt::host_auth_name(pg.host_auth())) + ", user " + pg.user();
+  std::string auth = "auth: " + std::string(pt::host_auth_name(pg.host_auth())) + ", user " + pg.user();
   if (!pg.password().empty()) auth += ", password " + pg.password();
   h.push_back("server: " + pg.version());
   h.push_back(auth);
   for (const auto& s : args.settings) h.push_back("server setting: " + s);
   for (const auto& s : args.setups) h.push_back("setup (direct, not recorded): " + s);
   h.push_back("client: " + pt::format_command(args.command));
-  std::string env_text = "client env: PGHOST=" + relay.host() +
-                         " PGPORT=<relay> PGUSER=" + pg.user() +
+  std::string env_text = "client env: PGHOST=" + relay.host() + " PGPORT=<relay> PGUSER=" + pg.user() +
                          " PGDATABASE=postgres LC_ALL=C.UTF-8";
   if (!pg.password().empty()) env_text += " PGPASSWORD=" + pg.password();
   for (const auto& [name, value] : extra_env) env_text += " " + name + "=" + value;
   h.push_back(env_text);
   h.push_back("client exit status: " + std::to_string(result.exit_code));
   h.push_back("connections: " + std::to_string(relay.connections_accepted()) + ", chunks: F " +
-              std::to_string(chunks[0]) + " B " + std::to_string(chunks[1]) + ", bytes: F " +
-              std::to_string(bytes[0]) + " B " + std::to_string(bytes[1]));
+              std::to_string(chunks[0]) + " B " + std::to_string(chunks[1]) + ", bytes: F " + std::to_string(bytes[0]) +
+              " B " + std::to_string(bytes[1]));
   for (const auto& file : args.note_files) {
     h.push_back("file " + file + ":");
     for (const auto& line : lines_of(read_text(file), 200)) h.push_back("  | " + line);
@@ -203,8 +196,8 @@ int record(const Args& args) {
     for (const auto& line : lines_of(result.err, 40)) h.push_back("  > " + line);
   }
   pt::save_recording(args.out, rec);
-  std::cout << args.out << ": " << relay.connections_accepted() << " connection(s), "
-            << rec.chunks.size() << " chunks, " << (bytes[0] + bytes[1]) << " bytes\n";
+  std::cout << args.out << ": " << relay.connections_accepted() << " connection(s), " << rec.chunks.size()
+            << " chunks, " << (bytes[0] + bytes[1]) << " bytes\n";
   return 0;
 }
 
@@ -220,12 +213,9 @@ int main(int argc, char** argv) {
                  "command run directly against the server first (split on whitespace; {host} "
                  "and {port} are replaced); repeatable")
       ->allow_extra_args(false);
-  app.add_option("--note-file", args.note_files, "a file whose text goes into the header")
-      ->allow_extra_args(false);
-  app.add_option("--client-env", args.client_env, "NAME=VALUE for the client; repeatable")
-      ->allow_extra_args(false);
-  app.add_option("--setting", args.settings, "NAME=VALUE server setting; repeatable")
-      ->allow_extra_args(false);
+  app.add_option("--note-file", args.note_files, "a file whose text goes into the header")->allow_extra_args(false);
+  app.add_option("--client-env", args.client_env, "NAME=VALUE for the client; repeatable")->allow_extra_args(false);
+  app.add_option("--setting", args.settings, "NAME=VALUE server setting; repeatable")->allow_extra_args(false);
   app.add_option("--timeout", args.timeout_seconds, "seconds the client may run (default 60)");
   app.add_option("--expect-exit", args.expect_exit, "the client's expected exit status (0)");
   app.add_option("command", args.command, "the client command line, after --")->required();

@@ -105,8 +105,7 @@ RecordRelay::RecordRelay(std::string upstream_host, uint16_t upstream_port)
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof addr;
   if (listen_fd_ < 0 || bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      listen(listen_fd_, 64) != 0 ||
-      getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      listen(listen_fd_, 64) != 0 || getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     int saved = errno;
     close_fd(listen_fd_);
     close_fd(wake_read_);
@@ -120,9 +119,8 @@ RecordRelay::RecordRelay(std::string upstream_host, uint16_t upstream_port)
 RecordRelay::~RecordRelay() { stop(); }
 
 uint64_t RecordRelay::now_usec() const {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                   std::chrono::steady_clock::now() - start_)
-                                   .count());
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start_).count());
 }
 
 void RecordRelay::wake() {
@@ -155,8 +153,7 @@ bool RecordRelay::wait_idle(std::chrono::milliseconds timeout) {
   if (stopping_) return open_ == 0;
   uint64_t ping = ++ping_requested_;
   wake();
-  return changed_.wait_for(lock, timeout,
-                           [&] { return stopping_ || (ping_handled_ >= ping && open_ == 0); });
+  return changed_.wait_for(lock, timeout, [&] { return stopping_ || (ping_handled_ >= ping && open_ == 0); });
 }
 
 Recording RecordRelay::recording() const {
@@ -196,12 +193,9 @@ void RecordRelay::accept_pending(std::vector<Connection>& conns) {
     addr.sin_family = AF_INET;
     addr.sin_port = htons(upstream_port_);
     inet_pton(AF_INET, upstream_host_.c_str(), &addr.sin_addr);
-    int rc = c.server_fd < 0
-                 ? -1
-                 : connect(c.server_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    int rc = c.server_fd < 0 ? -1 : connect(c.server_fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
     if (rc != 0 && errno != EINPROGRESS) {
-      note_error("connection " + std::to_string(c.index) +
-                 ": connect to upstream: " + errno_text(errno));
+      note_error("connection " + std::to_string(c.index) + ": connect to upstream: " + errno_text(errno));
       c.close_both();
       continue;
     }
@@ -241,8 +235,8 @@ bool RecordRelay::read_side(Connection& c, bool from_client) {
     return true;
   }
   if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
-  note_error("connection " + std::to_string(c.index) + ": recv from " +
-             (from_client ? "client: " : "server: ") + errno_text(errno));
+  note_error("connection " + std::to_string(c.index) + ": recv from " + (from_client ? "client: " : "server: ") +
+             errno_text(errno));
   return false;
 }
 
@@ -253,8 +247,7 @@ void RecordRelay::service(Connection& c, const pollfd& client, const pollfd& ser
     socklen_t len = sizeof err;
     getsockopt(c.server_fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0) {
-      note_error("connection " + std::to_string(c.index) +
-                 ": connect to upstream: " + errno_text(err));
+      note_error("connection " + std::to_string(c.index) + ": connect to upstream: " + errno_text(err));
       c.close_both();
       return;
     }

@@ -40,8 +40,7 @@ bool parse_decimal(std::string_view text, T& value) {
 
 }  // namespace
 
-RecordingParseError::RecordingParseError(const std::string& source, size_t line,
-                                         const std::string& problem)
+RecordingParseError::RecordingParseError(const std::string& source, size_t line, const std::string& problem)
     : std::runtime_error(source + ":" + std::to_string(line) + ": " + problem), line_(line) {}
 
 Recording parse_recording(std::string_view text, const std::string& source) {
@@ -62,9 +61,7 @@ Recording parse_recording(std::string_view text, const std::string& source) {
     }
     std::vector<std::string_view> fields = fields_of(line);
     if (fields.empty()) continue;
-    auto fail = [&](const std::string& problem) {
-      throw RecordingParseError(source, line_number, problem);
-    };
+    auto fail = [&](const std::string& problem) { throw RecordingParseError(source, line_number, problem); };
     if (fields.size() != 4) {
       fail("expected 4 fields `<conn> <F|B> <usec> <hex>`, got " + std::to_string(fields.size()));
     }

@@ -82,34 +82,18 @@ struct ChildPlan {
   int report_fd = -1;  // close-on-exec pipe: receives {step, errno} if a step fails
 };
 
-enum ChildStep : int {
-  kStepDup = 1,
-  kStepGroups,
-  kStepGid,
-  kStepUid,
-  kStepChdir,
-  kStepPdeath,
-  kStepExec
-};
+enum ChildStep : int { kStepDup = 1, kStepGroups, kStepGid, kStepUid, kStepChdir, kStepPdeath, kStepExec };
 
 const char* step_name(int step) {
   switch (step) {
-    case kStepDup:
-      return "dup2";
-    case kStepGroups:
-      return "setgroups";
-    case kStepGid:
-      return "setgid";
-    case kStepUid:
-      return "setuid";
-    case kStepChdir:
-      return "chdir";
-    case kStepPdeath:
-      return "prctl(PR_SET_PDEATHSIG)";
-    case kStepExec:
-      return "execve";
-    default:
-      return "?";
+    case kStepDup: return "dup2";
+    case kStepGroups: return "setgroups";
+    case kStepGid: return "setgid";
+    case kStepUid: return "setuid";
+    case kStepChdir: return "chdir";
+    case kStepPdeath: return "prctl(PR_SET_PDEATHSIG)";
+    case kStepExec: return "execve";
+    default: return "?";
   }
 }
 
@@ -177,16 +161,14 @@ class CStringArray {
 
 std::string env_value(const std::vector<std::string>& env, std::string_view name) {
   for (const auto& entry : env) {
-    if (entry.size() > name.size() && entry.compare(0, name.size(), name) == 0 &&
-        entry[name.size()] == '=') {
+    if (entry.size() > name.size() && entry.compare(0, name.size(), name) == 0 && entry[name.size()] == '=') {
       return entry.substr(name.size() + 1);
     }
   }
   return {};
 }
 
-std::string resolve_program(const std::vector<std::string>& argv,
-                            const std::vector<std::string>& env) {
+std::string resolve_program(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
   if (argv.empty() || argv[0].empty()) throw std::runtime_error("run_command: empty argv");
   std::string path_list = env_value(env, "PATH");
   if (path_list.empty()) path_list = "/usr/local/bin:/usr/bin:/bin";
@@ -220,8 +202,8 @@ pid_t start_child(ChildPlan plan, const std::vector<std::string>& argv) {
   if (n == static_cast<ssize_t>(sizeof failure)) {
     int status = 0;
     waitpid(pid, &status, 0);
-    throw std::runtime_error("cannot start " + format_command(argv) + ": " + step_name(failure[0]) +
-                             ": " + errno_text(failure[1]));
+    throw std::runtime_error("cannot start " + format_command(argv) + ": " + step_name(failure[0]) + ": " +
+                             errno_text(failure[1]));
   }
   return pid;
 }
@@ -298,8 +280,7 @@ std::string find_executable(std::string_view name, std::string_view path_list) {
     if (!dir.empty()) {
       std::string candidate = std::string(dir) + "/" + std::string(name);
       struct stat st {};
-      if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-          access(candidate.c_str(), X_OK) == 0) {
+      if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(candidate.c_str(), X_OK) == 0) {
         return candidate;
       }
     }
@@ -385,8 +366,7 @@ CommandResult run_command(const std::vector<std::string>& argv, const CommandOpt
   try {
     pid = start_child(plan, argv);
   } catch (...) {
-    for (int* fd : {&in.read_end, &in.write_end, &out.read_end, &out.write_end, &err.read_end,
-                    &err.write_end}) {
+    for (int* fd : {&in.read_end, &in.write_end, &out.read_end, &out.write_end, &err.read_end, &err.write_end}) {
       close_fd(*fd);
     }
     throw;
@@ -461,8 +441,7 @@ CommandResult run_command(const std::vector<std::string>& argv, const CommandOpt
   return result;
 }
 
-CommandResult run_command(const std::vector<std::string>& argv,
-                          const std::map<std::string, std::string>& env,
+CommandResult run_command(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                           std::chrono::milliseconds timeout) {
   CommandOptions options;
   options.env = env;

@@ -55,10 +55,8 @@ struct CommandResult {
 // in its group after it exited is killed too, so nothing outlives the call. The child also gets
 // PR_SET_PDEATHSIG(SIGKILL): if the test process dies, the command dies with it.
 // Throws std::runtime_error only when the command cannot be started at all (fork, exec).
-CommandResult run_command(const std::vector<std::string>& argv,
-                          const CommandOptions& options = CommandOptions());
-CommandResult run_command(const std::vector<std::string>& argv,
-                          const std::map<std::string, std::string>& env,
+CommandResult run_command(const std::vector<std::string>& argv, const CommandOptions& options = CommandOptions());
+CommandResult run_command(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env,
                           std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 // The environment a child gets: ours without PG* variables, plus `overrides`.

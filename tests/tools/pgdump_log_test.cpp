@@ -91,8 +91,7 @@ TEST(PgdumpLog, HideVolatileTraceAndRedactedSecrets) {
 }
 
 TEST(PgdumpLog, SeveralFilesMergeInTimeOrder) {
-  test::CommandResult r =
-      dump({kCorpus + "/captures/psql_multi.pgwcap", kCorpus + "/captures/pgbench_simple.pgwcap"});
+  test::CommandResult r = dump({kCorpus + "/captures/psql_multi.pgwcap", kCorpus + "/captures/pgbench_simple.pgwcap"});
   ASSERT_TRUE(r.ok()) << r.describe();
   EXPECT_EQ(r.out, slurp(kCorpus + "/expected/merged.sql"));
   // Timestamps never go backwards across the merged output.
@@ -127,8 +126,9 @@ TEST(PgdumpLog, StatsJsonHasTheFigures) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r.out, slurp(kCorpus + "/expected/pgbench_prepared.stats.json"));
   EXPECT_NE(r.out.find("\"by_kind\":{\"execute\":35,\"query\":2}"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("{\"statement\":\"UPDATE pgbench_accounts SET abalance = abalance + ? WHERE aid = ?\",\"count\":5"),
-            std::string::npos);
+  EXPECT_NE(
+      r.out.find("{\"statement\":\"UPDATE pgbench_accounts SET abalance = abalance + ? WHERE aid = ?\",\"count\":5"),
+      std::string::npos);
 }
 
 // Record boundaries of a capture, read with the library's reader.

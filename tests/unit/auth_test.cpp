@@ -22,9 +22,7 @@ constexpr std::string_view kRfcClientFinal =
     "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
 constexpr std::string_view kRfcServerFinal = "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
 
-Bytes bytes_of(std::string_view s) {
-  return as_bytes(s);
-}
+Bytes bytes_of(std::string_view s) { return as_bytes(s); }
 
 // Decodes the single 'p' frame in `out`.
 Frame only_frame(const Buffer& out) {

@@ -105,9 +105,19 @@ struct OwnedRecord {
   ByteVec value;
 
   explicit OwnedRecord(const CaptureRecord& r)
-      : type(r.type), file_offset(r.file_offset), session_id(r.session_id), ts_ns(r.ts_ns), client(r.client),
-        server(r.server), direction(r.direction), frame_flags(r.frame_flags), frame_kind(r.frame_kind),
-        data(r.data.begin(), r.data.end()), reason(r.reason), key(r.key), value(r.value.begin(), r.value.end()) {}
+      : type(r.type),
+        file_offset(r.file_offset),
+        session_id(r.session_id),
+        ts_ns(r.ts_ns),
+        client(r.client),
+        server(r.server),
+        direction(r.direction),
+        frame_flags(r.frame_flags),
+        frame_kind(r.frame_kind),
+        data(r.data.begin(), r.data.end()),
+        reason(r.reason),
+        key(r.key),
+        value(r.value.begin(), r.value.end()) {}
   bool operator==(const OwnedRecord&) const = default;
 };
 
@@ -284,22 +294,22 @@ TEST(CaptureCrc32, MatchesPortableOnRandomLengths) {
 
 const char* kGolden =
     // header
-    "5047574341500d0a" "0001" "0000" "0000001d" "17979cfe3d85cd15" "00001092" "000b" "6578616d706c6520312e30"
+    "5047574341500d0a 0001 0000 0000001d 17979cfe3d85cd15 00001092 000b 6578616d706c6520312e30"
     "aa270a61"
     // SessionOpen at 45
-    "0000002e" "0001" "0000" "0000000000000001" "17979cfe4215c200" "000d" "31302e302e302e313a35303030"
-    "000d" "31302e302e302e323a35343332" "2da7daa1"
+    "0000002e 0001 0000 0000000000000001 17979cfe4215c200 000d 31302e302e302e313a35303030"
+    "000d 31302e302e302e323a35343332 2da7daa1"
     // Frame F Query at 103
-    "00000026" "0002" "0000" "0000000000000001" "17979cfe480ba300" "00" "03" "00" "0000000f"
-    "51" "0000000e" "53454c45435420313b00" "5641b332"
+    "00000026 0002 0000 0000000000000001 17979cfe480ba300 00 03 00 0000000f"
+    "51 0000000e 53454c45435420313b00 5641b332"
     // Frame B ReadyForQuery at 153
-    "0000001d" "0002" "0000" "0000000000000001" "17979cfe4e018400" "01" "03" "00" "00000006"
-    "5a" "00000005" "49" "58ed5eda"
+    "0000001d 0002 0000 0000000000000001 17979cfe4e018400 01 03 00 00000006"
+    "5a 00000005 49 58ed5eda"
     // SessionMeta at 194
-    "0000001d" "0004" "0000" "0000000000000001" "17979cfe53f76500" "0003" "706964" "00000004" "00003039"
+    "0000001d 0004 0000 0000000000000001 17979cfe53f76500 0003 706964 00000004 00003039"
     "b7bd55b6"
     // SessionClose at 235
-    "00000015" "0003" "0000" "0000000000000001" "17979cfe59ed4600" "0003" "656f66" "5ec7601f";
+    "00000015 0003 0000 0000000000000001 17979cfe59ed4600 0003 656f66 5ec7601f";
 
 constexpr int64_t kT0 = 1700000000000000000;
 
@@ -389,7 +399,7 @@ TEST(CaptureFormat, ReaderDecodesTheGoldenBytes) {
 // Round trips
 
 TEST(CaptureRoundTrip, EveryRecordTypeAndFrameKind) {
-  const ByteVec startup = hex("00030000" "7573657200" "616c69636500" "00");
+  const ByteVec startup = hex("00030000 7573657200 616c69636500 00");
   const ByteVec tls = hex("160301020001fc0303");
   const ByteVec meta_value = hex("00ff00010203");
   const ByteVec empty;
@@ -710,15 +720,15 @@ TEST(CaptureFile, NewerMajorVersionIsUnsupported) {
   EXPECT_EQ(o.open_error->code, Errc::kUnsupported);
   EXPECT_EQ(o.open_error->offset, 8u);
   // Even one whose header is laid out differently after byte 16.
-  ByteVec odd = hex("5047574341500d0a" "0007" "0000" "00000002" "ffff");
+  ByteVec odd = hex("5047574341500d0a 0007 0000 00000002 ffff");
   o = read_all(odd);
   ASSERT_TRUE(o.open_error);
   EXPECT_EQ(o.open_error->code, Errc::kUnsupported);
 }
 
 TEST(CaptureFile, NewerMinorVersionWithLongerHeaderIsRead) {
-  ByteVec file = cat({file_header(1, 3, "future writer", "new header fields"),
-                      record(1, open_payload(5, 6, "c", "s"))});
+  ByteVec file =
+      cat({file_header(1, 3, "future writer", "new header fields"), record(1, open_payload(5, 6, "c", "s"))});
   auto reader = CaptureReader::from_fd(memfd_with(file), true, "minor");
   ASSERT_TRUE(reader.ok()) << reader.error().describe();
   EXPECT_EQ((*reader)->version_minor(), 3);
@@ -757,22 +767,24 @@ TEST(CaptureFile, ImpossibleHeaderFields) {
 // The golden session plus a frame spread over several records, so damage can
 // hit first, middle and last pieces.
 ByteVec multi_record_file() {
-  return write_capture([](CaptureWriter& w) {
-    write_golden_session(w);
-    ByteVec body = bytes_of("0123456789abcdef");
-    Frame a = typed_frame('d', Bytes(body).first(4));
-    a.length = static_cast<uint32_t>(body.size() + 4);
-    a.last = false;
-    Frame b = a;
-    b.body = Bytes(body).subspan(4, 8);
-    b.first = false;
-    Frame c = b;
-    c.body = Bytes(body).subspan(12);
-    c.last = true;
-    ASSERT_TRUE(w.frame(2, 1, Direction::kFrontend, a).ok());
-    ASSERT_TRUE(w.frame(2, 2, Direction::kFrontend, b).ok());
-    ASSERT_TRUE(w.frame(2, 3, Direction::kFrontend, c).ok());
-  }, golden_options());
+  return write_capture(
+      [](CaptureWriter& w) {
+        write_golden_session(w);
+        ByteVec body = bytes_of("0123456789abcdef");
+        Frame a = typed_frame('d', Bytes(body).first(4));
+        a.length = static_cast<uint32_t>(body.size() + 4);
+        a.last = false;
+        Frame b = a;
+        b.body = Bytes(body).subspan(4, 8);
+        b.first = false;
+        Frame c = b;
+        c.body = Bytes(body).subspan(12);
+        c.last = true;
+        ASSERT_TRUE(w.frame(2, 1, Direction::kFrontend, a).ok());
+        ASSERT_TRUE(w.frame(2, 2, Direction::kFrontend, b).ok());
+        ASSERT_TRUE(w.frame(2, 3, Direction::kFrontend, c).ok());
+      },
+      golden_options());
 }
 
 TEST(CaptureDamage, TruncatedAtEveryOffset) {
@@ -796,8 +808,7 @@ TEST(CaptureDamage, TruncatedAtEveryOffset) {
     ASSERT_FALSE(o.open_error) << o.open_error->describe();
     // Every record that ends before the cut, intact.
     size_t complete = 0;
-    while (complete < starts.size() &&
-           (complete + 1 < starts.size() ? starts[complete + 1] : file.size()) <= cut) {
+    while (complete < starts.size() && (complete + 1 < starts.size() ? starts[complete + 1] : file.size()) <= cut) {
       ++complete;
     }
     ASSERT_EQ(o.records.size(), complete);
@@ -850,7 +861,7 @@ TEST(CaptureDamage, FlippedByteAtEveryOffsetIsDetected) {
 TEST(CaptureDamage, ImpossibleLengthIsAnErrorNotAnAllocation) {
   Enc rec;
   rec.u32(0xfffffff0).u16(2).u16(0);
-  ByteVec file = cat({file_header(), record(3, hex("0000000000000001" "0000000000000002" "0000")), rec.b});
+  ByteVec file = cat({file_header(), record(3, hex("0000000000000001 0000000000000002 0000")), rec.b});
   Outcome o = read_all(file);
   ASSERT_EQ(o.records.size(), 1u);
   ASSERT_TRUE(o.error);
@@ -890,10 +901,12 @@ TEST(CaptureCompat, UnknownRecordTypeFromANewerWriterIsSkipped) {
 }
 
 TEST(CaptureCompat, UnknownRecordIsStillChecksummed) {
-  ByteVec file = write_capture([](CaptureWriter& w) {
-    ASSERT_TRUE(w.raw_record(77, as_bytes("payload")).ok());
-    ASSERT_TRUE(w.session_close(1, 2, "bye").ok());
-  }, golden_options());
+  ByteVec file = write_capture(
+      [](CaptureWriter& w) {
+        ASSERT_TRUE(w.raw_record(77, as_bytes("payload")).ok());
+        ASSERT_TRUE(w.session_close(1, 2, "bye").ok());
+      },
+      golden_options());
   file[45 + 8 + 2] ^= std::byte(0x20);  // inside the unknown record's payload
   Outcome o = read_all(file);
   ASSERT_TRUE(o.error);
@@ -932,12 +945,11 @@ TEST(CaptureCompat, KnownTypesWithExtraTrailingPayloadBytesAreAccepted) {
 TEST(CaptureCompat, RecordFlagsAndFrameValuesFromANewerWriter) {
   ByteVec open = open_payload(1, 2, "c", "s");
   ByteVec file = cat({
-      file_header(1, 2),
-      record(1, open, 0x0001),                                          // ignorable flag: read
-      record(1, open, 0x0100),                                          // critical flag: skipped
-      record(2, frame_payload(1, 3, 2, 3, 0, hex("5300000004"))),       // direction 2: skipped
-      record(2, frame_payload(1, 3, 0, 3, 9, hex("5300000004"))),       // frame kind 9: skipped
-      record(2, frame_payload(1, 3, 0, 0x83, 0, hex("5300000004"))),    // reserved frame flag: read
+      file_header(1, 2), record(1, open, 0x0001),                     // ignorable flag: read
+      record(1, open, 0x0100),                                        // critical flag: skipped
+      record(2, frame_payload(1, 3, 2, 3, 0, hex("5300000004"))),     // direction 2: skipped
+      record(2, frame_payload(1, 3, 0, 3, 9, hex("5300000004"))),     // frame kind 9: skipped
+      record(2, frame_payload(1, 3, 0, 0x83, 0, hex("5300000004"))),  // reserved frame flag: read
   });
   Outcome o = read_all(file);
   ASSERT_FALSE(o.error) << o.error->describe();

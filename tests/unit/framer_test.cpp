@@ -29,8 +29,10 @@ Collected collect(Framer& framer, const std::vector<std::byte>& stream, size_t c
       }
       if (r.needs_more()) break;
       const Frame& f = r.frame();
-      if (f.first) out.frames.emplace_back(f);
-      else out.frames.back().body.insert(out.frames.back().body.end(), f.body.begin(), f.body.end());
+      if (f.first)
+        out.frames.emplace_back(f);
+      else
+        out.frames.back().body.insert(out.frames.back().body.end(), f.body.begin(), f.body.end());
     }
   }
   return out;
@@ -38,11 +40,11 @@ Collected collect(Framer& framer, const std::vector<std::byte>& stream, size_t c
 
 // psql's opening: StartupMessage 3.0 user=alice database=db, then Query "SELECT 1;".
 const char* kStartupAndQuery =
-    "00000020" "00030000"
-    "7573657200" "616c69636500"          // user\0alice\0
-    "646174616261736500" "646200"        // database\0db\0
+    "00000020 00030000"
+    "7573657200 616c69636500"    // user\0alice\0
+    "646174616261736500 646200"  // database\0db\0
     "00"
-    "51" "0000000e" "53454c45435420313b00";  // Q len=14 "SELECT 1;\0"
+    "51 0000000e 53454c45435420313b00";  // Q len=14 "SELECT 1;\0"
 
 TEST(Framer, StartupThenQueryAtEverySplit) {
   auto stream = hex(kStartupAndQuery);
@@ -61,10 +63,10 @@ TEST(Framer, StartupThenQueryAtEverySplit) {
 }
 
 TEST(Framer, LengthBelowFourIsAnErrorWithOffset) {
-  auto stream = hex("00000008" "04d2162f" "51" "00000003");
+  auto stream = hex("00000008 04d2162f 51 00000003");
   Framer f(Direction::kFrontend);
   // The startup code 80877103 is SSLRequest: make it a plain startup instead.
-  stream = hex("00000009" "00030000" "00" "51" "00000003");
+  stream = hex("00000009 00030000 00 51 00000003");
   Collected c = collect(f, stream, stream.size());
   ASSERT_TRUE(c.error);
   EXPECT_EQ(c.error->code, Errc::kBadLength);
@@ -75,7 +77,7 @@ TEST(Framer, LargeFrameComesInPieces) {
   FramerOptions opts;
   opts.max_buffered = 16;  // raised to the startup limit internally; use a 20000-byte body
   Framer f(Direction::kBackend, opts);
-  std::vector<std::byte> stream = hex("64" "00004e24");  // CopyData, length 20004
+  std::vector<std::byte> stream = hex("64 00004e24");  // CopyData, length 20004
   stream.resize(5 + 20000, std::byte{'x'});
   Bytes in{stream};
   size_t pieces = 0, body = 0;
@@ -99,7 +101,7 @@ TEST(Framer, LargeFrameComesInPieces) {
 
 TEST(Framer, SslRequestAnsweredNThenStartup) {
   ConnectionFramer conn;
-  auto ssl = hex("00000008" "04d2162f");
+  auto ssl = hex("00000008 04d2162f");
   Bytes in{ssl};
   FrameResult r = conn.next(Direction::kFrontend, in);
   ASSERT_TRUE(r.has_frame());
@@ -110,7 +112,7 @@ TEST(Framer, SslRequestAnsweredNThenStartup) {
   ASSERT_TRUE(r.has_frame());
   EXPECT_EQ(r.frame().kind, FrameKind::kAnswer);
   EXPECT_EQ(r.frame().type, 'N');
-  auto startup = hex("00000009" "00030000" "00");
+  auto startup = hex("00000009 00030000 00");
   Bytes s{startup};
   r = conn.next(Direction::kFrontend, s);
   ASSERT_TRUE(r.has_frame());
@@ -119,7 +121,7 @@ TEST(Framer, SslRequestAnsweredNThenStartup) {
 
 TEST(Framer, BytesAfterSslRequestBeforeAnswerAreRejected) {
   Framer f(Direction::kFrontend);
-  auto stream = hex("00000008" "04d2162f" "00000009" "00030000" "00");
+  auto stream = hex("00000008 04d2162f 00000009 00030000 00");
   Bytes in{stream};
   ASSERT_TRUE(f.next(in).has_frame());
   FrameResult r = f.next(in);

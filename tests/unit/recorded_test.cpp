@@ -18,7 +18,7 @@ struct Replayed {
   std::map<int, std::vector<StatementEvent>> events;  // by connection
   std::map<int, SessionInfo> sessions;
   std::map<int, TrackerStats> stats;
-  std::string log;                                    // text SQL log lines, all connections
+  std::string log;  // text SQL log lines, all connections
 };
 
 Replayed replay(const std::string& name, TrackerOptions opts = {}) {

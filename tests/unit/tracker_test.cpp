@@ -45,8 +45,8 @@ class TrackerHarness {
 Wire ready(char status = 'I') { return W().msg('Z', W().byte(static_cast<uint8_t>(status))); }
 Wire complete(std::string_view tag) { return W().msg('C', W().str(tag)); }
 Wire error(std::string_view sqlstate, std::string_view message) {
-  return W().msg('E', W().byte('S').str("ERROR").byte('V').str("ERROR").byte('C').str(sqlstate).byte('M').str(
-                          message).byte(0));
+  return W().msg(
+      'E', W().byte('S').str("ERROR").byte('V').str("ERROR").byte('C').str(sqlstate).byte('M').str(message).byte(0));
 }
 Wire int_row_description() { return W().msg('T', W().i16(1).str("x").i32(0).i16(0).i32(23).i16(4).i32(-1).i16(0)); }
 Wire data_row(std::string_view v) { return W().msg('D', W().i16(1).value(v)); }
@@ -91,8 +91,13 @@ TEST(Tracker, MultiStatementQueryIsOneEvent) {
   TrackerHarness h;
   login(h);
   h.fe(W().msg('Q', W().str("SELECT 1; SELECT 2")), 1000);
-  h.be(W().append(int_row_description()).append(data_row("1")).append(complete("SELECT 1"))
-           .append(int_row_description()).append(data_row("2")).append(complete("SELECT 1")).append(ready()),
+  h.be(W().append(int_row_description())
+           .append(data_row("1"))
+           .append(complete("SELECT 1"))
+           .append(int_row_description())
+           .append(data_row("2"))
+           .append(complete("SELECT 1"))
+           .append(ready()),
        5000);
   ASSERT_EQ(h.events.size(), 1u);
   const StatementEvent& ev = h.events[0];
@@ -124,8 +129,12 @@ TEST(Tracker, ExtendedResolvesSqlThroughPortalAndStatement) {
            .append(W().msg('D', W().byte('P').str("")))
            .append(execute())
            .append(sync()));
-  h.be(W().msg('1', W()).msg('2', W()).append(int_row_description()).append(data_row("42"))
-           .append(complete("SELECT 1")).append(ready()));
+  h.be(W().msg('1', W())
+           .msg('2', W())
+           .append(int_row_description())
+           .append(data_row("42"))
+           .append(complete("SELECT 1"))
+           .append(ready()));
   ASSERT_EQ(h.events.size(), 1u);
   const StatementEvent& ev = h.events[0];
   EXPECT_EQ(ev.kind, StatementKind::kExecute);
@@ -143,15 +152,32 @@ TEST(Tracker, PipelinedBatchWithErrorSkipsToSync) {
   TrackerHarness h;
   login(h);
   // Batch 1: three statements, the second fails; batch 2 after its own Sync.
-  h.fe(W().append(parse("", "INSERT INTO t VALUES (1)")).append(bind_text("", "", {})).append(execute())
-           .append(parse("", "SELECT 1/0")).append(bind_text("", "", {})).append(execute())
-           .append(parse("", "INSERT INTO t VALUES (3)")).append(bind_text("", "", {})).append(execute())
+  h.fe(W().append(parse("", "INSERT INTO t VALUES (1)"))
+           .append(bind_text("", "", {}))
+           .append(execute())
+           .append(parse("", "SELECT 1/0"))
+           .append(bind_text("", "", {}))
+           .append(execute())
+           .append(parse("", "INSERT INTO t VALUES (3)"))
+           .append(bind_text("", "", {}))
+           .append(execute())
            .append(sync())
-           .append(parse("", "SELECT 4")).append(bind_text("", "", {})).append(execute()).append(sync()));
-  h.be(W().msg('1', W()).msg('2', W()).append(complete("INSERT 0 1"))
-           .msg('1', W()).msg('2', W()).append(error("22012", "division by zero"))
+           .append(parse("", "SELECT 4"))
+           .append(bind_text("", "", {}))
+           .append(execute())
+           .append(sync()));
+  h.be(W().msg('1', W())
+           .msg('2', W())
+           .append(complete("INSERT 0 1"))
+           .msg('1', W())
+           .msg('2', W())
+           .append(error("22012", "division by zero"))
            .append(ready('E'))
-           .msg('1', W()).msg('2', W()).append(data_row("4")).append(complete("SELECT 1")).append(ready()));
+           .msg('1', W())
+           .msg('2', W())
+           .append(data_row("4"))
+           .append(complete("SELECT 1"))
+           .append(ready()));
   ASSERT_EQ(h.events.size(), 4u);
   EXPECT_EQ(h.events[0].sql, "INSERT INTO t VALUES (1)");
   EXPECT_EQ(h.events[0].outcome, Outcome::kOk);
@@ -167,7 +193,9 @@ TEST(Tracker, PipelinedBatchWithErrorSkipsToSync) {
 TEST(Tracker, ErrorBeforeTheClientSentSyncDiscardsLaterMessages) {
   TrackerHarness h;
   login(h);
-  h.fe(W().append(parse("", "SELECT 1/0")).append(bind_text("", "", {})).append(execute())
+  h.fe(W().append(parse("", "SELECT 1/0"))
+           .append(bind_text("", "", {}))
+           .append(execute())
            .append(W().msg('H', W())));  // Flush, no Sync yet
   h.be(W().msg('1', W()).msg('2', W()).append(error("22012", "division by zero")));
   h.fe(W().append(parse("", "SELECT 2")).append(bind_text("", "", {})).append(execute()).append(sync()));
@@ -181,10 +209,19 @@ TEST(Tracker, ErrorBeforeTheClientSentSyncDiscardsLaterMessages) {
 TEST(Tracker, PortalSuspendedThenResumed) {
   TrackerHarness h;
   login(h);
-  h.fe(W().append(parse("", "SELECT generate_series(1,3)")).append(bind_text("c1", "", {}))
-           .append(execute("c1", 2)).append(execute("c1", 2)).append(sync()));
-  h.be(W().msg('1', W()).msg('2', W()).append(data_row("1")).append(data_row("2")).msg('s', W())
-           .append(data_row("3")).append(complete("SELECT 1")).append(ready()));
+  h.fe(W().append(parse("", "SELECT generate_series(1,3)"))
+           .append(bind_text("c1", "", {}))
+           .append(execute("c1", 2))
+           .append(execute("c1", 2))
+           .append(sync()));
+  h.be(W().msg('1', W())
+           .msg('2', W())
+           .append(data_row("1"))
+           .append(data_row("2"))
+           .msg('s', W())
+           .append(data_row("3"))
+           .append(complete("SELECT 1"))
+           .append(ready()));
   ASSERT_EQ(h.events.size(), 2u);
   EXPECT_EQ(h.events[0].tag, "SUSPENDED");
   EXPECT_EQ(h.events[0].rows, 2u);
@@ -210,7 +247,8 @@ TEST(Tracker, AsynchronousMessagesDoNotDisturbMatching) {
   h.be(W().msg('N', W().byte('S').str("NOTICE").byte('C').str("00000").byte('M').str("hi").byte(0))
            .msg('S', W().str("application_name").str("x"))
            .msg('A', W().i32(7).str("chan").str("payload"))
-           .append(complete("SET")).append(ready()));
+           .append(complete("SET"))
+           .append(ready()));
   ASSERT_EQ(h.events.size(), 1u);
   EXPECT_EQ(h.events[0].tag, "SET");
   EXPECT_FALSE(h.events[0].rows);
@@ -232,8 +270,11 @@ TEST(Tracker, FrontendOnlyEmitsAtRequestTime) {
   opts.frontend_only = true;
   TrackerHarness h(opts);
   h.fe(W().startup({{"user", "bob"}}));
-  h.fe(W().msg('Q', W().str("SELECT 1")).append(parse("", "SELECT $1")).append(bind_text("", "", {"7"}))
-           .append(execute()).append(sync()));
+  h.fe(W().msg('Q', W().str("SELECT 1"))
+           .append(parse("", "SELECT $1"))
+           .append(bind_text("", "", {"7"}))
+           .append(execute())
+           .append(sync()));
   ASSERT_EQ(h.events.size(), 2u);
   EXPECT_EQ(h.events[0].outcome, Outcome::kUnknown);
   EXPECT_EQ(h.events[1].sql, "SELECT $1");
@@ -301,7 +342,10 @@ TEST(Tracker, RowsDigestDependsOnRowsNotOnChunking) {
     login(h);
     h.fe(W().msg('Q', W().str("SELECT x FROM t")));
     h.send(Direction::kBackend,
-           W().append(int_row_description()).append(data_row(a)).append(data_row(b)).append(complete("SELECT 2"))
+           W().append(int_row_description())
+               .append(data_row(a))
+               .append(data_row(b))
+               .append(complete("SELECT 2"))
                .append(ready()),
            0, chunk);
     EXPECT_EQ(h.events.size(), 1u);

@@ -51,8 +51,7 @@ class Wire {
     b_.insert(b_.end(), body.b_.begin(), body.b_.end());
     return *this;
   }
-  Wire& startup(std::initializer_list<std::pair<std::string_view, std::string_view>> params,
-                int64_t code = 196608) {
+  Wire& startup(std::initializer_list<std::pair<std::string_view, std::string_view>> params, int64_t code = 196608) {
     Wire body;
     body.i32(code);
     for (auto [k, v] : params) body.str(k).str(v);

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "pgwire/capture_merge.hpp"
 #include "pgwire/session_monitor.hpp"
@@ -218,8 +218,8 @@ int main(int argc, char** argv) {
   };
   cb.error = [&](const SessionInfo& s, const Error& e) {
     ++framing_errors;
-    std::fprintf(stderr, "pgdump-log: %s: session %llu: cannot frame the stream: %s\n",
-                 reader.current_file().c_str(), static_cast<unsigned long long>(s.session_id), e.describe().c_str());
+    std::fprintf(stderr, "pgdump-log: %s: session %llu: cannot frame the stream: %s\n", reader.current_file().c_str(),
+                 static_cast<unsigned long long>(s.session_id), e.describe().c_str());
   };
   CaptureDecoder decoder(TrackerOptions{}, cb);
 

@@ -63,10 +63,10 @@ void Report::frame(Direction dir, const Frame& f) {
   switch (f.kind) {
     case FrameKind::kStartup: {
       uint32_t code = f.startup_code();
-      name = code == kSslRequestCode       ? "SSLRequest"
-             : code == kGssEncRequestCode  ? "GSSENCRequest"
-             : code == kCancelRequestCode  ? "CancelRequest"
-                                           : "StartupMessage";
+      name = code == kSslRequestCode      ? "SSLRequest"
+             : code == kGssEncRequestCode ? "GSSENCRequest"
+             : code == kCancelRequestCode ? "CancelRequest"
+                                          : "StartupMessage";
       break;
     }
     case FrameKind::kAnswer: name = "EncryptionAnswer"; break;
@@ -99,12 +99,13 @@ void put_line(std::string& out, fmt::format_string<Args...> f, Args&&... args) {
 std::string Report::text(size_t top_n) const {
   std::string out;
   put_line(out, "Sessions: {}  (span {:.3f} s, median duration {:.3f} ms, max {:.3f} ms)", sessions_,
-       static_cast<double>(last_ns_ - first_ns_) / 1e9, ms(session_durations_.percentile_ns(50)),
-       ms(session_durations_.max_ns()));
-  for (auto [title, map] : {std::pair{"user", &by_user_}, std::pair{"database", &by_database_},
-                            std::pair{"client", &by_client_}}) {
+           static_cast<double>(last_ns_ - first_ns_) / 1e9, ms(session_durations_.percentile_ns(50)),
+           ms(session_durations_.max_ns()));
+  for (auto [title, map] :
+       {std::pair{"user", &by_user_}, std::pair{"database", &by_database_}, std::pair{"client", &by_client_}}) {
     put_line(out, "  by {}:", title);
-    for (const auto& [k, g] : *map) put_line(out, "    {:<30} {:>8} sessions  {:>12.3f} s", k, g.sessions, g.total_ns / 1e9);
+    for (const auto& [k, g] : *map)
+      put_line(out, "    {:<30} {:>8} sessions  {:>12.3f} s", k, g.sessions, g.total_ns / 1e9);
   }
   out += '\n';
   put_line(out, "Messages:");
@@ -126,20 +127,20 @@ std::string Report::text(size_t top_n) const {
   const LatencyHistogram& all = statements_.overall();
   if (all.count() > 0) {
     put_line(out, "Latency (ms), {} statements with a known duration: p50 {:.3f}  p95 {:.3f}  p99 {:.3f}  max {:.3f}",
-         all.count(), ms(all.percentile_ns(50)), ms(all.percentile_ns(95)), ms(all.percentile_ns(99)),
-         ms(all.max_ns()));
+             all.count(), ms(all.percentile_ns(50)), ms(all.percentile_ns(95)), ms(all.percentile_ns(99)),
+             ms(all.max_ns()));
   } else {
     put_line(out, "Latency: unknown (no backend frames in the capture)");
   }
   out += '\n';
   put_line(out, "Top {} statements by count:", top_n);
-  put_line(out, "  {:>10} {:>8} {:>10} {:>10} {:>10} {:>10}  {}", "count", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms",
-       "statement");
+  put_line(out, "  {:>10} {:>8} {:>10} {:>10} {:>10} {:>10}  {}", "count", "errors", "p50 ms", "p95 ms", "p99 ms",
+           "max ms", "statement");
   auto row = [&](const StatementAggregate* a) {
     const LatencyHistogram& h = a->latency;
     if (h.count() > 0) {
-      put_line(out, "  {:>10} {:>8} {:>10.3f} {:>10.3f} {:>10.3f} {:>10.3f}  {}", a->count, a->errors, ms(h.percentile_ns(50)),
-           ms(h.percentile_ns(95)), ms(h.percentile_ns(99)), ms(h.max_ns()), a->text);
+      put_line(out, "  {:>10} {:>8} {:>10.3f} {:>10.3f} {:>10.3f} {:>10.3f}  {}", a->count, a->errors,
+               ms(h.percentile_ns(50)), ms(h.percentile_ns(95)), ms(h.percentile_ns(99)), ms(h.max_ns()), a->text);
     } else {
       put_line(out, "  {:>10} {:>8} {:>10} {:>10} {:>10} {:>10}  {}", a->count, a->errors, "-", "-", "-", "-", a->text);
     }
@@ -151,8 +152,8 @@ std::string Report::text(size_t top_n) const {
   for (const StatementAggregate* a : statements_.top_by_time(top_n)) {
     const LatencyHistogram& h = a->latency;
     if (h.count() == 0) continue;
-    put_line(out, "  {:>12.3f} {:>10} {:>10.3f}  {}", ms(h.sum_ns()), a->count, ms(h.sum_ns()) / static_cast<double>(h.count()),
-         a->text);
+    put_line(out, "  {:>12.3f} {:>10} {:>10.3f}  {}", ms(h.sum_ns()), a->count,
+             ms(h.sum_ns()) / static_cast<double>(h.count()), a->text);
   }
   return out;
 }
@@ -180,10 +181,11 @@ std::string Report::json(size_t top_n) const {
   };
   auto hist = [&](const LatencyHistogram& h) {
     if (h.count() == 0) return std::string("null");
-    return fmt::format("{{\"count\":{},\"p50_ms\":{:.3f},\"p95_ms\":{:.3f},\"p99_ms\":{:.3f},\"max_ms\":{:.3f},"
-                       "\"total_ms\":{:.3f}}}",
-                       h.count(), ms(h.percentile_ns(50)), ms(h.percentile_ns(95)), ms(h.percentile_ns(99)),
-                       ms(h.max_ns()), ms(h.sum_ns()));
+    return fmt::format(
+        "{{\"count\":{},\"p50_ms\":{:.3f},\"p95_ms\":{:.3f},\"p99_ms\":{:.3f},\"max_ms\":{:.3f},"
+        "\"total_ms\":{:.3f}}}",
+        h.count(), ms(h.percentile_ns(50)), ms(h.percentile_ns(95)), ms(h.percentile_ns(99)), ms(h.max_ns()),
+        ms(h.sum_ns()));
   };
   auto list = [&](const std::vector<const StatementAggregate*>& v) {
     std::string s = "[";
@@ -193,10 +195,11 @@ std::string Report::json(size_t top_n) const {
     }
     return s + "]";
   };
-  out += fmt::format("{{\"sessions\":{{\"count\":{},\"span_s\":{:.6f},\"duration\":{},\"by_user\":{},"
-                     "\"by_database\":{},\"by_client\":{}}}",
-                     sessions_, (last_ns_ - first_ns_) / 1e9, hist(session_durations_), groups(by_user_),
-                     groups(by_database_), groups(by_client_));
+  out += fmt::format(
+      "{{\"sessions\":{{\"count\":{},\"span_s\":{:.6f},\"duration\":{},\"by_user\":{},"
+      "\"by_database\":{},\"by_client\":{}}}",
+      sessions_, (last_ns_ - first_ns_) / 1e9, hist(session_durations_), groups(by_user_), groups(by_database_),
+      groups(by_client_));
   out += fmt::format(",\"messages\":{{\"frontend\":{},\"backend\":{}}}", counts(frontend_messages_),
                      counts(backend_messages_));
   out += fmt::format(",\"statements\":{{\"by_kind\":{},\"by_outcome\":{},\"latency\":{}}}", counts(by_kind_),

@@ -81,9 +81,7 @@ class OpReader {
   bool bad_ = false;
 };
 
-size_t count_lines(std::string_view s) {
-  return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
-}
+size_t count_lines(std::string_view s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 
 }  // namespace
 

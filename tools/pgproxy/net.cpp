@@ -18,9 +18,7 @@
 
 namespace pgproxy {
 
-std::string errno_text(int err) {
-  return std::strerror(err);
-}
+std::string errno_text(int err) { return std::strerror(err); }
 
 std::optional<HostPort> parse_host_port(std::string_view text, std::string_view default_port, std::string& error) {
   HostPort hp;
@@ -155,13 +153,11 @@ void set_nodelay(int fd, int family) {
 
 namespace {
 
-int stream_protocol(int family) {
-  return family == AF_UNIX ? 0 : IPPROTO_TCP;
-}
+int stream_protocol(int family) { return family == AF_UNIX ? 0 : IPPROTO_TCP; }
 
 // A Unix socket file left by a process that died: nothing accepts on it.
 bool stale_unix_socket(const SocketAddress& addr) {
-  struct stat st{};
+  struct stat st {};
   if (lstat(unix_path(addr).c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
@@ -222,7 +218,8 @@ int connect_nonblocking(const SocketAddress& addr, bool& in_progress, int& err) 
   set_nodelay(fd, addr.family());
   if (connect(fd, addr.get(), addr.length) == 0) return fd;
   // A Unix socket connects at once or not at all (EAGAIN: the server's backlog is full).
-  if ((errno == EINPROGRESS || errno == EINTR) && addr.family() != AF_UNIX) {  // EINTR: the connect continues asynchronously
+  if ((errno == EINPROGRESS || errno == EINTR) &&
+      addr.family() != AF_UNIX) {  // EINTR: the connect continues asynchronously
     in_progress = true;
     return fd;
   }

@@ -39,9 +39,7 @@ std::vector<SocketAddress> resolve(const HostPort& hp, bool passive, std::string
 // "127.0.0.1:5432", "[::1]:5432", a Unix socket's path, or "[local]" for an
 // unnamed Unix socket (a client's end; PostgreSQL's own word for it).
 std::string format_address(const sockaddr* addr, socklen_t length);
-inline std::string format_address(const SocketAddress& a) {
-  return format_address(a.get(), a.length);
-}
+inline std::string format_address(const SocketAddress& a) { return format_address(a.get(), a.length); }
 
 // A listening socket (SO_REUSEADDR, IPV6_V6ONLY, non-blocking); -1 and `error` on failure.
 // A Unix socket is created mode 0777 like PostgreSQL's; a stale socket file that

@@ -52,14 +52,10 @@ void raise_fd_limit(uint64_t max_connections) {
 
 const char* signal_name(uint32_t sig) {
   switch (sig) {
-    case SIGINT:
-      return "SIGINT";
-    case SIGTERM:
-      return "SIGTERM";
-    case SIGHUP:
-      return "SIGHUP";
-    default:
-      return "signal";
+    case SIGINT: return "SIGINT";
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    default: return "signal";
   }
 }
 
@@ -289,12 +285,8 @@ int Proxy::loop() {
           }
           break;
         }
-        case SlotKind::kWake:
-          writer_->clear_wake();
-          break;
-        case SlotKind::kListener:
-          accept_from(pfds_[i].fd, now);
-          break;
+        case SlotKind::kWake: writer_->clear_wake(); break;
+        case SlotKind::kListener: accept_from(pfds_[i].fd, now); break;
         case SlotKind::kClient:
           if (!slot.session->done()) slot.session->on_client_event(re);
           break;

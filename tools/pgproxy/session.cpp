@@ -119,8 +119,7 @@ short Session::client_events(bool throttled) {
       ev |= POLLIN;  // read and discard until EOF
       break;
     case Phase::kDraining:
-    case Phase::kDone:
-      break;
+    case Phase::kDone: break;
   }
   return ev;
 }
@@ -179,9 +178,7 @@ void Session::on_timer(int64_t now_ms) {
   if (deadline_ms_ == 0 || now_ms < deadline_ms_) return;
   deadline_ms_ = 0;
   switch (phase_) {
-    case Phase::kStartup:
-      finish("no startup packet within the timeout");
-      break;
+    case Phase::kStartup: finish("no startup packet within the timeout"); break;
     case Phase::kForwarding:
       if (upstream_ == Upstream::kConnecting) {
         close_fd(server_fd_);
@@ -192,11 +189,8 @@ void Session::on_timer(int64_t now_ms) {
     case Phase::kDraining:
       finish(close_reason_.empty() ? "timed out flushing" : close_reason_ + " (flush timed out)");
       break;
-    case Phase::kLinger:
-      finish(close_reason_);
-      break;
-    case Phase::kDone:
-      break;
+    case Phase::kLinger: finish(close_reason_); break;
+    case Phase::kDone: break;
   }
 }
 
@@ -618,9 +612,7 @@ void Session::finish(std::string_view reason) {
   tracker_.reset();
 }
 
-void Session::abort(std::string_view reason) {
-  finish(reason);
-}
+void Session::abort(std::string_view reason) { finish(reason); }
 
 void Session::capture_reopened() {
   if (!capturing_ || done()) return;

@@ -89,8 +89,7 @@ class DryRun {
       decoder_->on_record(synthetic_answer(rec.session_id, rec.ts_ns));
     if (rec.type != pgwire::CaptureRecordType::kSessionClose) decoder_->on_record(rec);
     switch (rec.type) {
-      case pgwire::CaptureRecordType::kSessionOpen:
-        return;
+      case pgwire::CaptureRecordType::kSessionOpen: return;
       case pgwire::CaptureRecordType::kSessionMeta:
         s.model.on_meta(rec.key, rec.value);
         if (s.model.has_backend_key()) pids_[s.model.backend_pid()] = rec.session_id;
@@ -100,8 +99,7 @@ class DryRun {
         end_line(rec.session_id, s, rec.ts_ns, rec.reason);
         sessions_.erase(rec.session_id);
         return;
-      case pgwire::CaptureRecordType::kFrame:
-        break;
+      case pgwire::CaptureRecordType::kFrame: break;
     }
     auto pf = s.model.on_frame(rec);
     if (s.model.has_backend_key()) pids_[s.model.backend_pid()] = rec.session_id;

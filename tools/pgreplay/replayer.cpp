@@ -53,9 +53,7 @@ int64_t mono_ns() {
 }
 
 volatile sig_atomic_t g_interrupted = 0;
-void on_signal(int) {
-  g_interrupted = 1;
-}
+void on_signal(int) { g_interrupted = 1; }
 
 constexpr size_t kReadChunk = 64u << 10;
 // Released bytes a session may have waiting for the socket before it stops
@@ -75,13 +73,9 @@ constexpr int64_t kMaxCancelGap = 1'000'000'000;
 // Connections refused in a row, with none open, after which the target counts as gone.
 constexpr int kRefusedToGiveUp = 3;
 
-bool is_sync_like(uint8_t t) {
-  return t == 'Q' || t == 'S' || t == 'F';
-}
+bool is_sync_like(uint8_t t) { return t == 'Q' || t == 'S' || t == 'F'; }
 
-std::string errno_text(int e) {
-  return std::strerror(e);
-}
+std::string errno_text(int e) { return std::strerror(e); }
 
 // Roughly what a queued statement event costs, for the read-ahead budget.
 size_t event_bytes(const StatementEvent& ev) {
@@ -332,8 +326,7 @@ void Replayer::on_record(const CaptureRecord& rec, int64_t now) {
       }
       return;
     }
-    case CaptureRecordType::kFrame:
-      break;
+    case CaptureRecordType::kFrame: break;
   }
   Session& s = session_for(rec.session_id, rec.ts_ns);
   if (decoder_) {
@@ -822,8 +815,7 @@ void Replayer::on_backend_frame(Session& s, const Frame& f, int64_t now) {
         s.state = State::kRunning;
         s.unblocked_at = now;
         return;
-      default:
-        return;  // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
+      default: return;  // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
     }
   }
   if (s.state != State::kRunning) return;
@@ -838,9 +830,7 @@ void Replayer::on_backend_frame(Session& s, const Frame& f, int64_t now) {
       s.matcher.received('G');
       return;
     case 'H':
-    case 'W':
-      s.matcher.received(static_cast<char>(t));
-      return;
+    case 'W': s.matcher.received(static_cast<char>(t)); return;
     case 'E': {
       if (!f.last) return;
       auto e = pgwire::be::ErrorResponse::decode(f.body, f.offset);
@@ -848,8 +838,7 @@ void Replayer::on_backend_frame(Session& s, const Frame& f, int64_t now) {
         s.fatal = fmt::format("{} {}: {}", e->severity(), e->sqlstate(), e->message());
       return;
     }
-    default:
-      return;
+    default: return;
   }
 }
 

@@ -20,9 +20,7 @@ namespace {
 constexpr size_t kFailedExamples = 20;
 constexpr size_t kMaxValueShown = 200;
 
-std::string ms(int64_t ns) {
-  return fmt::format("{:.3f}", static_cast<double>(ns) / 1e6);
-}
+std::string ms(int64_t ns) { return fmt::format("{:.3f}", static_cast<double>(ns) / 1e6); }
 
 std::string one_line(std::string_view s) {
   std::string out;
@@ -63,9 +61,7 @@ std::string params_text(const std::vector<pgwire::StatementParam>& params) {
 
 }  // namespace
 
-std::string format_params(const std::vector<pgwire::StatementParam>& params) {
-  return params_text(params);
-}
+std::string format_params(const std::vector<pgwire::StatementParam>& params) { return params_text(params); }
 
 std::string describe_outcome(const StatementEvent& ev) {
   switch (ev.outcome) {
@@ -76,12 +72,9 @@ std::string describe_outcome(const StatementEvent& ev) {
       if (ev.rows || ev.rows_digest) s += ")";
       return s;
     }
-    case Outcome::kError:
-      return fmt::format("ERROR {} {}", ev.sqlstate, one_line(ev.error_message));
-    case Outcome::kNotExecuted:
-      return "not executed (an earlier error in its batch)";
-    case Outcome::kUnknown:
-      return "no outcome (connection ended)";
+    case Outcome::kError: return fmt::format("ERROR {} {}", ev.sqlstate, one_line(ev.error_message));
+    case Outcome::kNotExecuted: return "not executed (an earlier error in its batch)";
+    case Outcome::kUnknown: return "no outcome (connection ended)";
   }
   return "?";
 }
@@ -118,9 +111,7 @@ Report::Report(const ReplayOptions& opts) : opts_(opts), stats_(5000) {
   for (const std::string& re : opts.ignore) (void)ignore_.add(re, nullptr);
 }
 
-uint64_t Report::sessions_total() const {
-  return sessions_ok_ + sessions_failed_ + sessions_skipped_;
-}
+uint64_t Report::sessions_total() const { return sessions_ok_ + sessions_failed_ + sessions_skipped_; }
 
 void Report::session_failed(const SessionLabel& who, const std::string& reason) {
   ++sessions_failed_;
@@ -152,9 +143,7 @@ void Report::frame_sent(int64_t lag_ns, int64_t dispatch_ns, bool scheduled) {
 void Report::replay_statement(const StatementEvent& ev) {
   ++statements_;
   switch (ev.outcome) {
-    case Outcome::kOk:
-      ++st_ok_;
-      break;
+    case Outcome::kOk: ++st_ok_; break;
     case Outcome::kError: {
       ++st_error_;
       ErrorCount& e = errors_[ev.sqlstate.empty() ? std::string("?????") : ev.sqlstate];
@@ -162,12 +151,8 @@ void Report::replay_statement(const StatementEvent& ev) {
       if (e.example.empty()) e.example = ev.error_message;
       break;
     }
-    case Outcome::kNotExecuted:
-      ++st_not_executed_;
-      break;
-    case Outcome::kUnknown:
-      ++st_unknown_;
-      break;
+    case Outcome::kNotExecuted: ++st_not_executed_; break;
+    case Outcome::kUnknown: ++st_unknown_; break;
   }
   if (ev.outcome != Outcome::kNotExecuted) {
     const int64_t d = ev.end_ns > 0 && ev.end_ns >= ev.start_ns ? ev.end_ns - ev.start_ns : -1;
@@ -214,10 +199,11 @@ void Report::matched(const SessionLabel& who, uint64_t index, const StatementEve
   }
   ++compared_;
   if (captured.outcome != replayed.outcome) {
-    diverged(who, index,
-             fmt::format("outcome: {} in the capture, {} in the replay", pgwire::statement_outcome_name(captured.outcome),
-                         pgwire::statement_outcome_name(replayed.outcome)),
-             captured, &replayed);
+    diverged(
+        who, index,
+        fmt::format("outcome: {} in the capture, {} in the replay", pgwire::statement_outcome_name(captured.outcome),
+                    pgwire::statement_outcome_name(replayed.outcome)),
+        captured, &replayed);
     return;
   }
   if (captured.outcome == Outcome::kOk) {

@@ -13,12 +13,8 @@ using pgwire::FrameKind;
 
 namespace {
 
-bool is_copy_frame(uint8_t t) {
-  return t == 'd' || t == 'c' || t == 'f';
-}
-bool is_sync_like(uint8_t t) {
-  return t == 'Q' || t == 'S' || t == 'F';
-}
+bool is_copy_frame(uint8_t t) { return t == 'd' || t == 'c' || t == 'f'; }
+bool is_sync_like(uint8_t t) { return t == 'Q' || t == 'S' || t == 'F'; }
 
 }  // namespace
 
@@ -139,16 +135,12 @@ std::optional<PlannedFrame> SessionModel::on_frame(const CaptureRecord& rec) {
   }
   awaiting_answer_ = false;
   switch (rec.frame_kind) {
-    case FrameKind::kStartup:
-      on_startup_packet(rec);
-      return std::nullopt;
+    case FrameKind::kStartup: on_startup_packet(rec); return std::nullopt;
     case FrameKind::kOpaque:
       if (kind_ == Kind::kStartup || kind_ == Kind::kUnknown) kind_ = Kind::kEncrypted;
       return std::nullopt;
-    case FrameKind::kAnswer:
-      return std::nullopt;
-    case FrameKind::kTyped:
-      break;
+    case FrameKind::kAnswer: return std::nullopt;
+    case FrameKind::kTyped: break;
   }
   if (kind_ != Kind::kStartup) return std::nullopt;
   if (rec.first()) {

@@ -20,12 +20,8 @@ namespace pgwire {
 
 using Bytes = std::span<const std::byte>;
 
-inline Bytes as_bytes(std::string_view s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
-inline std::string_view as_string_view(Bytes b) {
-  return {reinterpret_cast<const char*>(b.data()), b.size()};
-}
+inline Bytes as_bytes(std::string_view s) { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
+inline std::string_view as_string_view(Bytes b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
 inline uint16_t load_be16(const std::byte* p) {
   return static_cast<uint16_t>((std::to_integer<uint16_t>(p[0]) << 8) | std::to_integer<uint16_t>(p[1]));
@@ -34,9 +30,7 @@ inline uint32_t load_be32(const std::byte* p) {
   return (std::to_integer<uint32_t>(p[0]) << 24) | (std::to_integer<uint32_t>(p[1]) << 16) |
          (std::to_integer<uint32_t>(p[2]) << 8) | std::to_integer<uint32_t>(p[3]);
 }
-inline uint64_t load_be64(const std::byte* p) {
-  return (static_cast<uint64_t>(load_be32(p)) << 32) | load_be32(p + 4);
-}
+inline uint64_t load_be64(const std::byte* p) { return (static_cast<uint64_t>(load_be32(p)) << 32) | load_be32(p + 4); }
 inline void store_be16(std::byte* p, uint16_t v) {
   p[0] = std::byte(v >> 8);
   p[1] = std::byte(v & 0xff);
@@ -88,7 +82,7 @@ class Reader {
     return {start, len};
   }
   Bytes bytes(size_t n);
-  Bytes rest();                // everything left
+  Bytes rest();  // everything left
   // Int32 length + bytes, -1 meaning NULL.
   std::optional<Bytes> nullable_bytes();
 

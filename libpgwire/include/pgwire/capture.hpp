@@ -64,7 +64,7 @@ struct CaptureRecord {
   CaptureRecordType type = CaptureRecordType::kFrame;
   uint64_t file_offset = 0;  // where the record starts in the file
   uint64_t session_id = 0;
-  int64_t ts_ns = 0;         // nanoseconds since the Unix epoch
+  int64_t ts_ns = 0;  // nanoseconds since the Unix epoch
 
   // kSessionOpen
   std::string_view client;
@@ -86,11 +86,11 @@ struct CaptureRecord {
 };
 
 struct CaptureWriterOptions {
-  bool redact_secrets = true;     // store frontend 'p' frames (password, SASL, GSS) as header only
-  size_t buffer_size = 1 << 20;   // bytes buffered before a write(2)
-  uint32_t creator_pid = 0;       // informational, goes into the header
-  std::string creator;            // e.g. "pgproxy 0.1.0"; cut to 65535 bytes
-  int64_t created_ns = 0;         // header creation time; 0 = now
+  bool redact_secrets = true;    // store frontend 'p' frames (password, SASL, GSS) as header only
+  size_t buffer_size = 1 << 20;  // bytes buffered before a write(2)
+  uint32_t creator_pid = 0;      // informational, goes into the header
+  std::string creator;           // e.g. "pgproxy 0.1.0"; cut to 65535 bytes
+  int64_t created_ns = 0;        // header creation time; 0 = now
 };
 
 class CaptureWriter {
@@ -115,8 +115,8 @@ class CaptureWriter {
   // is written, the writer stays usable); kIo from write(2), after which every
   // call returns that error. The destructor flushes but cannot report: call
   // close() to learn whether everything reached the file.
-  Status flush();  // write(2) what is buffered; no fsync
-  Status close();  // flush, then close the descriptor if owned
+  Status flush();                  // write(2) what is buffered; no fsync
+  Status close();                  // flush, then close the descriptor if owned
   uint64_t bytes_written() const;  // header and records so far, buffered ones included
 
  private:
@@ -146,7 +146,7 @@ class CaptureReader {
   // Size of the read buffer: grows to the largest record read, never beyond
   // kCaptureFileHeaderFixedSize + kMaxCaptureReadLength.
   size_t buffer_capacity() const;
-  uint64_t offset() const;           // bytes consumed so far; after an error, where the bad record starts
+  uint64_t offset() const;  // bytes consumed so far; after an error, where the bad record starts
   uint64_t skipped_records() const;
   const std::string& name() const;
 

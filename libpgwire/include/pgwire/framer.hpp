@@ -24,18 +24,18 @@
 namespace pgwire {
 
 enum class FrameKind : uint8_t {
-  kTyped,     // Byte1 type + Int32 length + body
-  kStartup,   // Int32 length + Int32 code + rest: startup, SSL/GSSENC/cancel request
-  kAnswer,    // the server's one-byte answer to SSLRequest ('S'/'N') or GSSENCRequest ('G'/'N')
-  kOpaque,    // bytes of an encrypted stream (TLS or GSS) that cannot be framed
+  kTyped,    // Byte1 type + Int32 length + body
+  kStartup,  // Int32 length + Int32 code + rest: startup, SSL/GSSENC/cancel request
+  kAnswer,   // the server's one-byte answer to SSLRequest ('S'/'N') or GSSENCRequest ('G'/'N')
+  kOpaque,   // bytes of an encrypted stream (TLS or GSS) that cannot be framed
 };
 
 struct Frame {
   FrameKind kind = FrameKind::kTyped;
-  uint8_t type = 0;       // typed: type byte; answer: the byte; opaque: 0
-  uint32_t length = 0;    // the wire length field (counts itself); 0 for answer and opaque
-  Bytes body;             // this piece of the body: the bytes after the length field
-  uint64_t offset = 0;    // stream offset of the frame's first byte
+  uint8_t type = 0;          // typed: type byte; answer: the byte; opaque: 0
+  uint32_t length = 0;       // the wire length field (counts itself); 0 for answer and opaque
+  Bytes body;                // this piece of the body: the bytes after the length field
+  uint64_t offset = 0;       // stream offset of the frame's first byte
   uint32_t body_offset = 0;  // where this piece starts within the body
   bool first = true;
   bool last = true;
@@ -135,7 +135,7 @@ class Framer {
     kAwaitAnswer,  // frontend: sent SSL/GSSENC request, no bytes allowed; backend: one answer byte next
     kTyped,
     kOpaque,
-    kClosed,       // frontend after CancelRequest: nothing may follow
+    kClosed,  // frontend after CancelRequest: nothing may follow
     kFailed,
   };
 
@@ -151,16 +151,16 @@ class Framer {
   Direction dir_;
   FramerOptions opts_;
   State state_;
-  uint64_t offset_ = 0;           // stream offset of the next byte to consume
-  uint64_t frame_offset_ = 0;     // stream offset of the current frame
-  std::byte header_[8];           // type+length (5) or length+code (8)
+  uint64_t offset_ = 0;        // stream offset of the next byte to consume
+  uint64_t frame_offset_ = 0;  // stream offset of the current frame
+  std::byte header_[8];        // type+length (5) or length+code (8)
   size_t header_have_ = 0;
   uint8_t type_ = 0;
   uint32_t length_ = 0;
   uint32_t awaited_ = kSslRequestCode;  // backend: the request whose answer comes next
-  bool streaming_ = false;        // returning a large frame in pieces
-  uint32_t body_done_ = 0;        // body bytes already returned or buffered
-  std::vector<std::byte> buf_;    // body of a frame that arrived in several chunks
+  bool streaming_ = false;              // returning a large frame in pieces
+  uint32_t body_done_ = 0;              // body bytes already returned or buffered
+  std::vector<std::byte> buf_;          // body of a frame that arrived in several chunks
   Error error_{Errc::kBadValue, 0, {}};
 };
 

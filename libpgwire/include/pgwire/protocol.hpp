@@ -57,8 +57,8 @@ enum class BackendType : char {
 };
 
 // Codes of the untyped startup-phase packets.
-inline constexpr uint32_t kProtocol30 = 196608;       // 3 << 16 | 0
-inline constexpr uint32_t kProtocol32 = 196610;       // 3 << 16 | 2
+inline constexpr uint32_t kProtocol30 = 196608;  // 3 << 16 | 0
+inline constexpr uint32_t kProtocol32 = 196610;  // 3 << 16 | 2
 inline constexpr uint32_t kCancelRequestCode = 80877102;
 inline constexpr uint32_t kSslRequestCode = 80877103;
 inline constexpr uint32_t kGssEncRequestCode = 80877104;

@@ -58,8 +58,7 @@ class CaptureDecoder {
     ConnectionTracker::Sink event;  // a statement event
     // Every frame as re-framed from the capture, with the 'p' kind known at
     // that point; redacted frames come with redacted = true and no body.
-    std::function<void(const SessionInfo&, Direction, const Frame&, int64_t ts_ns, PasswordKind, bool redacted)>
-        frame;
+    std::function<void(const SessionInfo&, Direction, const Frame&, int64_t ts_ns, PasswordKind, bool redacted)> frame;
     std::function<void(const SessionInfo&, int64_t ts_ns, std::string_view server)> session_open;
     std::function<void(const SessionInfo&, int64_t ts_ns, std::string_view reason)> session_close;
     // A session's stream could not be framed; the session is ignored from there.

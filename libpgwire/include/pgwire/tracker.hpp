@@ -66,20 +66,20 @@ const char* statement_outcome_name(Outcome o);
 
 struct StatementEvent {
   StatementKind kind = StatementKind::kQuery;
-  std::string sql;            // Query text, or Parse text resolved through portal and statement
-  bool sql_truncated = false; // the text was longer than TrackerOptions::max_sql_bytes
-  std::string statement;      // prepared statement name ("" = unnamed)
-  std::string portal;         // portal name
-  uint32_t function_oid = 0;  // FunctionCall
+  std::string sql;             // Query text, or Parse text resolved through portal and statement
+  bool sql_truncated = false;  // the text was longer than TrackerOptions::max_sql_bytes
+  std::string statement;       // prepared statement name ("" = unnamed)
+  std::string portal;          // portal name
+  uint32_t function_oid = 0;   // FunctionCall
   std::vector<StatementParam> params;
   Outcome outcome = Outcome::kUnknown;
-  std::string tag;            // "SELECT 1", "INSERT 0 5", "EMPTY", "SUSPENDED"
+  std::string tag;  // "SELECT 1", "INSERT 0 5", "EMPTY", "SUSPENDED"
   std::optional<uint64_t> rows;
   std::string sqlstate;
   std::string error_message;
-  uint64_t rows_digest = 0;   // FNV-1a of the DataRow messages, when TrackerOptions::digest_rows
-  int64_t start_ns = 0;       // when the request frame was seen (Execute / Query / FunctionCall)
-  int64_t end_ns = 0;         // when its outcome was seen; 0 if unknown
+  uint64_t rows_digest = 0;  // FNV-1a of the DataRow messages, when TrackerOptions::digest_rows
+  int64_t start_ns = 0;      // when the request frame was seen (Execute / Query / FunctionCall)
+  int64_t end_ns = 0;        // when its outcome was seen; 0 if unknown
 };
 
 struct TrackerOptions {
