@@ -72,6 +72,149 @@ void put_string16(std::vector<std::byte>& out, std::string_view s) {
 }  // namespace
 
 // ---------------------------------------------------------------------------
+// CaptureRecords: records encoded in memory
+
+// Records are encoded in place at the end of the buffer: begin_record leaves
+// room for the record header, end_record fills it in and appends the CRC.
+size_t CaptureRecords::begin_record(uint16_t type, uint16_t flags) {
+  size_t start = buf_.size();
+  put_u32(buf_, 0);
+  put_u16(buf_, type);
+  put_u16(buf_, flags);
+  return start;
+}
+
+void CaptureRecords::end_record(size_t start) {
+  size_t payload = buf_.size() - start - kCaptureRecordHeaderSize;
+  store_be32(buf_.data() + start, static_cast<uint32_t>(payload));
+  put_u32(buf_, crc32_ieee({buf_.data() + start, buf_.size() - start}));
+  ++count_;
+}
+
+// One kFrame record carrying bytes [pos, pos + n) of header + body.
+void CaptureRecords::frame_record(uint64_t session_id, int64_t ts_ns, Direction dir, uint8_t flags, FrameKind kind,
+                                  Bytes header, Bytes body, size_t pos, size_t n) {
+  size_t start = begin_record(kTypeFrame, 0);
+  put_u64(buf_, session_id);
+  put_u64(buf_, static_cast<uint64_t>(ts_ns));
+  put_u8(buf_, static_cast<uint8_t>(dir));
+  put_u8(buf_, flags);
+  put_u8(buf_, static_cast<uint8_t>(kind));
+  put_u32(buf_, static_cast<uint32_t>(n));
+  size_t end = pos + n;
+  if (pos < header.size()) {
+    size_t h = std::min(end, header.size());
+    put_bytes(buf_, header.subspan(pos, h - pos));
+    pos = h;
+  }
+  if (pos < end) put_bytes(buf_, body.subspan(pos - header.size(), end - pos));
+  end_record(start);
+}
+
+Status CaptureRecords::session_open(uint64_t session_id, int64_t ts_ns, std::string_view client,
+                                    std::string_view server) {
+  if (client.size() > kMaxString || server.size() > kMaxString) {
+    return Error{Errc::kTooLong, 0, "session address longer than 65535 bytes"};
+  }
+  size_t start = begin_record(kTypeSessionOpen, 0);
+  put_u64(buf_, session_id);
+  put_u64(buf_, static_cast<uint64_t>(ts_ns));
+  put_string16(buf_, client);
+  put_string16(buf_, server);
+  end_record(start);
+  return {};
+}
+
+Status CaptureRecords::frame(uint64_t session_id, int64_t ts_ns, Direction dir, const Frame& f) {
+  Buffer& header = frame_header_;
+  header.clear();
+  if (f.first) f.append_header(header);
+
+  if (redact_secrets_ && dir == Direction::kFrontend && f.kind == FrameKind::kTyped &&
+      f.type == static_cast<uint8_t>(FrontendType::kPassword)) {
+    // The header alone, once; later pieces of the same frame are dropped whole.
+    if (f.first) {
+      frame_record(session_id, ts_ns, dir, kFrameFirst | kFrameLast | kFrameRedacted, f.kind, header.view(), {}, 0,
+                   header.size());
+    }
+    return {};
+  }
+
+  const size_t total = header.size() + f.body.size();
+  size_t pos = 0;
+  do {
+    size_t n = std::min<size_t>(total - pos, kMaxCaptureFrameData);
+    uint8_t flags = 0;
+    if (pos == 0 && f.first) flags |= kFrameFirst;
+    if (pos + n == total && f.last) flags |= kFrameLast;
+    frame_record(session_id, ts_ns, dir, flags, f.kind, header.view(), f.body, pos, n);
+    pos += n;
+  } while (pos < total);
+  return {};
+}
+
+Status CaptureRecords::session_close(uint64_t session_id, int64_t ts_ns, std::string_view reason) {
+  if (reason.size() > kMaxString) return Error{Errc::kTooLong, 0, "close reason longer than 65535 bytes"};
+  size_t start = begin_record(kTypeSessionClose, 0);
+  put_u64(buf_, session_id);
+  put_u64(buf_, static_cast<uint64_t>(ts_ns));
+  put_string16(buf_, reason);
+  end_record(start);
+  return {};
+}
+
+Status CaptureRecords::session_meta(uint64_t session_id, int64_t ts_ns, std::string_view key, Bytes value) {
+  if (key.size() > kMaxString) return Error{Errc::kTooLong, 0, "meta key longer than 65535 bytes"};
+  const size_t payload = 8 + 8 + 2 + key.size() + 4 + value.size();
+  if (payload > kMaxCaptureRecordPayload) {
+    return Error{Errc::kTooLong, 0, fmt::format("meta value of {} bytes does not fit in one record", value.size())};
+  }
+  size_t start = begin_record(kTypeSessionMeta, 0);
+  put_u64(buf_, session_id);
+  put_u64(buf_, static_cast<uint64_t>(ts_ns));
+  put_string16(buf_, key);
+  put_u32(buf_, static_cast<uint32_t>(value.size()));
+  put_bytes(buf_, value);
+  end_record(start);
+  return {};
+}
+
+Status CaptureRecords::raw(uint16_t type, uint16_t flags, Bytes payload) {
+  if (payload.size() > kMaxCaptureRecordPayload) {
+    return Error{Errc::kTooLong, 0, fmt::format("record payload of {} bytes", payload.size())};
+  }
+  size_t start = begin_record(type, flags);
+  put_bytes(buf_, payload);
+  end_record(start);
+  return {};
+}
+
+void CaptureRecords::release() {
+  std::vector<std::byte>().swap(buf_);
+  count_ = 0;
+}
+
+void CaptureRecords::swap(CaptureRecords& other) noexcept {
+  buf_.swap(other.buf_);
+  std::swap(count_, other.count_);
+  std::swap(redact_secrets_, other.redact_secrets_);
+}
+
+uint64_t count_whole_records(Bytes records, size_t n) {
+  n = std::min(n, records.size());
+  uint64_t count = 0;
+  size_t pos = 0;
+  while (n - pos >= kCaptureRecordHeaderSize) {
+    const uint64_t size =
+        kCaptureRecordHeaderSize + uint64_t{load_be32(records.data() + pos)} + kCaptureRecordTrailerSize;
+    if (size > n - pos) break;
+    pos += size;
+    ++count;
+  }
+  return count;
+}
+
+// ---------------------------------------------------------------------------
 // CaptureWriter
 
 struct CaptureWriter::Impl {
@@ -79,11 +222,12 @@ struct CaptureWriter::Impl {
   bool owns_fd = false;
   bool closed = false;
   CaptureWriterOptions opts;
-  std::vector<std::byte> buf;   // encoded records not yet written
-  uint64_t accepted = 0;        // bytes of header and records so far
-  uint64_t flushed = 0;         // of which handed to write(2)
+  CaptureRecords pending;  // encoded records not yet written
+  uint64_t accepted = 0;   // bytes of header and records so far
+  uint64_t flushed = 0;    // of which handed to write(2)
+  uint64_t records_accepted = 0;
+  uint64_t records_written = 0;
   std::optional<Error> failed;  // sticky I/O error
-  Buffer frame_header;          // reused: no allocation per frame
 
   Status check_usable() const {
     if (failed) return *failed;
@@ -91,32 +235,18 @@ struct CaptureWriter::Impl {
     return {};
   }
 
-  // Records are encoded in place at the end of the buffer: begin_record leaves
-  // room for the record header, end_record fills it in and appends the CRC.
-  size_t begin_record(uint16_t type, uint16_t flags) {
-    size_t start = buf.size();
-    put_u32(buf, 0);
-    put_u16(buf, type);
-    put_u16(buf, flags);
-    return start;
-  }
-  Status end_record(size_t start) {
-    size_t payload = buf.size() - start - kCaptureRecordHeaderSize;
-    store_be32(buf.data() + start, static_cast<uint32_t>(payload));
-    put_u32(buf, crc32_ieee({buf.data() + start, buf.size() - start}));
-    accepted += buf.size() - start;
-    if (buf.size() >= opts.buffer_size) return write_buffer();
-    return {};
-  }
-
-  Status write_buffer() {
-    const std::byte* p = buf.data();
-    size_t left = buf.size();
+  // write(2) of all of `data`; on failure the writer is failed and `*done`
+  // says how much went out.
+  Status write_all(Bytes data, size_t* done) {
+    const std::byte* p = data.data();
+    size_t left = data.size();
+    *done = 0;
     while (left > 0) {
       ssize_t n = ::write(fd, p, left);
       if (n > 0) {
         p += n;
         left -= static_cast<size_t>(n);
+        *done += static_cast<size_t>(n);
         flushed += static_cast<uint64_t>(n);
         continue;
       }
@@ -124,31 +254,38 @@ struct CaptureWriter::Impl {
       if (err == EINTR) continue;
       if ((err == EAGAIN || err == EWOULDBLOCK) && wait_ready(fd, POLLOUT)) continue;
       failed = Error{Errc::kIo, flushed, "write capture: " + errno_text(err)};
-      buf.clear();
       return *failed;
     }
-    buf.clear();
     return {};
   }
 
-  // One kFrame record carrying bytes [pos, pos + n) of header + body.
-  Status frame_record(uint64_t session_id, int64_t ts_ns, Direction dir, uint8_t flags, FrameKind kind, Bytes header,
-                      Bytes body, size_t pos, size_t n) {
-    size_t start = begin_record(kTypeFrame, 0);
-    put_u64(buf, session_id);
-    put_u64(buf, static_cast<uint64_t>(ts_ns));
-    put_u8(buf, static_cast<uint8_t>(dir));
-    put_u8(buf, flags);
-    put_u8(buf, static_cast<uint8_t>(kind));
-    put_u32(buf, static_cast<uint32_t>(n));
-    size_t end = pos + n;
-    if (pos < header.size()) {
-      size_t h = std::min(end, header.size());
-      put_bytes(buf, header.subspan(pos, h - pos));
-      pos = h;
-    }
-    if (pos < end) put_bytes(buf, body.subspan(pos - header.size(), end - pos));
-    return end_record(start);
+  // Writes encoded records; counts the ones that went out whole.
+  Status write_records(Bytes records, uint64_t count) {
+    size_t done = 0;
+    Status st = write_all(records, &done);
+    records_written += st ? count : count_whole_records(records, done);
+    return st;
+  }
+
+  Status write_pending() {
+    Status st = write_records(pending.bytes(), pending.count());
+    pending.clear();
+    return st;
+  }
+
+  // Encodes records into `pending` with `encode`, accounts for them, writes
+  // when the buffer is full. An encoding error (kTooLong: nothing was added)
+  // carries the file offset the record would have had.
+  template <class Encode>
+  Status add(Encode&& encode) {
+    if (Status s = check_usable(); !s) return s;
+    const size_t bytes_before = pending.size();
+    const uint64_t count_before = pending.count();
+    if (Status s = encode(pending); !s) return Error{s.error().code, accepted, s.error().message};
+    accepted += pending.size() - bytes_before;
+    records_accepted += pending.count() - count_before;
+    if (pending.size() >= opts.buffer_size) return write_pending();
+    return {};
   }
 };
 
@@ -172,22 +309,23 @@ Result<std::unique_ptr<CaptureWriter>> CaptureWriter::from_fd(int fd, bool owns_
   m.fd = fd;
   m.owns_fd = owns_fd;
   m.opts = std::move(opts);
+  m.pending = CaptureRecords(m.opts.redact_secrets);
   if (m.opts.creator.size() > kMaxString) m.opts.creator.resize(kMaxString);
-  m.buf.reserve(std::min<size_t>(m.opts.buffer_size, kMaxCaptureRecordPayload) + 64);
 
   const std::string& creator = m.opts.creator;
-  for (char c : kCaptureMagic) put_u8(m.buf, static_cast<uint8_t>(c));
-  put_u16(m.buf, kCaptureVersionMajor);
-  put_u16(m.buf, kCaptureVersionMinor);
-  put_u32(m.buf, kMinHeaderLength + static_cast<uint32_t>(creator.size()));
-  put_u64(m.buf, static_cast<uint64_t>(m.opts.created_ns != 0 ? m.opts.created_ns : now_ns()));
-  put_u32(m.buf, m.opts.creator_pid);
-  put_string16(m.buf, creator);
-  put_u32(m.buf, crc32_ieee({m.buf.data(), m.buf.size()}));
-  m.accepted = m.buf.size();
+  std::vector<std::byte> header;
+  for (char c : kCaptureMagic) put_u8(header, static_cast<uint8_t>(c));
+  put_u16(header, kCaptureVersionMajor);
+  put_u16(header, kCaptureVersionMinor);
+  put_u32(header, kMinHeaderLength + static_cast<uint32_t>(creator.size()));
+  put_u64(header, static_cast<uint64_t>(m.opts.created_ns != 0 ? m.opts.created_ns : now_ns()));
+  put_u32(header, m.opts.creator_pid);
+  put_string16(header, creator);
+  put_u32(header, crc32_ieee({header.data(), header.size()}));
+  m.accepted = header.size();
   // Out at once: a reader on a pipe sees the header, and a bad descriptor shows now.
-  Status s = m.write_buffer();
-  if (!s) return s.error();
+  size_t done = 0;
+  if (Status s = m.write_all({header.data(), header.size()}, &done); !s) return s.error();
   return w;
 }
 
@@ -198,101 +336,53 @@ CaptureWriter::~CaptureWriter() {
 
 Status CaptureWriter::session_open(uint64_t session_id, int64_t ts_ns, std::string_view client,
                                    std::string_view server) {
-  Impl& m = *impl_;
-  if (Status s = m.check_usable(); !s) return s;
-  if (client.size() > kMaxString || server.size() > kMaxString) {
-    return Error{Errc::kTooLong, m.accepted, "session address longer than 65535 bytes"};
-  }
-  size_t start = m.begin_record(kTypeSessionOpen, 0);
-  put_u64(m.buf, session_id);
-  put_u64(m.buf, static_cast<uint64_t>(ts_ns));
-  put_string16(m.buf, client);
-  put_string16(m.buf, server);
-  return m.end_record(start);
+  return impl_->add([&](CaptureRecords& r) { return r.session_open(session_id, ts_ns, client, server); });
 }
 
 Status CaptureWriter::frame(uint64_t session_id, int64_t ts_ns, Direction dir, const Frame& f) {
-  Impl& m = *impl_;
-  if (Status s = m.check_usable(); !s) return s;
-  Buffer& header = m.frame_header;
-  header.clear();
-  if (f.first) f.append_header(header);
-
-  if (m.opts.redact_secrets && dir == Direction::kFrontend && f.kind == FrameKind::kTyped &&
-      f.type == static_cast<uint8_t>(FrontendType::kPassword)) {
-    // The header alone, once; later pieces of the same frame are dropped whole.
-    if (!f.first) return {};
-    return m.frame_record(session_id, ts_ns, dir, kFrameFirst | kFrameLast | kFrameRedacted, f.kind, header.view(), {},
-                          0, header.size());
-  }
-
-  const size_t total = header.size() + f.body.size();
-  size_t pos = 0;
-  do {
-    size_t n = std::min<size_t>(total - pos, kMaxCaptureFrameData);
-    uint8_t flags = 0;
-    if (pos == 0 && f.first) flags |= kFrameFirst;
-    if (pos + n == total && f.last) flags |= kFrameLast;
-    if (Status s = m.frame_record(session_id, ts_ns, dir, flags, f.kind, header.view(), f.body, pos, n); !s) {
-      return s;
-    }
-    pos += n;
-  } while (pos < total);
-  return {};
+  return impl_->add([&](CaptureRecords& r) { return r.frame(session_id, ts_ns, dir, f); });
 }
 
 Status CaptureWriter::session_close(uint64_t session_id, int64_t ts_ns, std::string_view reason) {
-  Impl& m = *impl_;
-  if (Status s = m.check_usable(); !s) return s;
-  if (reason.size() > kMaxString) return Error{Errc::kTooLong, m.accepted, "close reason longer than 65535 bytes"};
-  size_t start = m.begin_record(kTypeSessionClose, 0);
-  put_u64(m.buf, session_id);
-  put_u64(m.buf, static_cast<uint64_t>(ts_ns));
-  put_string16(m.buf, reason);
-  return m.end_record(start);
+  return impl_->add([&](CaptureRecords& r) { return r.session_close(session_id, ts_ns, reason); });
 }
 
 Status CaptureWriter::session_meta(uint64_t session_id, int64_t ts_ns, std::string_view key, Bytes value) {
-  Impl& m = *impl_;
-  if (Status s = m.check_usable(); !s) return s;
-  if (key.size() > kMaxString) return Error{Errc::kTooLong, m.accepted, "meta key longer than 65535 bytes"};
-  const size_t payload = 8 + 8 + 2 + key.size() + 4 + value.size();
-  if (payload > kMaxCaptureRecordPayload) {
-    return Error{Errc::kTooLong, m.accepted,
-                 fmt::format("meta value of {} bytes does not fit in one record", value.size())};
-  }
-  size_t start = m.begin_record(kTypeSessionMeta, 0);
-  put_u64(m.buf, session_id);
-  put_u64(m.buf, static_cast<uint64_t>(ts_ns));
-  put_string16(m.buf, key);
-  put_u32(m.buf, static_cast<uint32_t>(value.size()));
-  put_bytes(m.buf, value);
-  return m.end_record(start);
+  return impl_->add([&](CaptureRecords& r) { return r.session_meta(session_id, ts_ns, key, value); });
 }
 
 Status CaptureWriter::raw_record(uint16_t type, Bytes payload) { return raw_record(type, 0, payload); }
 
 Status CaptureWriter::raw_record(uint16_t type, uint16_t flags, Bytes payload) {
+  return impl_->add([&](CaptureRecords& r) { return r.raw(type, flags, payload); });
+}
+
+Status CaptureWriter::append(const CaptureRecords& records) {
   Impl& m = *impl_;
   if (Status s = m.check_usable(); !s) return s;
-  if (payload.size() > kMaxCaptureRecordPayload) {
-    return Error{Errc::kTooLong, m.accepted, fmt::format("record payload of {} bytes", payload.size())};
+  if (records.empty()) return {};
+  m.accepted += records.size();
+  m.records_accepted += records.count();
+  if (m.pending.size() + records.size() < m.opts.buffer_size) {
+    // Small: into the buffer, copied once more, written with what follows.
+    m.pending.append(records);
+    return {};
   }
-  size_t start = m.begin_record(type, flags);
-  put_bytes(m.buf, payload);
-  return m.end_record(start);
+  // Large: what is buffered first, then these straight from the caller's memory.
+  if (Status s = m.write_pending(); !s) return s;
+  return m.write_records(records.bytes(), records.count());
 }
 
 Status CaptureWriter::flush() {
   Impl& m = *impl_;
   if (Status s = m.check_usable(); !s) return s;
-  return m.write_buffer();
+  return m.write_pending();
 }
 
 Status CaptureWriter::close() {
   Impl& m = *impl_;
   if (m.closed) return m.failed ? Status(*m.failed) : Status();
-  Status s = m.failed ? Status(*m.failed) : m.write_buffer();
+  Status s = m.failed ? Status(*m.failed) : m.write_pending();
   m.closed = true;
   if (m.owns_fd && m.fd >= 0) {
     // Not retried on EINTR: on Linux the descriptor is released either way.
@@ -306,6 +396,9 @@ Status CaptureWriter::close() {
 }
 
 uint64_t CaptureWriter::bytes_written() const { return impl_->accepted; }
+bool CaptureWriter::failed() const { return impl_->failed.has_value(); }
+uint64_t CaptureWriter::records_accepted() const { return impl_->records_accepted; }
+uint64_t CaptureWriter::records_written() const { return impl_->records_written; }
 
 // ---------------------------------------------------------------------------
 // CaptureReader

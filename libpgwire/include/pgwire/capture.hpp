@@ -85,6 +85,61 @@ struct CaptureRecord {
   bool redacted() const { return frame_flags & kFrameRedacted; }
 };
 
+// Capture records encoded in memory, byte for byte as they go into the file
+// (record header, payload, CRC-32), with nothing written anywhere: for a
+// program that prepares records on one thread and writes them on another
+// (pgproxy's event loop and its writer thread, CaptureWriter::append). The
+// buffer keeps its capacity across clear(), so a reused one does not allocate.
+class CaptureRecords {
+ public:
+  // redact_secrets: frontend 'p' frames (password, SASL, GSS) are stored as header only.
+  explicit CaptureRecords(bool redact_secrets = true) : redact_secrets_(redact_secrets) {}
+
+  // Each appends one record (frame: one per kMaxCaptureFrameData bytes); on
+  // kTooLong (a string or value that does not fit its field) nothing is appended.
+  Status session_open(uint64_t session_id, int64_t ts_ns, std::string_view client, std::string_view server);
+  // A frame or a piece of one, as a Framer returned it.
+  Status frame(uint64_t session_id, int64_t ts_ns, Direction dir, const Frame& frame);
+  Status session_close(uint64_t session_id, int64_t ts_ns, std::string_view reason);
+  Status session_meta(uint64_t session_id, int64_t ts_ns, std::string_view key, Bytes value);
+  // A record of any type with a ready payload (tests: unknown types and flags).
+  Status raw(uint16_t type, uint16_t flags, Bytes payload);
+
+  Bytes bytes() const { return {buf_.data(), buf_.size()}; }
+  size_t size() const { return buf_.size(); }
+  bool empty() const { return buf_.empty(); }
+  uint64_t count() const { return count_; }  // records
+  size_t capacity() const { return buf_.capacity(); }
+  bool redact_secrets() const { return redact_secrets_; }
+  void clear() {
+    buf_.clear();
+    count_ = 0;
+  }
+  // Appends records encoded by another CaptureRecords.
+  void append(const CaptureRecords& other) {
+    buf_.insert(buf_.end(), other.buf_.begin(), other.buf_.end());
+    count_ += other.count_;
+  }
+  // Gives the memory back (clear() keeps it).
+  void release();
+  void swap(CaptureRecords& other) noexcept;
+
+ private:
+  size_t begin_record(uint16_t type, uint16_t flags);
+  void end_record(size_t start);
+  void frame_record(uint64_t session_id, int64_t ts_ns, Direction dir, uint8_t flags, FrameKind kind, Bytes header,
+                    Bytes body, size_t pos, size_t n);
+
+  std::vector<std::byte> buf_;
+  uint64_t count_ = 0;
+  bool redact_secrets_ = true;
+  Buffer frame_header_;  // reused: no allocation per frame
+};
+
+// How many whole records the first `n` bytes of `records` (encoded records,
+// as CaptureRecords holds them) contain.
+uint64_t count_whole_records(Bytes records, size_t n);
+
 struct CaptureWriterOptions {
   bool redact_secrets = true;    // store frontend 'p' frames (password, SASL, GSS) as header only
   size_t buffer_size = 1 << 20;  // bytes buffered before a write(2)
@@ -110,14 +165,21 @@ class CaptureWriter {
   // Appends an already encoded record (used by tests for unknown types).
   Status raw_record(uint16_t type, Bytes payload);
   Status raw_record(uint16_t type, uint16_t flags, Bytes payload);
+  // Appends records encoded elsewhere (their redaction was decided there).
+  Status append(const CaptureRecords& records);
 
   // Errors: kTooLong when a string or value does not fit its field (nothing
   // is written, the writer stays usable); kIo from write(2), after which every
   // call returns that error. The destructor flushes but cannot report: call
   // close() to learn whether everything reached the file.
-  Status flush();                  // write(2) what is buffered; no fsync
-  Status close();                  // flush, then close the descriptor if owned
-  uint64_t bytes_written() const;  // header and records so far, buffered ones included
+  Status flush();                     // write(2) what is buffered; no fsync
+  Status close();                     // flush, then close the descriptor if owned
+  uint64_t bytes_written() const;     // header and records so far, buffered ones included
+  bool failed() const;                // a write failed: every later call fails too
+  uint64_t records_accepted() const;  // records so far, buffered ones included
+  // Records wholly handed to write(2). After an I/O error, records_accepted()
+  // - records_written() is exactly what did not reach the file.
+  uint64_t records_written() const;
 
  private:
   CaptureWriter() = default;
