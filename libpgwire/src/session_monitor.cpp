@@ -5,15 +5,22 @@
 
 namespace pgwire {
 
+StartupRequest startup_request(const Frame& f) {
+  if (f.kind != FrameKind::kStartup || !f.first) return StartupRequest::kNone;
+  const uint32_t code = f.startup_code();
+  if (code == kSslRequestCode || code == kGssEncRequestCode) return StartupRequest::kEncryption;
+  if (code == kCancelRequestCode) return StartupRequest::kCancel;
+  return protocol_major(code) == 3 ? StartupRequest::kStartup : StartupRequest::kNone;
+}
+
 SessionMonitor::SessionMonitor(TrackerOptions tracker_opts, ConnectionTracker::Sink events, FramerOptions framer_opts)
     : framer_(framer_opts), tracker_(tracker_opts, std::move(events)) {}
 
 Status SessionMonitor::feed_to(Direction dir, Bytes bytes, int64_t ts_ns, const FrameSink* frames) {
   for (;;) {
-    FrameResult r = framer_.next(dir, bytes);
+    FrameResult r = next(dir, bytes, ts_ns);
     if (r.failed()) return r.error();
     if (r.needs_more()) return {};
-    tracker_.on_frame(dir, r.frame(), ts_ns);
     if (frames != nullptr) (*frames)(dir, r.frame(), ts_ns);
     // No frame is ever made of no bytes: asking again would only return
     // need-more. A capture record holds one frame, so this spares a framer
@@ -22,14 +29,38 @@ Status SessionMonitor::feed_to(Direction dir, Bytes bytes, int64_t ts_ns, const 
   }
 }
 
-void SessionMonitor::local_answer(char answer, int64_t ts_ns) {
-  // Fed through the server direction's framer as if the server had said it,
-  // so both directions leave the startup phase exactly as after a real answer.
+FrameResult SessionMonitor::answer_locally(char answer, int64_t ts_ns) {
+  if (!awaiting_answer()) {
+    return FrameResult::failure(
+        Error{Errc::kUnexpected, framer_.backend().offset(), "no encryption request is waiting for an answer"});
+  }
   const std::byte byte{static_cast<uint8_t>(answer)};
-  (void)feed(Direction::kBackend, Bytes{&byte, 1}, ts_ns);
+  Bytes in{&byte, 1};
+  FrameResult r = next(Direction::kBackend, in, ts_ns);
+  // The frame's view would point at `byte`, gone when we return: the answer
+  // is its type, and it has no body.
+  if (r.has_frame()) {
+    Frame f = r.frame();
+    f.body = {};
+    return FrameResult::of(f);
+  }
+  return r;
 }
 
-struct CaptureDecoder::Session {
+bool SessionMonitor::at_backend_boundary() const {
+  const Framer& be = framer_.backend();
+  return !be.failed() && !be.encrypted() && !be.mid_frame() && be.offset() == backend_boundary_;
+}
+
+void SessionMonitor::stop_tracking(int64_t ts_ns) {
+  if (!tracking_) return;
+  tracker_.on_close(ts_ns);
+  tracking_ = false;
+}
+
+// ---------------------------------------------------------------------------
+
+struct CaptureDecoder::DecodedSession {
   std::unique_ptr<SessionMonitor> monitor;  // made at the first frame, once metadata is known
   SessionInfo info;                         // until the monitor exists
   bool frontend_only = false;
@@ -43,11 +74,11 @@ CaptureDecoder::~CaptureDecoder() = default;
 
 size_t CaptureDecoder::open_sessions() const { return sessions_.size(); }
 
-CaptureDecoder::Session& CaptureDecoder::session_slow(uint64_t id) {
+CaptureDecoder::DecodedSession& CaptureDecoder::session_slow(uint64_t id) {
   Recent& r = recent_[id % recent_.size()];
   auto& s = sessions_[id];
   if (!s) {
-    s = std::make_unique<Session>();
+    s = std::make_unique<DecodedSession>();
     s->info.session_id = id;
   }
   r = {id, s.get()};
@@ -57,37 +88,48 @@ CaptureDecoder::Session& CaptureDecoder::session_slow(uint64_t id) {
 void CaptureDecoder::on_record(const CaptureRecord& rec) {
   switch (rec.type) {
     case CaptureRecordType::kSessionOpen: {
-      Session& s = session(rec.session_id);
+      DecodedSession& s = session(rec.session_id);
       s.current().client = std::string(rec.client);
       if (cb_.session_open) cb_.session_open(s.current(), rec.ts_ns, rec.server);
       return;
     }
     case CaptureRecordType::kSessionMeta: {
-      Session& s = session(rec.session_id);
+      DecodedSession& s = session(rec.session_id);
       if (rec.key == kMetaCaptureBackend) s.frontend_only = as_string_view(rec.value) == "0";
       return;
     }
     case CaptureRecordType::kSessionClose: {
       auto it = sessions_.find(rec.session_id);
       if (it == sessions_.end()) return;
-      Session& s = *it->second;
+      DecodedSession& s = *it->second;
       if (s.monitor) s.monitor->close(rec.ts_ns);
       if (cb_.session_close) cb_.session_close(s.current(), rec.ts_ns, rec.reason);
       if (Recent& r = recent_[rec.session_id % recent_.size()]; r.session == &s) r = {};
       sessions_.erase(it);
       return;
     }
-    case CaptureRecordType::kFrame: break;
+    case CaptureRecordType::kFrame: on_frame_record(session(rec.session_id), rec); return;
   }
-  Session& s = session(rec.session_id);
+}
+
+void CaptureDecoder::on_frame_record(DecodedSession& s, const CaptureRecord& rec) {
   if (!s.monitor) {
     TrackerOptions opts = tracker_opts_;
     opts.frontend_only = opts.frontend_only || s.frontend_only;
     s.monitor = std::make_unique<SessionMonitor>(opts, cb_.event);
     s.monitor->tracker().session() = std::move(s.info);
   }
+  SessionMonitor& m = *s.monitor;
   const int d = static_cast<int>(rec.direction);
   if (s.failed[d]) return;
+  if (rec.direction == Direction::kFrontend && m.awaiting_answer()) {
+    // The client went on after its encryption request, and the answer is not
+    // in the capture (pgproxy records its own 'N' since commit 221c86d; older captures lack it):
+    // only an 'N' lets a client go on in plaintext; after an 'S' or 'G' the
+    // framer sees encrypted bytes either way.
+    (void)m.answer_locally(kEncryptionRefused, rec.ts_ns);
+    ++inferred_answers_;
+  }
   if (rec.redacted()) {
     // Only the header was kept: show it, but the framer must not see it.
     if (cb_.frame && rec.data.size() >= 5) {
@@ -95,22 +137,22 @@ void CaptureDecoder::on_record(const CaptureRecord& rec) {
       f.kind = FrameKind::kTyped;
       f.type = std::to_integer<uint8_t>(rec.data[0]);
       f.length = load_be32(rec.data.data() + 1);
-      cb_.frame(s.current(), rec.direction, f, rec.ts_ns, s.monitor->tracker().password_kind(), true);
+      cb_.frame(s.current(), rec.direction, f, rec.ts_ns, m.tracker().password_kind(), true);
     }
     return;
   }
-  Status st;
-  if (cb_.frame) {
-    const SessionMonitor::FrameSink sink = [&](Direction dir, const Frame& f, int64_t ts) {
-      cb_.frame(s.current(), dir, f, ts, s.monitor->tracker().password_kind(), false);
-    };
-    st = s.monitor->feed(rec.direction, rec.data, rec.ts_ns, sink);
-  } else {
-    st = s.monitor->feed(rec.direction, rec.data, rec.ts_ns);
-  }
-  if (!st) {
-    s.failed[d] = true;
-    if (cb_.error) cb_.error(s.current(), st.error());
+  Bytes in = rec.data;
+  for (;;) {
+    FrameResult r = m.next(rec.direction, in, rec.ts_ns);
+    if (r.failed()) {
+      s.failed[d] = true;
+      if (cb_.error) cb_.error(s.current(), r.error());
+      return;
+    }
+    if (r.needs_more()) return;
+    if (cb_.frame) cb_.frame(s.current(), rec.direction, r.frame(), rec.ts_ns, m.tracker().password_kind(), false);
+    // A record holds one frame: asking again would only say need-more.
+    if (in.empty()) return;
   }
 }
 
@@ -121,7 +163,7 @@ void CaptureDecoder::finish(int64_t ts_ns) {
   for (const auto& [id, s] : sessions_) ids.push_back(id);
   std::sort(ids.begin(), ids.end());
   for (uint64_t id : ids) {
-    Session& s = *sessions_[id];
+    DecodedSession& s = *sessions_[id];
     if (s.monitor) s.monitor->close(ts_ns);
     if (cb_.session_close) cb_.session_close(s.current(), ts_ns, "capture ended");
   }

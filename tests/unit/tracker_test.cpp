@@ -363,7 +363,7 @@ TEST(SessionMonitor, LocalAnswerToSslRequestLeavesBothDirectionsFraming) {
   SessionMonitor m(TrackerOptions{}, [&](const StatementEvent& ev, const SessionInfo&) { events.push_back(ev); });
   Wire ssl = W().i32(8).i32(80877103);
   ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{ssl.bytes()}, 0).ok());
-  m.local_answer('N', 0);  // a proxy refusing TLS itself; the server never sees the request
+  ASSERT_TRUE(m.answer_locally('N', 0).has_frame());  // a proxy refusing TLS itself; the server never sees it
   ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{W().startup({{"user", "u"}}).bytes()}, 0).ok());
   ASSERT_TRUE(m.feed(Direction::kBackend, Bytes{W().msg('R', W().i32(0)).append(ready()).bytes()}, 0).ok());
   ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{W().msg('Q', W().str("SELECT 1")).bytes()}, 0).ok());

@@ -126,6 +126,9 @@ class Framer {
   bool failed() const { return state_ == State::kFailed; }
   bool in_startup() const { return state_ == State::kStartup; }
   bool encrypted() const { return state_ == State::kOpaque; }
+  // Frontend: an encryption request was sent, nothing may follow until the
+  // answer. Backend: the one-byte answer to it comes next.
+  bool awaiting_answer() const { return state_ == State::kAwaitAnswer; }
   // True between a frame's first and last piece.
   bool mid_frame() const { return streaming_; }
 
@@ -181,6 +184,8 @@ class ConnectionFramer {
   }
   Framer& frontend() { return fe_; }
   Framer& backend() { return be_; }
+  const Framer& frontend() const { return fe_; }
+  const Framer& backend() const { return be_; }
 
  private:
   Framer fe_;
