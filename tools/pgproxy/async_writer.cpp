@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 #include <utility>
 
 #include "diag.hpp"
@@ -15,114 +16,21 @@
 
 namespace pgproxy {
 
-// ---------------------------------------------------------------------------
-// In-process encoding of capture operations. Each operation:
-//   u8 op, u64 session, i64 ts_ns, then
-//   kOpen:  str client, str server
-//   kFrame: u8 dir, u8 kind, u8 type, u8 flags(first=1,last=2), u32 length,
-//           u32 body_offset, u64 offset, str body
-//   kClose: str reason
-//   kMeta:  str key, str value
-// where str = u32 size + bytes. Host byte order: it never leaves the process.
 namespace {
 
-enum class Op : uint8_t { kOpen = 1, kFrame = 2, kClose = 3, kMeta = 4 };
-
-template <class T>
-void put(std::string& out, T v) {
-  char raw[sizeof(T)];
-  std::memcpy(raw, &v, sizeof(T));
-  out.append(raw, sizeof(T));
-}
-void put_str(std::string& out, std::string_view s) {
-  put<uint32_t>(out, static_cast<uint32_t>(s.size()));
-  out.append(s);
-}
-void put_head(std::string& out, Op op, uint64_t session, int64_t ts) {
-  put<uint8_t>(out, static_cast<uint8_t>(op));
-  put<uint64_t>(out, session);
-  put<int64_t>(out, ts);
-}
-
-// Reads what put() wrote; the data was produced by this process, so running
-// out of bytes means a bug: the decoder then stops (ok() false).
-class OpReader {
- public:
-  explicit OpReader(std::string_view data) : data_(data) {}
-  template <class T>
-  T get() {
-    T v{};
-    if (data_.size() - pos_ < sizeof(T)) {
-      bad_ = true;
-      pos_ = data_.size();
-      return v;
-    }
-    std::memcpy(&v, data_.data() + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return v;
-  }
-  std::string_view str() {
-    auto n = get<uint32_t>();
-    if (data_.size() - pos_ < n) {
-      bad_ = true;
-      pos_ = data_.size();
-      return {};
-    }
-    std::string_view s = data_.substr(pos_, n);
-    pos_ += n;
-    return s;
-  }
-  bool at_end() const { return pos_ >= data_.size(); }
-  bool ok() const { return !bad_; }
-
- private:
-  std::string_view data_;
-  size_t pos_ = 0;
-  bool bad_ = false;
-};
+// Emptied batches kept for reuse; one that grew past the second limit in a
+// burst is freed instead, so a quiet proxy gives the memory back.
+constexpr size_t kKeptBatches = 8;
+constexpr size_t kMaxKeptBatchMemory = size_t{2} << 20;
 
 size_t count_lines(std::string_view s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
 
 }  // namespace
 
-void WriteBatch::capture_open(uint64_t session, int64_t ts_ns, std::string_view client, std::string_view server) {
-  put_head(capture, Op::kOpen, session, ts_ns);
-  put_str(capture, client);
-  put_str(capture, server);
-  ++capture_records;
-}
-
-void WriteBatch::capture_frame(uint64_t session, int64_t ts_ns, pgwire::Direction dir, const pgwire::Frame& frame) {
-  put_head(capture, Op::kFrame, session, ts_ns);
-  put<uint8_t>(capture, static_cast<uint8_t>(dir));
-  put<uint8_t>(capture, static_cast<uint8_t>(frame.kind));
-  put<uint8_t>(capture, frame.type);
-  put<uint8_t>(capture, static_cast<uint8_t>((frame.first ? 1 : 0) | (frame.last ? 2 : 0)));
-  put<uint32_t>(capture, frame.length);
-  put<uint32_t>(capture, frame.body_offset);
-  put<uint64_t>(capture, frame.offset);
-  put_str(capture, pgwire::as_string_view(frame.body));
-  ++capture_records;
-}
-
-void WriteBatch::capture_close(uint64_t session, int64_t ts_ns, std::string_view reason) {
-  put_head(capture, Op::kClose, session, ts_ns);
-  put_str(capture, reason);
-  ++capture_records;
-}
-
-void WriteBatch::capture_meta(uint64_t session, int64_t ts_ns, std::string_view key, pgwire::Bytes value) {
-  put_head(capture, Op::kMeta, session, ts_ns);
-  put_str(capture, key);
-  put_str(capture, pgwire::as_string_view(value));
-  ++capture_records;
-}
-
 void WriteBatch::clear() {
   log.clear();
-  capture.clear();
   log_lines = 0;
-  capture_records = 0;
+  capture.clear();
   reopen = false;
   accounted = 0;
 }
@@ -176,31 +84,37 @@ bool AsyncWriter::open_capture(std::string& error) {
     error = fmt::format("cannot create capture {}: {}", opts_.capture_path, created.error().describe());
     return false;
   }
-  if (capture_) {
-    pgwire::Status st = capture_->close();
-    if (!st.ok()) capture_failed(st, 0);
-  }
+  close_capture();
   capture_ = std::move(created.value());
+  // A new file: a failing burst of the old one ends here, reported when the
+  // new one writes (or fails) next.
   return true;
 }
 
 void AsyncWriter::submit(WriteBatch& batch) {
   if (batch.empty()) return;
-  size_t n = batch.log.capacity() + batch.capture.capacity() + sizeof(WriteBatch);
-  batch.accounted = n;
+  batch.accounted = batch.memory();
+  WriteBatch fresh = new_batch();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) {
       // Only reachable by a bug in the caller; count rather than lose silently.
       stats_.lines_lost += batch.log_lines;
-      stats_.records_lost += batch.capture_records;
+      refused_records_ += batch.capture.count();
+      stats_.records_lost += batch.capture.count();
       batch.clear();
       return;
     }
-    queue_.push_back(std::exchange(batch, WriteBatch{}));
-    queued_bytes_ += n;
+    queued_bytes_ += batch.accounted;
+    queue_.push_back(std::move(batch));
+    if (!free_.empty()) {
+      fresh = std::move(free_.back());
+      free_.pop_back();
+      ++stats_.batches_recycled;
+    }
   }
   cv_.notify_one();
+  batch = std::move(fresh);
 }
 
 bool AsyncWriter::should_throttle() {
@@ -237,31 +151,29 @@ void AsyncWriter::join() {
 }
 
 void AsyncWriter::run() {
+  std::vector<WriteBatch> work;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     cv_.wait(lock, [this] { return !queue_.empty() || stopping_; });
     if (queue_.empty()) break;  // stopping and drained
-    std::deque<WriteBatch> work;
     work.swap(queue_);
     lock.unlock();
     bool was_high = queued_bytes() > opts_.low_water;
-    for (const WriteBatch& b : work) {
+    for (WriteBatch& b : work) {
       process(b);
       queued_bytes_ -= b.accounted;
+      b.clear();
     }
-    if (capture_) {
-      pgwire::Status st = capture_->flush();
-      if (!st.ok()) capture_failed(st, 0);
-    }
+    if (capture_) capture_status(capture_->flush());
     if (was_high && queued_bytes() <= opts_.low_water) signal_wake();
     lock.lock();
+    for (WriteBatch& b : work) {
+      if (free_.size() < kKeptBatches && b.memory() <= kMaxKeptBatchMemory) free_.push_back(std::move(b));
+    }
+    work.clear();  // frees the rest; the vector keeps its slots for the next swap
   }
   lock.unlock();
-  if (capture_) {
-    pgwire::Status st = capture_->close();
-    if (!st.ok()) capture_failed(st, 0);
-    capture_.reset();
-  }
+  close_capture();
   if (log_fd_ >= 0 && log_owned_) {
     if (fsync(log_fd_) != 0 && errno != EINVAL) {
       // EINVAL: a pipe or terminal; anything else is worth knowing.
@@ -331,88 +243,59 @@ void AsyncWriter::write_log(const WriteBatch& batch) {
   }
 }
 
-void AsyncWriter::capture_failed(const pgwire::Status& st, uint64_t lost) {
-  stats_.records_lost += lost;
-  capture_lost_in_burst_ += lost;
-  ++stats_.write_errors;
-  if (!capture_failing_) {
-    capture_failing_ = true;
-    diag("ERROR: writing the capture {} failed: {}; records are being LOST (proxying continues)", opts_.capture_path,
-         st.error().describe());
-  }
-}
-
-void AsyncWriter::capture_succeeded() {
-  if (capture_failing_) {
-    capture_failing_ = false;
-    diag("capture {} writable again; {} records were lost", opts_.capture_path, capture_lost_in_burst_);
-    capture_lost_in_burst_ = 0;
-  }
-}
-
 void AsyncWriter::write_capture(const WriteBatch& batch) {
   if (!capture_) {
-    stats_.records_lost += batch.capture_records;
+    records_lost_before_ += batch.capture.count();
+    update_capture_counts();
     return;
   }
-  OpReader r(batch.capture);
-  uint64_t done = 0;
-  while (!r.at_end()) {
-    auto op = static_cast<Op>(r.get<uint8_t>());
-    auto session = r.get<uint64_t>();
-    auto ts = r.get<int64_t>();
-    pgwire::Status st;
-    switch (op) {
-      case Op::kOpen: {
-        std::string_view client = r.str();
-        std::string_view server = r.str();
-        if (r.ok()) st = capture_->session_open(session, ts, client, server);
-        break;
-      }
-      case Op::kFrame: {
-        pgwire::Frame f;
-        auto dir = static_cast<pgwire::Direction>(r.get<uint8_t>());
-        f.kind = static_cast<pgwire::FrameKind>(r.get<uint8_t>());
-        f.type = r.get<uint8_t>();
-        auto flags = r.get<uint8_t>();
-        f.first = (flags & 1) != 0;
-        f.last = (flags & 2) != 0;
-        f.length = r.get<uint32_t>();
-        f.body_offset = r.get<uint32_t>();
-        f.offset = r.get<uint64_t>();
-        f.body = pgwire::as_bytes(r.str());
-        if (r.ok()) st = capture_->frame(session, ts, dir, f);
-        break;
-      }
-      case Op::kClose: {
-        std::string_view reason = r.str();
-        if (r.ok()) st = capture_->session_close(session, ts, reason);
-        break;
-      }
-      case Op::kMeta: {
-        std::string_view key = r.str();
-        std::string_view value = r.str();
-        if (r.ok()) st = capture_->session_meta(session, ts, key, pgwire::as_bytes(value));
-        break;
-      }
-      default:  // unreachable: only this file encodes
-        diag("internal error: bad capture operation {}", static_cast<int>(op));
-        stats_.records_lost += batch.capture_records - done;
-        return;
-    }
-    if (!r.ok()) {
-      diag("internal error: truncated capture operation");
-      stats_.records_lost += batch.capture_records - done;
-      return;
-    }
-    ++done;
-    if (st.ok()) {
-      ++stats_.records_written;
-      capture_succeeded();
-    } else {
-      capture_failed(st, 1);
-    }
+  if (capture_->failed()) {
+    // Refused whole: the writer stays failed until the next reopen.
+    records_lost_before_ += batch.capture.count();
+    update_capture_counts();
+    return;
   }
+  capture_status(capture_->append(batch.capture));
+}
+
+// Counts from the capture writer, which knows exactly which records reached
+// the file: after a failure, whatever it accepted and did not write is lost.
+void AsyncWriter::update_capture_counts() {
+  uint64_t written = records_written_before_;
+  uint64_t lost = records_lost_before_;
+  if (capture_) {
+    written += capture_->records_written();
+    if (capture_->failed()) lost += capture_->records_accepted() - capture_->records_written();
+  }
+  stats_.records_written = written;
+  stats_.records_lost = lost + refused_records_.load();
+}
+
+void AsyncWriter::capture_status(const pgwire::Status& st) {
+  update_capture_counts();
+  if (!st.ok()) {
+    ++stats_.write_errors;
+    if (!capture_failing_) {
+      capture_failing_ = true;
+      capture_lost_at_burst_ = stats_.records_lost;
+      diag("ERROR: writing the capture {} failed: {}; records are being LOST (proxying continues)", opts_.capture_path,
+           st.error().describe());
+    }
+  } else if (capture_failing_ && !capture_->failed()) {
+    capture_failing_ = false;
+    diag("capture {} writable again; {} records were lost", opts_.capture_path,
+         stats_.records_lost - capture_lost_at_burst_);
+  }
+}
+
+// Closes the current capture file; its counts become history.
+void AsyncWriter::close_capture() {
+  if (!capture_) return;
+  capture_status(capture_->close());
+  records_written_before_ += capture_->records_written();
+  records_lost_before_ += capture_->records_accepted() - capture_->records_written();
+  capture_.reset();
+  update_capture_counts();
 }
 
 }  // namespace pgproxy

@@ -1,48 +1,43 @@
 // The disk side of pgproxy: the event loop never touches the SQL log or the
-// capture file. It appends formatted lines and encoded capture operations to a
-// WriteBatch and hands whole batches to the AsyncWriter's thread through a
-// bounded queue (a mutex and a condition variable). When the queue is above its
-// high-water mark the event loop stops reading sockets until it drains: lines
-// are never dropped for being late. A failed write (ENOSPC, EIO) is reported on
-// stderr once per burst and counted; proxying goes on.
+// capture file. It appends finished SQL log lines and encoded capture records
+// (pgwire::CaptureRecords, the bytes that go into the file) to a WriteBatch and
+// hands whole batches to the AsyncWriter's thread through a bounded queue (a
+// mutex and a condition variable); the thread only writes them. Batches come
+// back emptied but with their memory, so a busy loop does not allocate. When
+// the queue is above its high-water mark the event loop stops reading sockets
+// until it drains: lines are never dropped for being late. A failed write
+// (ENOSPC, EIO) is reported on stderr once per burst and counted; proxying
+// goes on.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "pgwire/capture.hpp"
-#include "pgwire/framer.hpp"
-#include "pgwire/protocol.hpp"
 
 namespace pgproxy {
 
-// SQL log lines and capture operations produced by one stretch of the event
-// loop. Capture operations are encoded into `capture` (an in-process format,
-// host byte order) so a batch is two byte strings however many frames it holds.
-class WriteBatch {
- public:
-  std::string log;      // complete lines, '\n' terminated
-  std::string capture;  // encoded operations, see async_writer.cpp
-  uint64_t log_lines = 0;
-  uint64_t capture_records = 0;  // operations in `capture`
-  bool reopen = false;           // reopen both files before writing this batch
-  size_t accounted = 0;          // memory counted against the queue limit (set by submit)
+// SQL log lines and capture records produced by one stretch of the event loop.
+struct WriteBatch {
+  explicit WriteBatch(bool redact_secrets = true) : capture(redact_secrets) {}
 
-  void capture_open(uint64_t session, int64_t ts_ns, std::string_view client, std::string_view server);
-  void capture_frame(uint64_t session, int64_t ts_ns, pgwire::Direction dir, const pgwire::Frame& frame);
-  void capture_close(uint64_t session, int64_t ts_ns, std::string_view reason);
-  void capture_meta(uint64_t session, int64_t ts_ns, std::string_view key, pgwire::Bytes value);
+  std::string log;  // complete lines, '\n' terminated
+  uint64_t log_lines = 0;
+  pgwire::CaptureRecords capture;  // encoded records, as they go into the file
+  bool reopen = false;             // reopen both files before writing this batch
+  size_t accounted = 0;            // memory counted against the queue limit (set by submit)
 
   size_t size() const { return log.size() + capture.size(); }
   bool empty() const { return log.empty() && capture.empty() && !reopen; }
-  void clear();
+  // Memory held, whether used or not.
+  size_t memory() const { return sizeof(WriteBatch) + log.capacity() + capture.capacity(); }
+  void clear();  // keeps the memory
 };
 
 struct WriterOptions {
@@ -61,6 +56,7 @@ struct WriterStats {
   std::atomic<uint64_t> records_written{0};
   std::atomic<uint64_t> records_lost{0};
   std::atomic<uint64_t> write_errors{0};
+  std::atomic<uint64_t> batches_recycled{0};  // submits that got an emptied batch back
 };
 
 class AsyncWriter {
@@ -72,9 +68,12 @@ class AsyncWriter {
   AsyncWriter(const AsyncWriter&) = delete;
   AsyncWriter& operator=(const AsyncWriter&) = delete;
 
-  // Queues a batch (moved from; `batch` is left empty). Takes a mutex for a
-  // moment, never waits for the disk.
+  // Queues `batch` and leaves an empty one in its place: one the thread has
+  // written and emptied, with its memory, when there is one. Takes a mutex for
+  // a moment, never waits for the disk.
   void submit(WriteBatch& batch);
+  // An empty batch for the event loop to fill (capture records redacted as the options say).
+  WriteBatch new_batch() const { return WriteBatch(opts_.capture.redact_secrets); }
 
   // Hysteresis on the queue size: true from above high water until below low water.
   bool should_throttle();
@@ -98,12 +97,13 @@ class AsyncWriter {
   explicit AsyncWriter(WriterOptions opts);
   bool open_log(std::string& error);
   bool open_capture(std::string& error);
+  void close_capture();
   void run();
   void process(const WriteBatch& batch);
   void write_log(const WriteBatch& batch);
   void write_capture(const WriteBatch& batch);
-  void capture_failed(const pgwire::Status& st, uint64_t lost);
-  void capture_succeeded();
+  void capture_status(const pgwire::Status& st);
+  void update_capture_counts();
   void reopen();
   void signal_wake();
 
@@ -114,11 +114,16 @@ class AsyncWriter {
   bool log_failing_ = false;  // inside a burst of log write failures
   uint64_t log_lost_in_burst_ = 0;
   bool capture_failing_ = false;
-  uint64_t capture_lost_in_burst_ = 0;
+  uint64_t capture_lost_at_burst_ = 0;  // records_lost when the burst began
+  // Records of capture files closed (SIGHUP) and of batches no writer took.
+  uint64_t records_written_before_ = 0;
+  uint64_t records_lost_before_ = 0;
+  std::atomic<uint64_t> refused_records_{0};  // submitted after begin_stop(): a caller's bug
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<WriteBatch> queue_;
+  std::vector<WriteBatch> queue_;
+  std::vector<WriteBatch> free_;  // written and emptied, for submit() to hand back
   bool stopping_ = false;
   std::atomic<size_t> queued_bytes_{0};
   std::atomic<bool> finished_{false};

@@ -17,8 +17,8 @@
 #include "diag.hpp"
 #include "net.hpp"
 #include "pgwire/messages.hpp"
+#include "proxy_session.hpp"
 #include "send_batch.hpp"
-#include "session.hpp"
 
 namespace pgproxy {
 
@@ -78,7 +78,7 @@ class Proxy {
   enum class SlotKind : uint8_t { kSignal, kWake, kListener, kClient, kServer };
   struct Slot {
     SlotKind kind;
-    Session* session;
+    ProxySession* session;
   };
 
   bool setup();
@@ -110,7 +110,7 @@ class Proxy {
   int64_t last_reject_diag_ms_ = -1000;
   int64_t last_accept_diag_ms_ = -1000;
   uint64_t accept_errors_unreported_ = 0;
-  std::vector<std::unique_ptr<Session>> sessions_;
+  std::vector<std::unique_ptr<ProxySession>> sessions_;
   // The one poll set: rebuilt every iteration from what each session wants.
   std::vector<pollfd> pfds_;
   std::vector<Slot> slots_;
@@ -194,7 +194,7 @@ bool Proxy::setup() {
   ctx_.log_enabled = writer_->has_log();
   ctx_.capture_enabled = writer_->has_capture();
   ctx_.capture_backend = opts_.capture_backend;
-  ctx_.redact_secrets = !opts_.capture_secrets;
+  batch_ = writer_->new_batch();
   ctx_.batch = &batch_;
   ctx_.scratch.resize(kReadBuffer);
   sends_ = std::make_unique<SendBatch>(opts_.io_uring);
@@ -220,7 +220,7 @@ bool Proxy::setup() {
 void Proxy::build_poll_set(int64_t now, int64_t& next_deadline) {
   pfds_.clear();
   slots_.clear();
-  auto add = [this](int fd, short events, SlotKind kind, Session* s) {
+  auto add = [this](int fd, short events, SlotKind kind, ProxySession* s) {
     pfds_.push_back(pollfd{fd, events, 0});
     slots_.push_back(Slot{kind, s});
   };
@@ -346,13 +346,13 @@ void Proxy::accept_from(int listen_fd, int64_t now) {
         continue;
       }
       ++rejecting_;
-      sessions_.push_back(std::make_unique<Session>(
+      sessions_.push_back(std::make_unique<ProxySession>(
           ctx_, id, fd, std::move(client),
           fmt::format("too many connections (pgproxy --max-connections {})", opts_.max_connections)));
       continue;
     }
     ++ctx_.stats.active;
-    sessions_.push_back(std::make_unique<Session>(ctx_, id, fd, std::move(client)));
+    sessions_.push_back(std::make_unique<ProxySession>(ctx_, id, fd, std::move(client)));
   }
 }
 
@@ -382,7 +382,7 @@ void Proxy::reopen_files() {
 }
 
 void Proxy::reap() {
-  auto it = std::remove_if(sessions_.begin(), sessions_.end(), [this](const std::unique_ptr<Session>& s) {
+  auto it = std::remove_if(sessions_.begin(), sessions_.end(), [this](const std::unique_ptr<ProxySession>& s) {
     if (!s->done()) return false;
     if (s->counted()) {
       --ctx_.stats.active;

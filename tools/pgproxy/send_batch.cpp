@@ -33,16 +33,16 @@ SendBatch::~SendBatch() {
   if (ring_) io_uring_queue_exit(&ring_->ring);
 }
 
-void SendBatch::flush(std::vector<Session*>& dirty) {
+void SendBatch::flush(std::vector<ProxySession*>& dirty) {
   if (!ring_) {
     // Swapped out first: a session's write result could list a session again.
     plain_.swap(dirty);
-    for (Session* s : plain_) s->flush_pending();
+    for (ProxySession* s : plain_) s->flush_pending();
     plain_.clear();
     return;
   }
   entries_.clear();
-  for (Session* s : dirty) {
+  for (ProxySession* s : dirty) {
     s->clear_dirty();
     PendingWrite w;
     if (s->server_write(w)) entries_.push_back({s, false, w, -EAGAIN});

@@ -15,7 +15,7 @@
 #include <memory>
 #include <vector>
 
-#include "session.hpp"
+#include "proxy_session.hpp"
 
 namespace pgproxy {
 
@@ -28,7 +28,7 @@ class SendBatch {
   SendBatch& operator=(const SendBatch&) = delete;
 
   // Sends what each session queued and clears `dirty`.
-  void flush(std::vector<Session*>& dirty);
+  void flush(std::vector<ProxySession*>& dirty);
 
   bool uses_io_uring() const { return ring_ != nullptr; }
   // Why io_uring is not used ("" when it is, or was not asked for).
@@ -36,7 +36,7 @@ class SendBatch {
 
  private:
   struct Entry {
-    Session* session;
+    ProxySession* session;
     bool to_client;
     PendingWrite write;
     int result;  // bytes written, or -errno
@@ -48,7 +48,7 @@ class SendBatch {
   std::unique_ptr<Ring> ring_;
   std::string fallback_reason_;
   std::vector<Entry> entries_;
-  std::vector<Session*> plain_;  // the round's sessions, without io_uring
+  std::vector<ProxySession*> plain_;  // the round's sessions, without io_uring
 };
 
 }  // namespace pgproxy

@@ -1,13 +1,16 @@
 // One proxied connection: the client socket, the upstream socket, a bounded
-// output buffer toward each, the framer of both directions, the statement
-// tracker, and the small state machine around them. Sessions never block and
-// never own the pollfd array: the proxy asks each one what it wants to wait
-// for (client_events / server_events) and hands it what happened.
+// output buffer toward each, and the small state machine around them. What
+// the bytes mean is the library's business (pgwire::SessionMonitor: framing
+// of both directions and the statement tracker); a session only decides what
+// to forward, when, and what to record. Sessions never block and never own
+// the pollfd array: the proxy asks each one what it wants to wait for
+// (client_events / server_events) and hands it what happened.
 #pragma once
 
 #include <poll.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -15,27 +18,39 @@
 
 #include "async_writer.hpp"
 #include "net.hpp"
-#include "pgwire/framer.hpp"
+#include "pgwire/session_monitor.hpp"
 #include "pgwire/statement_log.hpp"
-#include "pgwire/tracker.hpp"
 
 namespace pgproxy {
 
 // Pending bytes toward one socket. Appends at the end, consumes from the
 // front; memory goes back to the allocator when it empties after a burst, so
 // an idle connection holds (almost) nothing.
+//
+// Backpressure, with hysteresis: full() turns true when the buffer reaches
+// kHighWater and false again once it has drained to kLowWater. The session
+// does not read from the side that feeds a full buffer, so a buffer never
+// holds more than kHighWater plus one read.
 class OutBuf {
  public:
+  static constexpr size_t kHighWater = size_t{256} * 1024;
+  static constexpr size_t kLowWater = size_t{64} * 1024;
+  // Capacity kept when the buffer empties; more is given back.
+  static constexpr size_t kKeepCapacity = size_t{64} * 1024;
+
   size_t size() const { return data_.size() - head_; }
   bool empty() const { return size() == 0; }
+  size_t capacity() const { return data_.capacity(); }
+  bool full() const { return full_; }
   pgwire::Bytes view() const { return {data_.data() + head_, size()}; }
   void append(pgwire::Bytes b);
   void consume(size_t n);
-  void release();
+  void release();  // drops everything, memory included
 
  private:
   std::vector<std::byte> data_;
   size_t head_ = 0;
+  bool full_ = false;
 };
 
 // Counters of the event loop (single-threaded, so plain integers).
@@ -51,21 +66,23 @@ struct ProxyStats {
   uint64_t ready = 0;   // descriptors they returned ready
 };
 
-class Session;
+class ProxySession;
 
 // What all sessions share: options, the upstream addresses, the batch being
 // filled for the writer thread, the read buffer, the counters.
 struct SessionContext {
   std::vector<SocketAddress> upstream;
   std::string upstream_text;
+  // Opens a non-blocking connection to one upstream address (net.hpp's
+  // connect_nonblocking; tests hand out one end of a socketpair instead).
+  std::function<int(const SocketAddress&, bool& in_progress, int& err)> connect = connect_nonblocking;
   pgwire::LogFormat log_format = pgwire::LogFormat::kText;
   bool log_enabled = false;
   bool capture_enabled = false;
   bool capture_backend = false;
-  bool redact_secrets = true;  // password / SASL frames: header only
-  WriteBatch* batch = nullptr;
-  std::vector<Session*> dirty;     // sessions with output queued in this poll round
-  std::vector<std::byte> scratch;  // one read buffer for the whole loop
+  WriteBatch* batch = nullptr;       // SQL log lines and capture records go here
+  std::vector<ProxySession*> dirty;  // sessions with output queued in this poll round
+  std::vector<std::byte> scratch;    // one read buffer for the whole loop
   ProxyStats stats;
 };
 
@@ -75,33 +92,44 @@ struct PendingWrite {
   pgwire::Bytes data;
 };
 
-class Session {
+class ProxySession {
  public:
-  // Above this many pending bytes toward one side, the other side is not read.
-  static constexpr size_t kHighWater = size_t{256} * 1024;
-  static constexpr size_t kLowWater = size_t{64} * 1024;
-
   // `reject_message` non-empty: a connection over --max-connections. Like
   // PostgreSQL, it is refused with ErrorResponse 53300 once its startup packet
   // has arrived (libpq ignores an error sent in answer to SSLRequest), is not
   // logged or captured, and uses no upstream connection; a CancelRequest on
   // it is still forwarded, since cancels matter most when the server is busy.
-  Session(SessionContext& ctx, uint64_t id, int client_fd, std::string client_addr, std::string reject_message = {});
-  ~Session();
-  Session(const Session&) = delete;
-  Session& operator=(const Session&) = delete;
+  ProxySession(SessionContext& ctx, uint64_t id, int client_fd, std::string client_addr,
+               std::string reject_message = {});
+  ~ProxySession();
+  ProxySession(const ProxySession&) = delete;
+  ProxySession& operator=(const ProxySession&) = delete;
+
+  // Where a session is in its life, for the loop and for tests.
+  enum class Phase : uint8_t {
+    kStartup,     // no upstream yet: waiting for the first startup packet
+    kForwarding,  // upstream connecting or connected, bytes flow
+    kDraining,    // ending: flushing what is pending to the side still alive
+    kLinger,      // client write side shut down after our last bytes; waiting for its EOF
+    kDone,
+  };
 
   uint64_t id() const { return id_; }
   int client_fd() const { return client_fd_; }
   int server_fd() const { return server_fd_; }
+  Phase phase() const { return phase_; }
   bool done() const { return phase_ == Phase::kDone; }
   bool counted() const { return counted_; }  // against --max-connections
+  const std::string& close_reason() const { return close_reason_; }
   // Monotonic ms of the next timeout, 0 = none.
   int64_t deadline_ms() const { return deadline_ms_; }
+  size_t pending_to_client() const { return to_client_.size(); }
+  size_t pending_to_server() const { return to_server_.size(); }
+  const pgwire::SessionMonitor& monitor() const { return monitor_; }
 
   // Poll interest; `throttled` = the writer is behind, read nothing.
-  short client_events(bool throttled);
-  short server_events(bool throttled);
+  short client_events(bool throttled) const;
+  short server_events(bool throttled) const;
   void on_client_event(short revents);
   void on_server_event(short revents);
   void on_timer(int64_t now_ms);
@@ -123,22 +151,17 @@ class Session {
   void capture_reopened();
 
  private:
-  enum class Phase : uint8_t {
-    kStartup,     // no upstream yet: waiting for the first startup packet
-    kForwarding,  // upstream connecting or connected, bytes flow
-    kDraining,    // ending: flushing what is pending to the side still alive
-    kLinger,      // client write side shut down after our last bytes; waiting for its EOF
-    kDone,
-  };
   enum class Upstream : uint8_t { kNone, kConnecting, kConnected, kClosed };
 
   void read_client();
   void read_server();
   void client_data(pgwire::Bytes data, int64_t ts);
   void server_data(pgwire::Bytes data, int64_t ts);
-  void record_frame(pgwire::Direction dir, const pgwire::Frame& f, int64_t ts);
+  void on_statement(const pgwire::StatementEvent& ev, const pgwire::SessionInfo& info);
+  void capture_frame(pgwire::Direction dir, const pgwire::Frame& f, int64_t ts);
+  void capture(const pgwire::Status& st);
   void open_capture_session();
-  void answer_no_encryption(int64_t ts);
+  void refuse_encryption(int64_t ts);
   void start_upstream();
   void upstream_connected();
   void upstream_failed(int err);
@@ -150,8 +173,8 @@ class Session {
   // Writes what it can; returns false on a fatal socket error (errno in err).
   static bool write_some(int fd, OutBuf& buf, int& err, size_t& written);
   void mark_dirty();
+  void unmark_dirty();
 
-  bool can_send_error();
   void fail_client(std::string_view sqlstate, std::string_view message, std::string reason);
   void protocol_violation(const pgwire::Error& e);
   void client_gone(std::string reason);
@@ -160,7 +183,7 @@ class Session {
   void begin_drain(std::string reason);
   void check_drained();
   void finish(std::string_view reason);
-  void stop_tracking(std::string_view why);
+  void stop_analysis(std::string_view why);
 
   SessionContext& ctx_;
   uint64_t id_;
@@ -172,22 +195,18 @@ class Session {
   size_t upstream_index_ = 0;  // which resolved address is being tried
   std::string reject_message_;
   bool counted_ = true;
-  bool tracking_ = true;
+  bool analysing_ = true;  // the server's stream is framed (and logged, and captured)
   bool capturing_ = true;
   bool client_readable_ = true;  // no EOF / error seen
   bool client_writable_ = true;
-  bool client_paused_ = false;  // to_server_ above high water
-  bool server_paused_ = false;  // to_client_ above high water
-  bool dirty_ = false;          // listed in ctx_.dirty
+  bool dirty_ = false;  // listed in ctx_.dirty
   int64_t deadline_ms_ = 0;
   int64_t open_ts_ns_ = 0;
   std::string close_reason_;
-  uint64_t backend_boundary_ = 0;  // backend stream offset where the last whole frame ended
 
   OutBuf to_client_;
   OutBuf to_server_;
-  pgwire::ConnectionFramer framer_;
-  std::unique_ptr<pgwire::ConnectionTracker> tracker_;
+  pgwire::SessionMonitor monitor_;
   std::vector<std::byte> backend_key_;  // BackendKeyData body, for capture_reopened()
 };
 

@@ -1,13 +1,13 @@
-#include "session.hpp"
+#include "proxy_session.hpp"
 
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "diag.hpp"
 #include "pgwire/messages.hpp"
-#include "pgwire/session_monitor.hpp"
 
 namespace pgproxy {
 
@@ -18,17 +18,11 @@ constexpr int64_t kRejectTimeoutMs = 5'000;    // a refused client gets this lon
 constexpr int64_t kConnectTimeoutMs = 10'000;
 constexpr int64_t kDrainTimeoutMs = 10'000;  // without progress
 constexpr int64_t kLingerTimeoutMs = 2'000;
-constexpr size_t kKeepCapacity = size_t{64} * 1024;
-
 void close_fd(int& fd) {
   if (fd >= 0) {
     close(fd);
     fd = -1;
   }
-}
-
-bool is_encryption_request(uint32_t code) {
-  return code == pgwire::kSslRequestCode || code == pgwire::kGssEncRequestCode;
 }
 
 }  // namespace
@@ -42,6 +36,7 @@ void OutBuf::append(pgwire::Bytes b) {
     head_ = 0;
   }
   data_.insert(data_.end(), b.begin(), b.end());
+  if (size() >= kHighWater) full_ = true;
 }
 
 void OutBuf::consume(size_t n) {
@@ -51,69 +46,79 @@ void OutBuf::consume(size_t n) {
     data_.clear();
     if (data_.capacity() > kKeepCapacity) std::vector<std::byte>().swap(data_);
   }
+  if (size() <= kLowWater) full_ = false;
 }
 
 void OutBuf::release() {
   head_ = 0;
+  full_ = false;
   std::vector<std::byte>().swap(data_);
 }
 
 // ---------------------------------------------------------------------------
 
-Session::Session(SessionContext& ctx, uint64_t id, int client_fd, std::string client_addr, std::string reject_message)
+ProxySession::ProxySession(SessionContext& ctx, uint64_t id, int client_fd, std::string client_addr,
+                           std::string reject_message)
     : ctx_(ctx),
       id_(id),
       client_addr_(std::move(client_addr)),
       client_fd_(client_fd),
-      reject_message_(std::move(reject_message)) {
+      reject_message_(std::move(reject_message)),
+      monitor_(pgwire::TrackerOptions{},
+               [this](const pgwire::StatementEvent& ev, const pgwire::SessionInfo& info) { on_statement(ev, info); }) {
   open_ts_ns_ = realtime_ns();
   bool reject = !reject_message_.empty();
   deadline_ms_ = monotonic_ms() + (reject ? kRejectTimeoutMs : kStartupTimeoutMs);
   counted_ = !reject;
   capturing_ = ctx_.capture_enabled && !reject;
-  tracking_ = !reject;
-  if (tracking_) {
-    tracker_ = std::make_unique<pgwire::ConnectionTracker>(
-        pgwire::TrackerOptions{}, [&ctx = ctx_](const pgwire::StatementEvent& ev, const pgwire::SessionInfo& info) {
-          ++ctx.stats.statements;
-          if (ctx.log_enabled) {
-            pgwire::format_statement(ctx.log_format, ev, info, ctx.batch->log);
-            ++ctx.batch->log_lines;
-          }
-        });
-    tracker_->session().session_id = id_;
-    tracker_->session().client = client_addr_;
-  }
+  pgwire::SessionInfo& info = monitor_.tracker().session();
+  info.session_id = id_;
+  info.client = client_addr_;
+  if (reject) monitor_.stop_tracking(open_ts_ns_);  // framed (for a CancelRequest), never logged
   if (capturing_) open_capture_session();
+}
+
+void ProxySession::on_statement(const pgwire::StatementEvent& ev, const pgwire::SessionInfo& info) {
+  ++ctx_.stats.statements;
+  if (!ctx_.log_enabled) return;
+  pgwire::format_statement(ctx_.log_format, ev, info, ctx_.batch->log);
+  ++ctx_.batch->log_lines;
+}
+
+// A capture record could not be encoded (a string longer than its field):
+// counted and reported, never a reason to stop proxying.
+void ProxySession::capture(const pgwire::Status& st) {
+  if (st) return;
+  ++ctx_.stats.errors;
+  diag("session {} client {}: capture record left out: {}", id_, client_addr_, st.error().describe());
 }
 
 // The session's first records: SessionOpen, and whether the server's frames
 // follow (readers track frontend-only sessions differently).
-void Session::open_capture_session() {
-  ctx_.batch->capture_open(id_, open_ts_ns_, client_addr_, ctx_.upstream_text);
+void ProxySession::open_capture_session() {
+  capture(ctx_.batch->capture.session_open(id_, open_ts_ns_, client_addr_, ctx_.upstream_text));
   static constexpr std::byte kYes[] = {std::byte{'1'}};
   static constexpr std::byte kNo[] = {std::byte{'0'}};
-  ctx_.batch->capture_meta(id_, open_ts_ns_, pgwire::kMetaCaptureBackend,
-                           ctx_.capture_backend ? pgwire::Bytes(kYes) : pgwire::Bytes(kNo));
+  capture(ctx_.batch->capture.session_meta(id_, open_ts_ns_, pgwire::kMetaCaptureBackend,
+                                           ctx_.capture_backend ? pgwire::Bytes(kYes) : pgwire::Bytes(kNo)));
 }
 
-Session::~Session() {
+ProxySession::~ProxySession() {
+  unmark_dirty();
   close_fd(client_fd_);
   close_fd(server_fd_);
 }
 
 // --- poll interest ---------------------------------------------------------
 
-short Session::client_events(bool throttled) {
+short ProxySession::client_events(bool throttled) const {
   if (client_fd_ < 0) return 0;
   short ev = 0;
   if (client_writable_ && !to_client_.empty()) ev |= POLLOUT;
-  if (to_server_.size() >= kHighWater) client_paused_ = true;
-  if (to_server_.size() <= kLowWater) client_paused_ = false;
   switch (phase_) {
     case Phase::kStartup:
     case Phase::kForwarding:
-      if (client_readable_ && !client_paused_ && !throttled) ev |= POLLIN;
+      if (client_readable_ && !to_server_.full() && !throttled) ev |= POLLIN;
       break;
     case Phase::kLinger:
       ev |= POLLIN;  // read and discard until EOF
@@ -124,22 +129,20 @@ short Session::client_events(bool throttled) {
   return ev;
 }
 
-short Session::server_events(bool throttled) {
+short ProxySession::server_events(bool throttled) const {
   if (server_fd_ < 0) return 0;
   if (upstream_ == Upstream::kConnecting) return POLLOUT;
   short ev = 0;
   if (!to_server_.empty()) ev |= POLLOUT;
-  if (to_client_.size() >= kHighWater) server_paused_ = true;
-  if (to_client_.size() <= kLowWater) server_paused_ = false;
   if (throttled) return ev;
-  if (phase_ == Phase::kForwarding && !server_paused_) ev |= POLLIN;
+  if (phase_ == Phase::kForwarding && !to_client_.full()) ev |= POLLIN;
   // The client is gone: keep reading (and discarding) so a server busy sending
   // cannot block the flush of what the client sent last, and outcomes get logged.
   if (phase_ == Phase::kDraining && !client_writable_) ev |= POLLIN;
   return ev;
 }
 
-void Session::on_client_event(short revents) {
+void ProxySession::on_client_event(short revents) {
   if (revents & POLLOUT) flush_client();
   if (done() || client_fd_ < 0) return;
   if (revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -154,7 +157,7 @@ void Session::on_client_event(short revents) {
   }
 }
 
-void Session::on_server_event(short revents) {
+void ProxySession::on_server_event(short revents) {
   if (server_fd_ < 0) return;
   if (upstream_ == Upstream::kConnecting) {
     if (revents & (POLLOUT | POLLERR | POLLHUP)) {
@@ -174,7 +177,7 @@ void Session::on_server_event(short revents) {
   if (revents & (POLLIN | POLLHUP | POLLERR)) read_server();
 }
 
-void Session::on_timer(int64_t now_ms) {
+void ProxySession::on_timer(int64_t now_ms) {
   if (deadline_ms_ == 0 || now_ms < deadline_ms_) return;
   deadline_ms_ = 0;
   switch (phase_) {
@@ -196,7 +199,7 @@ void Session::on_timer(int64_t now_ms) {
 
 // --- reading -----------------------------------------------------------------
 
-void Session::read_client() {
+void ProxySession::read_client() {
   ssize_t n;
   do {
     n = recv(client_fd_, ctx_.scratch.data(), ctx_.scratch.size(), 0);
@@ -217,7 +220,7 @@ void Session::read_client() {
   client_data({ctx_.scratch.data(), static_cast<size_t>(n)}, realtime_ns());
 }
 
-void Session::read_server() {
+void ProxySession::read_server() {
   ssize_t n;
   do {
     n = recv(server_fd_, ctx_.scratch.data(), ctx_.scratch.size(), 0);
@@ -239,7 +242,7 @@ void Session::read_server() {
 // came, except in the startup phase: an SSLRequest / GSSENCRequest is answered
 // here and never reaches the server, and the first real startup packet is
 // forwarded once the upstream connection is being opened.
-void Session::client_data(pgwire::Bytes data, int64_t ts) {
+void ProxySession::client_data(pgwire::Bytes data, int64_t ts) {
   constexpr size_t kNone = static_cast<size_t>(-1);
   size_t forward_from = phase_ == Phase::kStartup ? kNone : 0;
   size_t forward_to = data.size();
@@ -248,7 +251,7 @@ void Session::client_data(pgwire::Bytes data, int64_t ts) {
   pgwire::Error error{pgwire::Errc::kBadValue, 0, {}};
   while (!in.empty()) {
     size_t pos = data.size() - in.size();
-    pgwire::FrameResult r = framer_.next(pgwire::Direction::kFrontend, in);
+    pgwire::FrameResult r = monitor_.next(pgwire::Direction::kFrontend, in, ts);
     if (r.needs_more()) break;
     if (r.failed()) {
       failed = true;
@@ -266,15 +269,16 @@ void Session::client_data(pgwire::Bytes data, int64_t ts) {
       finish("direct TLS refused");
       return;
     }
-    record_frame(pgwire::Direction::kFrontend, f, ts);
-    if (f.kind != pgwire::FrameKind::kStartup) continue;
-    if (is_encryption_request(f.startup_code())) {
+    capture_frame(pgwire::Direction::kFrontend, f, ts);
+    const pgwire::StartupRequest request = pgwire::startup_request(f);
+    if (request == pgwire::StartupRequest::kNone) continue;
+    if (request == pgwire::StartupRequest::kEncryption) {
       // Bytes after the request in the same read: the framer fails on them
       // (the client did not wait for the answer); only answer a well-behaved client.
-      if (in.empty()) answer_no_encryption(ts);
+      if (in.empty()) refuse_encryption(ts);
       continue;
     }
-    if (!reject_message_.empty() && f.startup_code() != pgwire::kCancelRequestCode) {
+    if (!reject_message_.empty() && request != pgwire::StartupRequest::kCancel) {
       fail_client("53300", reject_message_, "too many connections");
       return;
     }
@@ -293,88 +297,73 @@ void Session::client_data(pgwire::Bytes data, int64_t ts) {
   if (failed && !done()) protocol_violation(error);
 }
 
-void Session::server_data(pgwire::Bytes data, int64_t ts) {
-  if (tracking_ || capturing_) {
-    pgwire::Bytes in = data;
-    while (!in.empty()) {
-      pgwire::FrameResult r = framer_.next(pgwire::Direction::kBackend, in);
-      if (r.needs_more()) break;
-      if (r.failed()) {
-        // The server is the authority on its own protocol: keep forwarding,
-        // stop interpreting this session.
-        ++ctx_.stats.errors;
-        stop_tracking(r.error().describe());
-        break;
-      }
-      const pgwire::Frame& f = r.frame();
-      record_frame(pgwire::Direction::kBackend, f, ts);
-      if (f.last) backend_boundary_ = f.offset + f.wire_size();
+void ProxySession::server_data(pgwire::Bytes data, int64_t ts) {
+  pgwire::Bytes in = data;
+  while (analysing_ && !in.empty()) {
+    pgwire::FrameResult r = monitor_.next(pgwire::Direction::kBackend, in, ts);
+    if (r.needs_more()) break;
+    if (r.failed()) {
+      // The server is the authority on its own protocol: keep forwarding,
+      // stop interpreting this session.
+      ++ctx_.stats.errors;
+      stop_analysis(r.error().describe());
+      break;
     }
+    capture_frame(pgwire::Direction::kBackend, r.frame(), ts);
   }
   if (client_writable_) send_to_client(data);
 }
 
-void Session::record_frame(pgwire::Direction dir, const pgwire::Frame& f, int64_t ts) {
-  if (tracking_) tracker_->on_frame(dir, f, ts);
+void ProxySession::capture_frame(pgwire::Direction dir, const pgwire::Frame& f, int64_t ts) {
   if (!capturing_) return;
-  if (dir == pgwire::Direction::kFrontend && ctx_.redact_secrets && f.kind == pgwire::FrameKind::kTyped &&
-      f.type == static_cast<uint8_t>(pgwire::FrontendType::kPassword)) {
-    // The capture keeps only the header of a password / SASL frame: do not
-    // even copy the secret into the writer's queue.
-    if (f.first) {
-      pgwire::Frame header_only = f;
-      header_only.body = {};
-      ctx_.batch->capture_frame(id_, ts, dir, header_only);
-    }
-  } else if (dir == pgwire::Direction::kFrontend || ctx_.capture_backend || f.kind == pgwire::FrameKind::kAnswer) {
-    // The one-byte answer to an SSLRequest / GSSENCRequest is always kept:
-    // without it a reader cannot tell where the client's startup continues.
-    ctx_.batch->capture_frame(id_, ts, dir, f);
+  // Backend frames only with --capture-backend; but the one-byte answer to
+  // an SSLRequest / GSSENCRequest always: without it a reader cannot tell
+  // where the client's startup continues. Password and SASL frames are
+  // redacted by the encoder (header only) unless --capture-secrets.
+  if (dir == pgwire::Direction::kFrontend || ctx_.capture_backend || f.kind == pgwire::FrameKind::kAnswer) {
+    capture(ctx_.batch->capture.frame(id_, ts, dir, f));
   }
   if (dir == pgwire::Direction::kBackend && f.kind == pgwire::FrameKind::kTyped &&
       f.type == static_cast<uint8_t>(pgwire::BackendType::kBackendKeyData) && f.whole()) {
     backend_key_.assign(f.body.begin(), f.body.end());
-    ctx_.batch->capture_meta(id_, ts, "backend_key_data", f.body);
+    capture(ctx_.batch->capture.session_meta(id_, ts, pgwire::kMetaBackendKeyData, f.body));
   }
 }
 
 // The proxy keeps sessions plaintext (so it can log them): it answers 'N' to
-// SSLRequest and GSSENCRequest itself. The framer of the server direction is
-// fed the same byte, so both directions continue as after a real answer.
-void Session::answer_no_encryption(int64_t ts) {
-  static constexpr std::byte kNo[] = {std::byte{'N'}};
-  pgwire::Bytes answer = kNo;
-  pgwire::FrameResult r = framer_.next(pgwire::Direction::kBackend, answer);
-  if (r.has_frame()) {
-    record_frame(pgwire::Direction::kBackend, r.frame(), ts);
-    backend_boundary_ = r.frame().offset + 1;
-  }
+// SSLRequest and GSSENCRequest itself.
+void ProxySession::refuse_encryption(int64_t ts) {
+  pgwire::FrameResult r = monitor_.answer_locally(pgwire::kEncryptionRefused, ts);
+  if (!r.has_frame()) return;  // cannot happen: the framer just returned the request
+  capture_frame(pgwire::Direction::kBackend, r.frame(), ts);
+  static constexpr std::byte kNo[] = {std::byte{pgwire::kEncryptionRefused}};
   send_to_client(kNo);
 }
 
-void Session::stop_tracking(std::string_view why) {
+void ProxySession::stop_analysis(std::string_view why) {
   diag("session {} client {}: cannot frame the server's stream ({}); still forwarding, no longer logging it", id_,
        client_addr_, why);
-  if (tracking_) tracker_->on_close(realtime_ns());
-  tracking_ = false;
-  capturing_ = false;  // frames stop; the close record still goes out
-  if (ctx_.capture_enabled) ctx_.batch->capture_close(id_, realtime_ns(), fmt::format("analysis stopped: {}", why));
+  const int64_t ts = realtime_ns();
+  monitor_.stop_tracking(ts);
+  analysing_ = false;
+  if (capturing_) capture(ctx_.batch->capture.session_close(id_, ts, fmt::format("analysis stopped: {}", why)));
+  capturing_ = false;  // frames stop; the close record went out now
 }
 
 // --- upstream connection ----------------------------------------------------
 
-void Session::start_upstream() {
+void ProxySession::start_upstream() {
   phase_ = Phase::kForwarding;
   upstream_index_ = 0;
   upstream_failed(0);  // "failed" with nothing tried yet: tries the first address
 }
 
 // Tries the next resolved upstream address; `err` is why the previous one failed.
-void Session::upstream_failed(int err) {
+void ProxySession::upstream_failed(int err) {
   while (upstream_index_ < ctx_.upstream.size()) {
     bool in_progress = false;
     int e = 0;
-    int fd = connect_nonblocking(ctx_.upstream[upstream_index_], in_progress, e);
+    int fd = ctx_.connect(ctx_.upstream[upstream_index_], in_progress, e);
     if (fd >= 0) {
       server_fd_ = fd;
       if (in_progress) {
@@ -401,7 +390,7 @@ void Session::upstream_failed(int err) {
               fmt::format("upstream connection failed: {}", why));
 }
 
-void Session::upstream_connected() {
+void ProxySession::upstream_connected() {
   upstream_ = Upstream::kConnected;
   if (phase_ == Phase::kForwarding) deadline_ms_ = 0;
   flush_server();
@@ -409,7 +398,7 @@ void Session::upstream_connected() {
 
 // --- writing -----------------------------------------------------------------
 
-bool Session::write_some(int fd, OutBuf& buf, int& err, size_t& written) {
+bool ProxySession::write_some(int fd, OutBuf& buf, int& err, size_t& written) {
   written = 0;
   pgwire::Bytes data = buf.view();
   while (!data.empty()) {
@@ -429,44 +418,53 @@ bool Session::write_some(int fd, OutBuf& buf, int& err, size_t& written) {
 // Output is queued, not sent: the proxy sends for every session it touched in
 // one go once the events of a poll() are handled (see SendBatch), so one
 // wake-up's worth of responses costs one system call where io_uring is there.
-void Session::send_to_client(pgwire::Bytes b) {
+void ProxySession::send_to_client(pgwire::Bytes b) {
   if (b.empty() || !client_writable_) return;
   to_client_.append(b);
   mark_dirty();
 }
 
-void Session::send_to_server(pgwire::Bytes b) {
+void ProxySession::send_to_server(pgwire::Bytes b) {
   if (b.empty() || upstream_ == Upstream::kClosed) return;
   to_server_.append(b);
   if (upstream_ == Upstream::kConnected) mark_dirty();
 }
 
-void Session::mark_dirty() {
+void ProxySession::mark_dirty() {
   if (dirty_) return;
   dirty_ = true;
   ctx_.dirty.push_back(this);
 }
 
-bool Session::client_write(PendingWrite& w) const {
+// A session that ends leaves the round's list: the proxy frees ended sessions
+// after the round, and nothing may send for one afterwards.
+void ProxySession::unmark_dirty() {
+  if (!dirty_) return;
+  dirty_ = false;
+  auto& d = ctx_.dirty;
+  d.erase(std::remove(d.begin(), d.end(), this), d.end());
+}
+
+bool ProxySession::client_write(PendingWrite& w) const {
   if (!client_writable_ || client_fd_ < 0 || to_client_.empty()) return false;
   w = {client_fd_, to_client_.view()};
   return true;
 }
 
-bool Session::server_write(PendingWrite& w) const {
+bool ProxySession::server_write(PendingWrite& w) const {
   if (upstream_ != Upstream::kConnected || server_fd_ < 0 || to_server_.empty()) return false;
   w = {server_fd_, to_server_.view()};
   return true;
 }
 
-void Session::flush_pending() {
+void ProxySession::flush_pending() {
   dirty_ = false;
   if (done()) return;
   flush_server();
   if (!done()) flush_client();
 }
 
-void Session::flush_client() {
+void ProxySession::flush_client() {
   if (!client_writable_ || to_client_.empty()) return;
   int err = 0;
   size_t written = 0;
@@ -474,7 +472,7 @@ void Session::flush_client() {
   client_written(written, ok ? 0 : err);
 }
 
-void Session::client_written(size_t written, int err) {
+void ProxySession::client_written(size_t written, int err) {
   if (done() || !client_writable_) return;
   to_client_.consume(written);
   if (err != 0) {
@@ -489,7 +487,7 @@ void Session::client_written(size_t written, int err) {
   }
 }
 
-void Session::flush_server() {
+void ProxySession::flush_server() {
   if (upstream_ != Upstream::kConnected || to_server_.empty()) {
     if (phase_ == Phase::kDraining) check_drained();
     return;
@@ -500,7 +498,7 @@ void Session::flush_server() {
   server_written(written, ok ? 0 : err);
 }
 
-void Session::server_written(size_t written, int err) {
+void ProxySession::server_written(size_t written, int err) {
   if (done() || upstream_ != Upstream::kConnected) return;
   to_server_.consume(written);
   if (err != 0) {
@@ -515,14 +513,9 @@ void Session::server_written(size_t written, int err) {
 
 // --- ending ------------------------------------------------------------------
 
-// An ErrorResponse of our own can only go between two whole server messages.
-bool Session::can_send_error() {
-  const pgwire::Framer& be = framer_.backend();
-  return client_writable_ && client_fd_ >= 0 && !be.failed() && !be.encrypted() && be.offset() == backend_boundary_;
-}
-
-void Session::fail_client(std::string_view sqlstate, std::string_view message, std::string reason) {
-  if (can_send_error()) {
+void ProxySession::fail_client(std::string_view sqlstate, std::string_view message, std::string reason) {
+  // An ErrorResponse of our own can only go between two whole server messages.
+  if (client_writable_ && client_fd_ >= 0 && monitor_.at_backend_boundary()) {
     pgwire::be::ErrorResponse err;
     err.fields = {{'S', "FATAL"}, {'V', "FATAL"}, {'C', sqlstate}, {'M', message}};
     pgwire::Buffer out;
@@ -533,14 +526,14 @@ void Session::fail_client(std::string_view sqlstate, std::string_view message, s
   begin_drain(std::move(reason));
 }
 
-void Session::protocol_violation(const pgwire::Error& e) {
+void ProxySession::protocol_violation(const pgwire::Error& e) {
   ++ctx_.stats.errors;
   diag("session {} client {}: protocol violation, closing the connection: {}", id_, client_addr_, e.describe());
   fail_client("08P01", fmt::format("protocol violation: {}", e.message),
               fmt::format("protocol violation: {}", e.describe()));
 }
 
-void Session::client_gone(std::string reason) {
+void ProxySession::client_gone(std::string reason) {
   // Whatever was still owed to the client cannot matter any more.
   client_readable_ = false;
   client_writable_ = false;
@@ -552,7 +545,7 @@ void Session::client_gone(std::string reason) {
   begin_drain(std::move(reason));
 }
 
-void Session::server_gone(std::string reason) {
+void ProxySession::server_gone(std::string reason) {
   close_server();
   if (phase_ == Phase::kDraining || phase_ == Phase::kLinger) {
     check_drained();
@@ -561,13 +554,13 @@ void Session::server_gone(std::string reason) {
   begin_drain(std::move(reason));
 }
 
-void Session::close_server() {
+void ProxySession::close_server() {
   close_fd(server_fd_);
   to_server_.release();
   if (upstream_ != Upstream::kNone) upstream_ = Upstream::kClosed;
 }
 
-void Session::begin_drain(std::string reason) {
+void ProxySession::begin_drain(std::string reason) {
   if (phase_ == Phase::kDone) return;
   if (phase_ != Phase::kDraining && phase_ != Phase::kLinger) {
     if (close_reason_.empty()) close_reason_ = std::move(reason);
@@ -579,7 +572,7 @@ void Session::begin_drain(std::string reason) {
 
 // Ends the session once nothing is left to flush: toward a server still
 // connected (or connecting) and toward a client still there.
-void Session::check_drained() {
+void ProxySession::check_drained() {
   if (phase_ == Phase::kDone) return;
   bool server_pending =
       (upstream_ == Upstream::kConnecting || upstream_ == Upstream::kConnected) && !to_server_.empty();
@@ -599,26 +592,29 @@ void Session::check_drained() {
   finish(close_reason_);
 }
 
-void Session::finish(std::string_view reason) {
+void ProxySession::finish(std::string_view reason) {
   if (phase_ == Phase::kDone) return;
   int64_t ts = realtime_ns();
-  if (tracking_) tracker_->on_close(ts);
-  if (capturing_) ctx_.batch->capture_close(id_, ts, reason);
+  monitor_.stop_tracking(ts);  // what is pending is logged with an unknown outcome
+  if (capturing_) capture(ctx_.batch->capture.session_close(id_, ts, reason));
+  capturing_ = false;
+  if (close_reason_.empty()) close_reason_ = std::string(reason);
   close_fd(client_fd_);
   close_server();
   to_client_.release();
   phase_ = Phase::kDone;
   deadline_ms_ = 0;
-  tracker_.reset();
+  unmark_dirty();
 }
 
-void Session::abort(std::string_view reason) { finish(reason); }
+void ProxySession::abort(std::string_view reason) { finish(reason); }
 
-void Session::capture_reopened() {
+void ProxySession::capture_reopened() {
   if (!capturing_ || done()) return;
   open_capture_session();
   if (!backend_key_.empty()) {
-    ctx_.batch->capture_meta(id_, realtime_ns(), "backend_key_data", {backend_key_.data(), backend_key_.size()});
+    capture(ctx_.batch->capture.session_meta(id_, realtime_ns(), pgwire::kMetaBackendKeyData,
+                                             {backend_key_.data(), backend_key_.size()}));
   }
 }
 

@@ -1,0 +1,750 @@
+// pgproxy's core without a server: OutBuf, the send batch (io_uring and
+// send() paths), ProxySession's phases over socketpairs, and the writer's
+// batches. The peers are the test itself, speaking bytes written from the
+// protocol documentation (corpus/golden and the test-only Wire builder).
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "async_writer.hpp"
+#include "diag.hpp"
+#include "pgwire/capture.hpp"
+#include "proxy_session.hpp"
+#include "send_batch.hpp"
+#include "wire_builder.hpp"
+
+namespace pgproxy {
+namespace {
+
+namespace fs = std::filesystem;
+using pgwire::Bytes;
+using pgwire::test::W;
+using pgwire::test::Wire;
+using Phase = ProxySession::Phase;
+using ByteVec = std::vector<std::byte>;
+
+// A golden message from corpus/golden: hex with '#' comments.
+ByteVec golden(const std::string& name) {
+  std::ifstream in(fs::path(PGWIRE_CORPUS_DIR) / "golden" / name);
+  std::string hex, line;
+  while (std::getline(in, line)) hex += line.substr(0, line.find('#')) + " ";
+  auto bytes = pgwire::from_hex(hex);
+  if (!bytes || bytes->empty()) ADD_FAILURE() << "cannot read golden " << name;
+  return bytes.value_or(ByteVec{});
+}
+
+ByteVec pattern(size_t n, uint32_t seed) {
+  ByteVec out(n);
+  uint32_t x = seed * 2654435761u + 1;
+  for (auto& b : out) {
+    x = x * 1103515245u + 12345u;
+    b = std::byte(static_cast<uint8_t>(x >> 16));
+  }
+  return out;
+}
+
+std::string text(const ByteVec& b) { return std::string(pgwire::as_string_view(Bytes{b})); }
+
+// ---------------------------------------------------------------------------
+// OutBuf
+
+TEST(OutBuf, KeepsOrderAcrossCompaction) {
+  OutBuf b;
+  ByteVec first = pattern(1000, 1), second = pattern(3000, 2);
+  b.append(first);
+  b.consume(600);  // past half: the next append compacts first
+  b.append(second);
+  ByteVec want(first.begin() + 600, first.end());
+  want.insert(want.end(), second.begin(), second.end());
+  EXPECT_EQ(ByteVec(b.view().begin(), b.view().end()), want);
+  EXPECT_EQ(b.size(), want.size());
+}
+
+TEST(OutBuf, FullFromHighWaterUntilDrainedToLowWater) {
+  OutBuf b;
+  ByteVec chunk(OutBuf::kHighWater - 1, std::byte{'x'});
+  b.append(chunk);
+  EXPECT_FALSE(b.full());
+  b.append(ByteVec(1, std::byte{'y'}));
+  EXPECT_TRUE(b.full());  // reached high water
+  b.consume(OutBuf::kHighWater - OutBuf::kLowWater - 1);
+  EXPECT_EQ(b.size(), OutBuf::kLowWater + 1);
+  EXPECT_TRUE(b.full());  // hysteresis: still full above low water
+  b.consume(1);
+  EXPECT_FALSE(b.full());
+  b.append(ByteVec(OutBuf::kHighWater - OutBuf::kLowWater - 1, std::byte{'z'}));
+  EXPECT_FALSE(b.full());  // below high water again: not full until it reaches it
+}
+
+TEST(OutBuf, GivesMemoryBackWhenABurstDrains) {
+  OutBuf b;
+  b.append(ByteVec(size_t{1} << 20, std::byte{'x'}));
+  EXPECT_GE(b.capacity(), size_t{1} << 20);
+  b.consume(b.size());
+  EXPECT_TRUE(b.empty());
+  EXPECT_LE(b.capacity(), OutBuf::kKeepCapacity);
+  b.append(ByteVec(100, std::byte{'x'}));
+  b.release();
+  EXPECT_EQ(b.capacity(), 0u);
+  EXPECT_FALSE(b.full());
+}
+
+// ---------------------------------------------------------------------------
+// A loop for the tests: sessions over socketpairs, one poll() round at a time,
+// as Proxy's loop does it (events, timers, then the round's sends).
+
+int make_pair(int fds[2]) { return socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds); }
+
+struct Peer {
+  int fd = -1;
+  ByteVec got;
+  bool eof = false;
+  // Reads what is there without waiting.
+  void drain() {
+    if (fd < 0) return;
+    std::byte buf[65536];
+    for (;;) {
+      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n > 0) {
+        got.insert(got.end(), buf, buf + n);
+        continue;
+      }
+      if (n == 0) eof = true;
+      return;
+    }
+  }
+  void send_all(Bytes b) {
+    ASSERT_GE(fd, 0) << "no peer";
+    while (!b.empty()) {
+      ssize_t n = send(fd, b.data(), b.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        b = b.subspan(static_cast<size_t>(n));
+        continue;
+      }
+      ASSERT_TRUE(errno == EAGAIN || errno == EINTR) << strerror(errno);
+      pollfd p{fd, POLLOUT, 0};
+      ASSERT_GE(poll(&p, 1, 1000), 0);
+    }
+  }
+  void close_fd() {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+};
+
+struct Entry {
+  std::unique_ptr<ProxySession> session;
+  Peer client;  // the client's end
+  Peer server;  // the server's end, once the session connected
+};
+
+class Loop {
+ public:
+  explicit Loop(bool io_uring = false) : batch_(true), sends_(io_uring) {
+    ctx.upstream.emplace_back();  // one address; connect() below ignores it
+    ctx.upstream_text = "test-upstream";
+    ctx.log_enabled = true;
+    ctx.capture_enabled = true;
+    ctx.capture_backend = true;
+    ctx.batch = &batch_;
+    ctx.scratch.resize(64 * 1024);
+    ctx.connect = [this](const SocketAddress&, bool& in_progress, int& err) {
+      ++connects;
+      if (refuse_connect) {
+        err = ECONNREFUSED;
+        return -1;
+      }
+      int fds[2];
+      if (make_pair(fds) != 0) {
+        err = errno;
+        return -1;
+      }
+      in_progress = false;
+      server_peers_.push_back(fds[1]);
+      last_server_fd_ = fds[0];
+      return fds[0];
+    };
+  }
+  ~Loop() {
+    for (auto& e : entries_) {
+      e->session.reset();
+      e->client.close_fd();
+      e->server.close_fd();
+    }
+  }
+
+  Entry& open(std::string reject = {}) {
+    int fds[2];
+    EXPECT_EQ(make_pair(fds), 0);
+    auto e = std::make_unique<Entry>();
+    e->client.fd = fds[1];
+    e->session = std::make_unique<ProxySession>(ctx, ++next_id_, fds[0], "test-client", std::move(reject));
+    entries_.push_back(std::move(e));
+    return *entries_.back();
+  }
+
+  // One round: poll what the sessions want, hand them the events, run their
+  // timers, send what they queued.
+  void round(int timeout_ms = 200) {
+    std::vector<pollfd> pfds;
+    std::vector<std::pair<ProxySession*, bool>> who;
+    for (auto& e : entries_) {
+      ProxySession* s = e->session.get();
+      if (s->done()) continue;
+      if (short ev = s->client_events(false)) {
+        pfds.push_back({s->client_fd(), ev, 0});
+        who.emplace_back(s, true);
+      }
+      if (short ev = s->server_events(false)) {
+        pfds.push_back({s->server_fd(), ev, 0});
+        who.emplace_back(s, false);
+      }
+    }
+    if (poll(pfds.data(), pfds.size(), timeout_ms) > 0) {
+      for (size_t i = 0; i < pfds.size(); ++i) {
+        if (pfds[i].revents == 0 || who[i].first->done()) continue;
+        if (who[i].second) {
+          who[i].first->on_client_event(pfds[i].revents);
+        } else {
+          who[i].first->on_server_event(pfds[i].revents);
+        }
+      }
+    }
+    for (auto& e : entries_) e->session->on_timer(monotonic_ms());
+    sends_.flush(ctx.dirty);
+    adopt_server_peers();
+    for (auto& e : entries_) {
+      e->client.drain();
+      e->server.drain();
+    }
+  }
+
+  // Rounds until `done` holds (false after `limit` rounds).
+  bool until(const std::function<bool()>& done, int limit = 100) {
+    for (int i = 0; i < limit; ++i) {
+      if (done()) return true;
+      round(50);
+    }
+    return done();
+  }
+
+  SessionContext ctx;
+  int connects = 0;
+  bool refuse_connect = false;
+  SendBatch& sends() { return sends_; }
+  WriteBatch& batch() { return batch_; }
+
+ private:
+  // The server end of each new upstream connection goes to its session's entry.
+  void adopt_server_peers() {
+    if (server_peers_.empty()) return;
+    for (auto& e : entries_) {
+      if (e->server.fd < 0 && e->session->server_fd() == last_server_fd_ && last_server_fd_ >= 0) {
+        e->server.fd = server_peers_.back();
+        server_peers_.pop_back();
+        last_server_fd_ = -1;
+      }
+    }
+  }
+
+  WriteBatch batch_;
+  SendBatch sends_;
+  std::vector<std::unique_ptr<Entry>> entries_;
+  std::vector<int> server_peers_;
+  int last_server_fd_ = -1;
+  uint64_t next_id_ = 0;
+};
+
+// The records of a batch, read back with the library's reader.
+std::vector<std::string> records_of(const pgwire::CaptureRecords& records) {
+  std::vector<std::string> out;
+  int fd = memfd_create("capture", MFD_CLOEXEC);
+  EXPECT_GE(fd, 0);
+  {
+    auto w = pgwire::CaptureWriter::from_fd(fd, false);
+    EXPECT_TRUE(w.ok());
+    EXPECT_TRUE((*w)->append(records).ok());
+    EXPECT_TRUE((*w)->close().ok());
+    EXPECT_EQ((*w)->records_written(), records.count());
+  }
+  lseek(fd, 0, SEEK_SET);
+  auto r = pgwire::CaptureReader::from_fd(fd, true, "memfd");
+  EXPECT_TRUE(r.ok());
+  pgwire::CaptureRecord rec;
+  for (;;) {
+    auto more = (*r)->next(rec);
+    EXPECT_TRUE(more.ok());
+    if (!more.ok() || !*more) break;
+    switch (rec.type) {
+      case pgwire::CaptureRecordType::kSessionOpen:
+        out.push_back("open " + std::string(rec.client) + " " + std::string(rec.server));
+        break;
+      case pgwire::CaptureRecordType::kSessionMeta:
+        out.push_back("meta " + std::string(rec.key) + "=" + std::string(pgwire::as_string_view(rec.value)));
+        break;
+      case pgwire::CaptureRecordType::kSessionClose: out.push_back("close " + std::string(rec.reason)); break;
+      case pgwire::CaptureRecordType::kFrame:
+        out.push_back(std::string(rec.direction == pgwire::Direction::kFrontend ? "F " : "B ") +
+                      (rec.redacted() ? "redacted " : "") + pgwire::to_hex(rec.data));
+        break;
+    }
+  }
+  return out;
+}
+
+bool contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// The SQLSTATE and message of the first ErrorResponse in `bytes` ("" if none).
+std::string error_of(const ByteVec& bytes) {
+  if (bytes.size() < 5 || bytes[0] != std::byte{'E'}) return "";
+  std::string fields(pgwire::as_string_view(Bytes{bytes}.subspan(5)));
+  std::string code, message;
+  for (size_t i = 0; i < fields.size() && fields[i] != '\0';) {
+    size_t end = fields.find('\0', i + 1);
+    if (end == std::string::npos) break;
+    if (fields[i] == 'C') code = fields.substr(i + 1, end - i - 1);
+    if (fields[i] == 'M') message = fields.substr(i + 1, end - i - 1);
+    i = end + 1;
+  }
+  return code + " " + message;
+}
+
+Wire auth_ok_ready() { return W().msg('R', W().i32(0)).msg('Z', W().byte('I')); }
+
+// ---------------------------------------------------------------------------
+// Session phases
+
+TEST(ProxySession, StartupIsForwardedThenTrafficBothWaysAndLogged) {
+  Loop loop;
+  Entry& e = loop.open();
+  ByteVec startup = golden("frontend/startup_v30.hex");
+  e.client.send_all(startup);
+  ASSERT_TRUE(loop.until([&] { return e.server.got.size() >= startup.size(); }));
+  EXPECT_EQ(e.server.got, startup);
+  EXPECT_EQ(loop.connects, 1);
+  EXPECT_EQ(e.session->phase(), Phase::kForwarding);
+
+  Wire greeting = auth_ok_ready();
+  e.server.send_all(greeting.bytes());
+  ASSERT_TRUE(loop.until([&] { return e.client.got.size() >= greeting.bytes().size(); }));
+  EXPECT_EQ(e.client.got, greeting.bytes());
+
+  ByteVec query = golden("frontend/query.hex");
+  e.client.send_all(query);
+  ASSERT_TRUE(loop.until([&] { return e.server.got.size() >= startup.size() + query.size(); }));
+  Wire answer = W().msg('T', W().i16(0)).msg('C', W().str("SELECT 1")).msg('Z', W().byte('I'));
+  e.server.send_all(answer.bytes());
+  ASSERT_TRUE(loop.until([&] { return e.client.got.size() >= greeting.bytes().size() + answer.bytes().size(); }));
+
+  e.client.send_all(golden("frontend/terminate.hex"));
+  e.client.close_fd();
+  ASSERT_TRUE(loop.until([&] { return e.session->done(); }));
+  EXPECT_TRUE(e.server.eof);
+  EXPECT_EQ(e.session->close_reason(), "client closed the connection");
+
+  const std::string& log = loop.batch().log;
+  EXPECT_EQ(loop.batch().log_lines, 1u);
+  EXPECT_NE(log.find("user=alice db=shop query ok"), std::string::npos) << log;
+  EXPECT_NE(log.find("sql: SELECT 1;"), std::string::npos) << log;
+
+  auto recs = records_of(loop.batch().capture);
+  ASSERT_GE(recs.size(), 4u);
+  EXPECT_EQ(recs[0], "open test-client test-upstream");
+  EXPECT_EQ(recs[1], "meta capture_backend=1");
+  EXPECT_EQ(recs[2], "F " + pgwire::to_hex(startup));
+  EXPECT_TRUE(contains(recs, "F " + pgwire::to_hex(query)));
+  EXPECT_TRUE(contains(recs, "B " + pgwire::to_hex(W().msg('Z', W().byte('I')).bytes())));
+  EXPECT_EQ(recs.back(), "close client closed the connection");
+}
+
+TEST(ProxySession, SslAndGssEncRequestsAreRefusedHereAndNeverReachTheServer) {
+  for (const char* request : {"frontend/ssl_request.hex", "frontend/gssenc_request.hex"}) {
+    SCOPED_TRACE(request);
+    Loop loop;
+    Entry& e = loop.open();
+    e.client.send_all(golden(request));
+    ASSERT_TRUE(loop.until([&] { return !e.client.got.empty(); }));
+    EXPECT_EQ(text(e.client.got), "N");
+    EXPECT_EQ(loop.connects, 0);
+    EXPECT_EQ(e.session->phase(), Phase::kStartup);
+    // The client goes on in plaintext on the same connection.
+    ByteVec startup = golden("frontend/startup_v30.hex");
+    e.client.send_all(startup);
+    ASSERT_TRUE(loop.until([&] { return e.server.got.size() >= startup.size(); }));
+    EXPECT_EQ(e.server.got, startup);  // the request itself was never forwarded
+    auto recs = records_of(loop.batch().capture);
+    EXPECT_TRUE(contains(recs, "B 4e")) << "the proxy's own answer is in the capture";
+  }
+}
+
+TEST(ProxySession, BytesSentBeforeTheAnswerToSslRequestEndTheSession) {
+  Loop loop;
+  Entry& e = loop.open();
+  ByteVec bytes = golden("frontend/ssl_request.hex");
+  ByteVec startup = golden("frontend/startup_v30.hex");
+  bytes.insert(bytes.end(), startup.begin(), startup.end());  // did not wait for the answer
+  e.client.send_all(bytes);
+  ASSERT_TRUE(loop.until([&] { return e.session->done() && e.client.eof; }));
+  EXPECT_EQ(loop.connects, 0);
+  EXPECT_EQ(error_of(e.client.got).substr(0, 6), "08P01 ") << text(e.client.got);
+  EXPECT_NE(e.session->close_reason().find("protocol violation"), std::string::npos);
+}
+
+TEST(ProxySession, CancelRequestIsForwardedAndNothingMayFollow) {
+  Loop loop;
+  Entry& e = loop.open();
+  ByteVec cancel = golden("frontend/cancel_request_v30.hex");
+  e.client.send_all(cancel);
+  ASSERT_TRUE(loop.until([&] { return e.server.got.size() >= cancel.size(); }));
+  EXPECT_EQ(e.server.got, cancel);
+  // The server closes a cancel connection without an answer.
+  e.server.close_fd();
+  ASSERT_TRUE(loop.until([&] { return e.client.eof; }));
+  EXPECT_TRUE(e.client.got.empty());
+  e.client.close_fd();
+  ASSERT_TRUE(loop.until([&] { return e.session->done(); }));
+  EXPECT_EQ(loop.batch().log_lines, 0u);
+}
+
+TEST(ProxySession, BadFirstPacketGetsProtocolViolationAndNoUpstream) {
+  struct Case {
+    const char* what;
+    Wire bytes;
+    const char* message;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"length below 8", W().i32(3).i32(196608), "startup packet length 3 is below 8"});
+  cases.push_back({"protocol 2.0", W().startup({{"user", "u"}}, 2 << 16), "protocol version 2.0 is not supported"});
+  cases.push_back({"unknown request code", W().i32(8).i32(12345678), "unknown startup request code 12345678"});
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    Loop loop;
+    Entry& e = loop.open();
+    e.client.send_all(c.bytes.bytes());
+    ASSERT_TRUE(loop.until([&] { return e.session->done() && e.client.eof; }));
+    EXPECT_EQ(loop.connects, 0);
+    std::string err = error_of(e.client.got);
+    EXPECT_EQ(err.substr(0, 6), "08P01 ") << err;
+    EXPECT_NE(err.find(c.message), std::string::npos) << err;
+  }
+}
+
+TEST(ProxySession, ClientClosingInTheStartupPhase) {
+  {
+    Loop loop;  // before any byte
+    Entry& e = loop.open();
+    e.client.close_fd();
+    ASSERT_TRUE(loop.until([&] { return e.session->done(); }));
+    EXPECT_EQ(loop.connects, 0);
+    EXPECT_EQ(e.session->close_reason(), "client closed the connection");
+  }
+  {
+    Loop loop;  // in the middle of its startup packet
+    Entry& e = loop.open();
+    ByteVec startup = golden("frontend/startup_v30.hex");
+    e.client.send_all(Bytes{startup}.first(10));
+    loop.round(50);
+    EXPECT_FALSE(e.session->done());
+    e.client.close_fd();
+    ASSERT_TRUE(loop.until([&] { return e.session->done(); }));
+    EXPECT_EQ(loop.connects, 0);
+  }
+}
+
+// A session logged in through the test loop, in the forwarding phase.
+Entry& logged_in(Loop& loop) {
+  Entry& e = loop.open();
+  ByteVec startup = golden("frontend/startup_v30.hex");
+  e.client.send_all(startup);
+  EXPECT_TRUE(loop.until([&] { return e.server.got.size() >= startup.size(); }));
+  e.server.send_all(auth_ok_ready().bytes());
+  EXPECT_TRUE(loop.until([&] { return e.client.got.size() >= auth_ok_ready().bytes().size(); }));
+  e.client.got.clear();
+  e.server.got.clear();
+  return e;
+}
+
+TEST(ProxySession, ClientClosingWhileItsQueryRunsIsLoggedUnknown) {
+  Loop loop;
+  Entry& e = logged_in(loop);
+  ByteVec query = golden("frontend/query.hex");
+  e.client.send_all(query);
+  e.client.close_fd();
+  ASSERT_TRUE(loop.until([&] { return e.session->done(); }));
+  EXPECT_EQ(e.server.got, query) << "what the client sent last still reaches the server";
+  EXPECT_TRUE(e.server.eof);
+  EXPECT_NE(loop.batch().log.find("query unknown"), std::string::npos) << loop.batch().log;
+}
+
+TEST(ProxySession, ServerClosingAfterItsLastBytesReachesTheClient) {
+  Loop loop;
+  Entry& e = logged_in(loop);
+  ByteVec query = golden("frontend/query.hex");
+  e.client.send_all(query);
+  ASSERT_TRUE(loop.until([&] { return e.server.got.size() >= query.size(); }));
+  Wire fatal = W().msg('E', W().byte('S').str("FATAL").byte('C').str("57P01").byte('M').str("terminating").byte(0));
+  e.server.send_all(fatal.bytes());
+  e.server.close_fd();
+  ASSERT_TRUE(loop.until([&] { return e.client.eof; }));
+  EXPECT_EQ(e.client.got, fatal.bytes());
+  EXPECT_EQ(e.session->phase(), Phase::kLinger);  // waits for the client to close
+  e.client.close_fd();
+  ASSERT_TRUE(loop.until([&] { return e.session->done(); }));
+  EXPECT_EQ(e.session->close_reason(), "server closed the connection");
+  EXPECT_NE(loop.batch().log.find("query error"), std::string::npos) << loop.batch().log;
+  EXPECT_NE(loop.batch().log.find("sqlstate=57P01"), std::string::npos) << loop.batch().log;
+}
+
+TEST(ProxySession, UpstreamThatCannotBeReachedIsReportedToTheClient) {
+  Loop loop;
+  loop.refuse_connect = true;
+  Entry& e = loop.open();
+  e.client.send_all(golden("frontend/startup_v30.hex"));
+  ASSERT_TRUE(loop.until([&] { return e.session->done() && e.client.eof; }));
+  std::string err = error_of(e.client.got);
+  EXPECT_EQ(err.substr(0, 6), "08006 ") << err;
+  EXPECT_NE(err.find("could not connect to the server test-upstream"), std::string::npos) << err;
+}
+
+TEST(ProxySession, OverTheConnectionLimitRefusedWith53300ButCancelsGoThrough) {
+  {
+    Loop loop;
+    Entry& e = loop.open("too many connections (test)");
+    EXPECT_FALSE(e.session->counted());
+    e.client.send_all(golden("frontend/startup_v30.hex"));
+    ASSERT_TRUE(loop.until([&] { return e.session->done() && e.client.eof; }));
+    EXPECT_EQ(error_of(e.client.got), "53300 too many connections (test)");
+    EXPECT_EQ(loop.connects, 0);
+    EXPECT_TRUE(loop.batch().capture.empty()) << "refused sessions are not captured";
+  }
+  {
+    Loop loop;
+    Entry& e = loop.open("too many connections (test)");
+    ByteVec cancel = golden("frontend/cancel_request_v30.hex");
+    e.client.send_all(cancel);
+    ASSERT_TRUE(loop.until([&] { return e.server.got.size() >= cancel.size(); }));
+    EXPECT_EQ(e.server.got, cancel);
+  }
+}
+
+// Regression: a session that ended in a round after it queued output stayed on
+// the round's dirty list, from which the proxy sends after freeing ended sessions.
+TEST(ProxySession, EndingSessionLeavesTheDirtyList) {
+  Loop loop;
+  Entry& e = logged_in(loop);
+  e.server.send_all(W().msg('N', W().byte('M').str("notice").byte(0)).bytes());
+  pollfd p{e.session->server_fd(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 1000), 1);
+  e.session->on_server_event(p.revents);  // queues the notice for the client
+  ASSERT_EQ(std::count(loop.ctx.dirty.begin(), loop.ctx.dirty.end(), e.session.get()), 1);
+  e.session->abort("proxy shutdown");
+  EXPECT_TRUE(e.session->done());
+  EXPECT_EQ(std::count(loop.ctx.dirty.begin(), loop.ctx.dirty.end(), e.session.get()), 0);
+}
+
+// ---------------------------------------------------------------------------
+// The send batch, both ways
+
+class SendBatchTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    if (GetParam() && !SendBatch(true).uses_io_uring()) {
+      GTEST_SKIP() << "io_uring is not available here: " << SendBatch(true).fallback_reason();
+    }
+  }
+};
+
+TEST_P(SendBatchTest, PartialWritesStayQueuedAndArriveInOrder) {
+  Loop loop(GetParam());
+  EXPECT_EQ(loop.sends().uses_io_uring(), GetParam());
+  Entry& e = logged_in(loop);
+  int small = 4096;
+  ASSERT_EQ(setsockopt(e.session->client_fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+  const ByteVec data = pattern(600 * 1024, 7);
+  const int client_fd = e.client.fd;
+  e.client.fd = -1;  // the client reads nothing for now
+  std::thread writer([&] { e.server.send_all(data); });
+  size_t most = 0;
+  for (int i = 0; i < 60; ++i) {
+    loop.round(20);
+    most = std::max(most, e.session->pending_to_client());
+  }
+  EXPECT_GT(e.session->pending_to_client(), 0u) << "the socket took only part of it";
+  EXPECT_LE(most, OutBuf::kHighWater + loop.ctx.scratch.size()) << "backpressure: the server is not read";
+  e.client.fd = client_fd;
+  ASSERT_TRUE(loop.until([&] { return e.client.got.size() >= data.size(); }, 2000));
+  writer.join();
+  EXPECT_EQ(e.client.got, data);
+  EXPECT_EQ(e.session->pending_to_client(), 0u);
+  EXPECT_FALSE(e.session->done());
+}
+
+TEST_P(SendBatchTest, AnErrorOnOneSocketEndsOnlyItsSession) {
+  Loop loop(GetParam());
+  Entry& a = logged_in(loop);
+  Entry& b = logged_in(loop);
+  // a's client stops reading for good: a write to it fails (EPIPE), while
+  // a read from it would still wait (its write side stays open).
+  ASSERT_EQ(shutdown(a.client.fd, SHUT_RD), 0);
+  const ByteVec for_a = pattern(20000, 1), for_b = pattern(20000, 2);
+  a.server.send_all(for_a);
+  b.server.send_all(for_b);
+  // Both sessions read in the same round, so both writes go in one batch.
+  pollfd p[2] = {{a.session->server_fd(), POLLIN, 0}, {b.session->server_fd(), POLLIN, 0}};
+  ASSERT_TRUE(loop.until([&] { return poll(p, 2, 0) == 2; }, 10) || poll(p, 2, 1000) == 2);
+  a.session->on_server_event(p[0].revents);
+  b.session->on_server_event(p[1].revents);
+  ASSERT_EQ(loop.ctx.dirty.size(), 2u);
+  loop.sends().flush(loop.ctx.dirty);
+  EXPECT_TRUE(loop.ctx.dirty.empty());
+  EXPECT_NE(a.session->phase(), Phase::kForwarding);
+  EXPECT_NE(a.session->close_reason().find("client connection error"), std::string::npos) << a.session->close_reason();
+  ASSERT_TRUE(loop.until([&] { return b.client.got.size() >= for_b.size(); }));
+  EXPECT_EQ(b.client.got, for_b);
+  EXPECT_EQ(b.session->phase(), Phase::kForwarding);
+  ASSERT_TRUE(loop.until([&] { return a.session->done(); }));
+}
+
+INSTANTIATE_TEST_SUITE_P(Ways, SendBatchTest, ::testing::Values(false, true),
+                         [](const auto& p) { return p.param ? "io_uring" : "send"; });
+
+// ---------------------------------------------------------------------------
+// The writer thread
+
+struct TempDir {
+  TempDir() {
+    char tmpl[] = "/tmp/pgproxy-core-test.XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string path;
+};
+
+bool wait_for(const std::function<bool()>& cond) {
+  for (int i = 0; i < 500 && !cond(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  return cond();
+}
+
+// Regression: every submit exchanged the batch for a new empty one, so the
+// loop allocated its buffers again every 10 ms.
+TEST(AsyncWriter, SubmitHandsBackAWrittenBatchWithItsMemory) {
+  TempDir dir;
+  WriterOptions wo;
+  wo.sql_log_path = dir.path + "/sql.log";
+  std::string error;
+  auto writer = AsyncWriter::start(wo, error);
+  ASSERT_TRUE(writer) << error;
+  WriteBatch batch = writer->new_batch();
+  const std::string line(10000, 'x');
+  batch.log = line + "\n";
+  batch.log_lines = 1;
+  writer->submit(batch);
+  EXPECT_TRUE(batch.empty());
+  ASSERT_TRUE(wait_for([&] { return writer->stats().lines_written.load() == 1; }));
+  batch.log = "second\n";
+  batch.log_lines = 1;
+  writer->submit(batch);
+  EXPECT_TRUE(batch.empty());
+  EXPECT_GE(batch.log.capacity(), line.size()) << "the first batch came back, with its memory";
+  EXPECT_EQ(writer->stats().batches_recycled.load(), 1u);
+  writer->begin_stop();
+  writer->join();
+  EXPECT_EQ(writer->stats().lines_written.load(), 2u);
+}
+
+TEST(AsyncWriter, WritesTheRecordsTheLoopEncodedAndCountsThem) {
+  TempDir dir;
+  WriterOptions wo;
+  wo.capture_path = dir.path + "/c.pgwcap";
+  std::string error;
+  auto writer = AsyncWriter::start(wo, error);
+  ASSERT_TRUE(writer) << error;
+  WriteBatch batch = writer->new_batch();
+  ByteVec query = golden("frontend/query.hex");
+  pgwire::Frame f;
+  f.type = 'Q';
+  f.length = static_cast<uint32_t>(query.size() - 1);
+  f.body = Bytes{query}.subspan(5);
+  ASSERT_TRUE(batch.capture.session_open(1, 1000, "c", "s").ok());
+  ASSERT_TRUE(batch.capture.frame(1, 2000, pgwire::Direction::kFrontend, f).ok());
+  ByteVec password = golden("frontend/password_cleartext.hex");
+  f.type = 'p';
+  f.length = static_cast<uint32_t>(password.size() - 1);
+  f.body = Bytes{password}.subspan(5);
+  ASSERT_TRUE(batch.capture.frame(1, 3000, pgwire::Direction::kFrontend, f).ok());
+  ASSERT_TRUE(batch.capture.session_close(1, 4000, "eof").ok());
+  writer->submit(batch);
+  writer->begin_stop();
+  writer->join();
+  EXPECT_EQ(writer->stats().records_written.load(), 4u);
+  EXPECT_EQ(writer->stats().records_lost.load(), 0u);
+  EXPECT_EQ(fs::status(wo.capture_path).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+
+  auto r = pgwire::CaptureReader::open(wo.capture_path);
+  ASSERT_TRUE(r.ok());
+  pgwire::CaptureRecord rec;
+  std::vector<std::string> seen;
+  while (true) {
+    auto more = (*r)->next(rec);
+    ASSERT_TRUE(more.ok());
+    if (!*more) break;
+    if (rec.type == pgwire::CaptureRecordType::kFrame) {
+      seen.push_back((rec.redacted() ? "redacted " : "") + pgwire::to_hex(rec.data));
+    }
+  }
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0], pgwire::to_hex(query));
+  EXPECT_EQ(seen[1], "redacted " + pgwire::to_hex(Bytes{password}.first(5))) << "only the header of a password";
+}
+
+TEST(AsyncWriter, RecordsThatCannotBeWrittenAreCountedLost) {
+  TempDir dir;
+  WriterOptions wo;
+  wo.capture_path = dir.path + "/c.pgwcap";
+  std::string error;
+  auto writer = AsyncWriter::start(wo, error);
+  ASSERT_TRUE(writer) << error;
+  // The file may not grow past its header: writes fail with EFBIG (SIGXFSZ ignored).
+  const auto header = static_cast<rlim_t>(fs::file_size(wo.capture_path));
+  rlimit old{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto old_handler = signal(SIGXFSZ, SIG_IGN);
+  rlimit tight = old;
+  tight.rlim_cur = header;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &tight), 0);
+  WriteBatch batch = writer->new_batch();
+  for (uint64_t i = 0; i < 3; ++i) ASSERT_TRUE(batch.capture.session_open(i, 1, "c", "s").ok());
+  writer->submit(batch);
+  writer->begin_stop();
+  writer->join();
+  setrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, old_handler);
+  EXPECT_EQ(writer->stats().records_written.load(), 0u);
+  EXPECT_EQ(writer->stats().records_lost.load(), 3u);
+  EXPECT_GE(writer->stats().write_errors.load(), 1u);
+}
+
+}  // namespace
+}  // namespace pgproxy
