@@ -2,6 +2,8 @@
 // section by section.
 #include "pgwire/capture.hpp"
 
+#include "pgwire/system.hpp"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -29,14 +31,6 @@ constexpr size_t kMaxString = 0xffff;  // a u16-prefixed string
 // The reader's buffer never grows beyond this: the largest header or record.
 constexpr size_t kMaxReadBuffer = kCaptureFileHeaderFixedSize + kMaxCaptureReadLength;
 constexpr size_t kInitialReadBuffer = 64 << 10;
-
-std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
-
-int64_t now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
 
 // For descriptors someone made non-blocking: wait instead of failing with EAGAIN.
 bool wait_ready(int fd, short events) {
@@ -318,7 +312,7 @@ Result<std::unique_ptr<CaptureWriter>> CaptureWriter::from_fd(int fd, bool owns_
   put_u16(header, kCaptureVersionMajor);
   put_u16(header, kCaptureVersionMinor);
   put_u32(header, kMinHeaderLength + static_cast<uint32_t>(creator.size()));
-  put_u64(header, static_cast<uint64_t>(m.opts.created_ns != 0 ? m.opts.created_ns : now_ns()));
+  put_u64(header, static_cast<uint64_t>(m.opts.created_ns != 0 ? m.opts.created_ns : realtime_ns()));
   put_u32(header, m.opts.creator_pid);
   put_string16(header, creator);
   put_u32(header, crc32_ieee({header.data(), header.size()}));

@@ -13,14 +13,14 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "pgwire/system.hpp"
+
 namespace pgwire::test {
 namespace {
 
 // Stop reading a side while this much is still waiting to be written to the other one.
 constexpr size_t kHighWater = 1 << 20;
 constexpr size_t kReadSize = 64 * 1024;
-
-std::string errno_text(int err) { return std::strerror(err); }
 
 void close_fd(int& fd) {
   if (fd >= 0) close(fd);

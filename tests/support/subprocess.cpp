@@ -17,6 +17,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "pgwire/system.hpp"
+
 extern char** environ;
 
 namespace pgwire::test {
@@ -35,8 +37,6 @@ void ignore_sigpipe_once() {
     sigaction(SIGPIPE, &ignore, nullptr);
   });
 }
-
-std::string errno_text(int err) { return std::strerror(err); }
 
 // Keeps a descriptor away from 0..2 so that the dup2() calls in the child cannot clobber it.
 int above_stdio(int fd) {

@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -24,8 +24,8 @@
 #include <gtest/gtest.h>
 
 #include "async_writer.hpp"
-#include "diag.hpp"
 #include "pgwire/capture.hpp"
+#include "pgwire/system.hpp"
 #include "proxy_session.hpp"
 #include "send_batch.hpp"
 #include "wire_builder.hpp"
@@ -165,7 +165,7 @@ class Loop {
     ctx.capture_backend = true;
     ctx.batch = &batch_;
     ctx.scratch.resize(64 * 1024);
-    ctx.connect = [this](const SocketAddress&, bool& in_progress, int& err) {
+    ctx.connect = [this](const pgwire::SocketAddress&, bool& in_progress, int& err) {
       ++connects;
       if (refuse_connect) {
         err = ECONNREFUSED;
@@ -227,7 +227,7 @@ class Loop {
         }
       }
     }
-    for (auto& e : entries_) e->session->on_timer(monotonic_ms());
+    for (auto& e : entries_) e->session->on_timer(pgwire::monotonic_ms());
     sends_.flush(ctx.dirty);
     adopt_server_peers();
     for (auto& e : entries_) {

@@ -12,7 +12,7 @@
 #include <utility>
 
 #include "diag.hpp"
-#include "net.hpp"
+#include "pgwire/system.hpp"
 
 namespace pgproxy {
 
@@ -43,7 +43,7 @@ std::unique_ptr<AsyncWriter> AsyncWriter::start(WriterOptions opts, std::string&
   std::unique_ptr<AsyncWriter> w(new AsyncWriter(std::move(opts)));
   w->wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (w->wake_fd_ < 0) {
-    error = "eventfd: " + errno_text(errno);
+    error = "eventfd: " + pgwire::errno_text(errno);
     return nullptr;
   }
   if (!w->open_log(error) || !w->open_capture(error)) return nullptr;
@@ -67,7 +67,7 @@ bool AsyncWriter::open_log(std::string& error) {
   }
   int fd = open(opts_.sql_log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) {
-    error = fmt::format("cannot open SQL log {}: {}", opts_.sql_log_path, errno_text(errno));
+    error = fmt::format("cannot open SQL log {}: {}", opts_.sql_log_path, pgwire::errno_text(errno));
     return false;
   }
   if (log_owned_ && log_fd_ >= 0) close(log_fd_);
@@ -177,7 +177,7 @@ void AsyncWriter::run() {
   if (log_fd_ >= 0 && log_owned_) {
     if (fsync(log_fd_) != 0 && errno != EINVAL) {
       // EINVAL: a pipe or terminal; anything else is worth knowing.
-      diag("SQL log fsync: {}", errno_text(errno));
+      diag("SQL log fsync: {}", pgwire::errno_text(errno));
     }
   }
   finished_ = true;
@@ -231,7 +231,7 @@ void AsyncWriter::write_log(const WriteBatch& batch) {
     if (!log_failing_) {
       log_failing_ = true;
       diag("ERROR: writing the SQL log {} failed: {}; lines are being LOST (proxying continues)", opts_.sql_log_path,
-           errno_text(err));
+           pgwire::errno_text(err));
     }
     return;
   }

@@ -6,22 +6,12 @@
 #include <ctime>
 #include <string>
 
+#include "pgwire/system.hpp"
+
 namespace pgproxy {
 
-int64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-
-int64_t monotonic_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
-}
-
 void diag_line(std::string_view message) {
-  int64_t now = realtime_ns();
+  int64_t now = pgwire::realtime_ns();
   time_t secs = static_cast<time_t>(now / 1'000'000'000);
   tm utc{};
   gmtime_r(&secs, &utc);

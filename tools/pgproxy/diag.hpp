@@ -17,9 +17,4 @@ void diag(fmt::format_string<Args...> format, Args&&... args) {
   diag_line(fmt::format(format, std::forward<Args>(args)...));
 }
 
-// CLOCK_REALTIME in nanoseconds (capture and log timestamps).
-int64_t realtime_ns();
-// CLOCK_MONOTONIC in milliseconds (deadlines, rates).
-int64_t monotonic_ms();
-
 }  // namespace pgproxy

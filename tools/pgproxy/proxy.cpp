@@ -15,8 +15,9 @@
 
 #include "async_writer.hpp"
 #include "diag.hpp"
-#include "net.hpp"
 #include "pgwire/messages.hpp"
+#include "pgwire/net.hpp"
+#include "pgwire/system.hpp"
 #include "proxy_session.hpp"
 #include "send_batch.hpp"
 
@@ -40,7 +41,7 @@ void raise_fd_limit(uint64_t max_connections) {
     if (setrlimit(RLIMIT_NOFILE, &want) == 0) {
       rl = want;
     } else {
-      diag("cannot raise the open file limit to {}: {}", rl.rlim_max, errno_text(errno));
+      diag("cannot raise the open file limit to {}: {}", rl.rlim_max, pgwire::errno_text(errno));
     }
   }
   uint64_t need = max_connections * 2 + 64;
@@ -135,42 +136,42 @@ bool Proxy::setup() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal_fd_ = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   if (signal_fd_ < 0) {
-    diag("signalfd: {}", errno_text(errno));
+    diag("signalfd: {}", pgwire::errno_text(errno));
     return false;
   }
   signal(SIGPIPE, SIG_IGN);
 
   std::string error;
-  auto up = parse_host_port(opts_.upstream, "5432", error);
+  auto up = pgwire::parse_host_port(opts_.upstream, "5432", error);
   if (!up) {
     diag("--upstream {}", error);
     return false;
   }
-  ctx_.upstream = resolve(*up, false, error);
+  ctx_.upstream = pgwire::resolve(*up, false, error);
   if (ctx_.upstream.empty()) {
     diag("--upstream {}", error);
     return false;
   }
-  ctx_.upstream_text = format_address(ctx_.upstream.front());
+  ctx_.upstream_text = pgwire::format_address(ctx_.upstream.front());
 
-  auto lh = parse_host_port(opts_.listen, "6432", error);
+  auto lh = pgwire::parse_host_port(opts_.listen, "6432", error);
   if (!lh) {
     diag("--listen {}", error);
     return false;
   }
-  auto addrs = resolve(*lh, true, error);
+  auto addrs = pgwire::resolve(*lh, true, error);
   if (addrs.empty()) {
     diag("--listen {}", error);
     return false;
   }
   for (const auto& a : addrs) {
-    int fd = listen_on(a, 1024, error);
+    int fd = pgwire::listen_on(a, 1024, error);
     if (fd < 0) {
       diag("{}", error);
       continue;
     }
     listeners_.push_back(fd);
-    if (std::string path = unix_path(a); !path.empty()) socket_files_.push_back(std::move(path));
+    if (std::string path = pgwire::unix_path(a); !path.empty()) socket_files_.push_back(std::move(path));
   }
   if (listeners_.empty()) return false;
 
@@ -199,7 +200,7 @@ bool Proxy::setup() {
   ctx_.scratch.resize(kReadBuffer);
   sends_ = std::make_unique<SendBatch>(opts_.io_uring);
 
-  for (int fd : listeners_) diag("listening on {}", local_address(fd));
+  for (int fd : listeners_) diag("listening on {}", pgwire::local_address(fd));
   diag("upstream {}; SQL log {}; capture {}{}", ctx_.upstream_text,
        opts_.sql_log.empty() ? "off" : (opts_.sql_log == "-" ? "stdout" : opts_.sql_log),
        opts_.capture.empty() ? "off" : (opts_.capture == "-" ? "stdout" : opts_.capture),
@@ -212,7 +213,7 @@ bool Proxy::setup() {
     diag("writes: send(), one call per socket (--no-io-uring)");
   }
   stats_every_ms_ = static_cast<int64_t>(opts_.stats_interval * 1000);
-  last_stats_ms_ = monotonic_ms();
+  last_stats_ms_ = pgwire::monotonic_ms();
   next_stats_ms_ = stats_every_ms_ > 0 ? last_stats_ms_ + stats_every_ms_ : 0;
   return true;
 }
@@ -257,15 +258,15 @@ int Proxy::poll_timeout(int64_t now, int64_t next_deadline) const {
 
 int Proxy::loop() {
   for (;;) {
-    int64_t now = monotonic_ms();
+    int64_t now = pgwire::monotonic_ms();
     int64_t next_deadline = 0;
     build_poll_set(now, next_deadline);
     int n = poll(pfds_.data(), pfds_.size(), poll_timeout(now, next_deadline));
     if (n < 0 && errno != EINTR) {
-      diag("poll: {}", errno_text(errno));
+      diag("poll: {}", pgwire::errno_text(errno));
       return SIGTERM;
     }
-    now = monotonic_ms();
+    now = pgwire::monotonic_ms();
     if (n > 0) {
       ++ctx_.stats.polls;
       ctx_.stats.ready += static_cast<uint64_t>(n);
@@ -323,15 +324,15 @@ void Proxy::accept_from(int listen_fd, int64_t now) {
       ++accept_errors_unreported_;
       if (now - last_accept_diag_ms_ >= 1000) {  // a storm of these must not flood stderr
         diag("accept: {}; pausing accepts for {} ms each time ({} times since the last report; {} sessions open)",
-             errno_text(err), kAcceptBackoffMs, accept_errors_unreported_, sessions_.size());
+             pgwire::errno_text(err), kAcceptBackoffMs, accept_errors_unreported_, sessions_.size());
         last_accept_diag_ms_ = now;
         accept_errors_unreported_ = 0;
       }
       listen_paused_until_ms_ = now + kAcceptBackoffMs;
       return;
     }
-    set_nodelay(fd, ss.ss_family);
-    std::string client = format_address(reinterpret_cast<const sockaddr*>(&ss), len);
+    pgwire::set_nodelay(fd, ss.ss_family);
+    std::string client = pgwire::format_address(reinterpret_cast<const sockaddr*>(&ss), len);
     uint64_t id = ++next_session_id_;
     ++ctx_.stats.accepted;
     if (ctx_.stats.active >= opts_.max_connections) {
@@ -432,7 +433,7 @@ void Proxy::report_stats(int64_t now) {
 // that already arrived (a client's Terminate in flight, the server's last
 // responses) are forwarded, logged and captured rather than dropped.
 void Proxy::final_sweep() {
-  int64_t now = monotonic_ms();
+  int64_t now = pgwire::monotonic_ms();
   int64_t next_deadline = 0;
   build_poll_set(now, next_deadline);
   if (poll(pfds_.data(), pfds_.size(), 0) > 0) {

@@ -8,6 +8,7 @@
 
 #include "diag.hpp"
 #include "pgwire/messages.hpp"
+#include "pgwire/system.hpp"
 
 namespace pgproxy {
 
@@ -66,9 +67,9 @@ ProxySession::ProxySession(SessionContext& ctx, uint64_t id, int client_fd, std:
       reject_message_(std::move(reject_message)),
       monitor_(pgwire::TrackerOptions{},
                [this](const pgwire::StatementEvent& ev, const pgwire::SessionInfo& info) { on_statement(ev, info); }) {
-  open_ts_ns_ = realtime_ns();
+  open_ts_ns_ = pgwire::realtime_ns();
   bool reject = !reject_message_.empty();
-  deadline_ms_ = monotonic_ms() + (reject ? kRejectTimeoutMs : kStartupTimeoutMs);
+  deadline_ms_ = pgwire::monotonic_ms() + (reject ? kRejectTimeoutMs : kStartupTimeoutMs);
   counted_ = !reject;
   capturing_ = ctx_.capture_enabled && !reject;
   pgwire::SessionInfo& info = monitor_.tracker().session();
@@ -161,7 +162,7 @@ void ProxySession::on_server_event(short revents) {
   if (server_fd_ < 0) return;
   if (upstream_ == Upstream::kConnecting) {
     if (revents & (POLLOUT | POLLERR | POLLHUP)) {
-      int err = socket_error(server_fd_);
+      int err = pgwire::socket_error(server_fd_);
       if (err == 0) {
         upstream_connected();
       } else {
@@ -208,7 +209,7 @@ void ProxySession::read_client() {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;
     int err = errno;
     client_writable_ = false;
-    client_gone(fmt::format("client connection error: {}", errno_text(err)));
+    client_gone(fmt::format("client connection error: {}", pgwire::errno_text(err)));
     return;
   }
   if (n == 0) {
@@ -217,7 +218,7 @@ void ProxySession::read_client() {
   }
   ctx_.stats.client_bytes += static_cast<uint64_t>(n);
   if (phase_ == Phase::kLinger) return;  // discarded: the session is over
-  client_data({ctx_.scratch.data(), static_cast<size_t>(n)}, realtime_ns());
+  client_data({ctx_.scratch.data(), static_cast<size_t>(n)}, pgwire::realtime_ns());
 }
 
 void ProxySession::read_server() {
@@ -227,7 +228,7 @@ void ProxySession::read_server() {
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    server_gone(fmt::format("server connection error: {}", errno_text(errno)));
+    server_gone(fmt::format("server connection error: {}", pgwire::errno_text(errno)));
     return;
   }
   if (n == 0) {
@@ -235,7 +236,7 @@ void ProxySession::read_server() {
     return;
   }
   ctx_.stats.server_bytes += static_cast<uint64_t>(n);
-  server_data({ctx_.scratch.data(), static_cast<size_t>(n)}, realtime_ns());
+  server_data({ctx_.scratch.data(), static_cast<size_t>(n)}, pgwire::realtime_ns());
 }
 
 // Frames everything the client sent in this read. Bytes are forwarded as they
@@ -343,7 +344,7 @@ void ProxySession::refuse_encryption(int64_t ts) {
 void ProxySession::stop_analysis(std::string_view why) {
   diag("session {} client {}: cannot frame the server's stream ({}); still forwarding, no longer logging it", id_,
        client_addr_, why);
-  const int64_t ts = realtime_ns();
+  const int64_t ts = pgwire::realtime_ns();
   monitor_.stop_tracking(ts);
   analysing_ = false;
   if (capturing_) capture(ctx_.batch->capture.session_close(id_, ts, fmt::format("analysis stopped: {}", why)));
@@ -368,7 +369,7 @@ void ProxySession::upstream_failed(int err) {
       server_fd_ = fd;
       if (in_progress) {
         upstream_ = Upstream::kConnecting;
-        deadline_ms_ = monotonic_ms() + kConnectTimeoutMs;
+        deadline_ms_ = pgwire::monotonic_ms() + kConnectTimeoutMs;
       } else {
         upstream_connected();
       }
@@ -380,7 +381,7 @@ void ProxySession::upstream_failed(int err) {
   upstream_ = Upstream::kClosed;
   to_server_.release();
   ++ctx_.stats.errors;
-  std::string why = errno_text(err);
+  std::string why = pgwire::errno_text(err);
   diag("session {} client {}: cannot connect to the server {}: {}", id_, client_addr_, ctx_.upstream_text, why);
   if (phase_ == Phase::kDraining) {  // the client is gone already
     check_drained();
@@ -478,11 +479,11 @@ void ProxySession::client_written(size_t written, int err) {
   if (err != 0) {
     client_writable_ = false;
     to_client_.release();
-    client_gone(fmt::format("client connection error: {}", errno_text(err)));
+    client_gone(fmt::format("client connection error: {}", pgwire::errno_text(err)));
     return;
   }
   if (phase_ == Phase::kDraining) {
-    if (written > 0) deadline_ms_ = monotonic_ms() + kDrainTimeoutMs;
+    if (written > 0) deadline_ms_ = pgwire::monotonic_ms() + kDrainTimeoutMs;
     check_drained();
   }
 }
@@ -502,11 +503,11 @@ void ProxySession::server_written(size_t written, int err) {
   if (done() || upstream_ != Upstream::kConnected) return;
   to_server_.consume(written);
   if (err != 0) {
-    server_gone(fmt::format("server connection error: {}", errno_text(err)));
+    server_gone(fmt::format("server connection error: {}", pgwire::errno_text(err)));
     return;
   }
   if (phase_ == Phase::kDraining) {
-    if (written > 0) deadline_ms_ = monotonic_ms() + kDrainTimeoutMs;
+    if (written > 0) deadline_ms_ = pgwire::monotonic_ms() + kDrainTimeoutMs;
     check_drained();
   }
 }
@@ -565,7 +566,7 @@ void ProxySession::begin_drain(std::string reason) {
   if (phase_ != Phase::kDraining && phase_ != Phase::kLinger) {
     if (close_reason_.empty()) close_reason_ = std::move(reason);
     phase_ = Phase::kDraining;
-    deadline_ms_ = monotonic_ms() + kDrainTimeoutMs;
+    deadline_ms_ = pgwire::monotonic_ms() + kDrainTimeoutMs;
   }
   check_drained();
 }
@@ -585,7 +586,7 @@ void ProxySession::check_drained() {
     close_server();
     if (shutdown(client_fd_, SHUT_WR) == 0) {
       phase_ = Phase::kLinger;
-      deadline_ms_ = monotonic_ms() + kLingerTimeoutMs;
+      deadline_ms_ = pgwire::monotonic_ms() + kLingerTimeoutMs;
       return;
     }
   }
@@ -594,7 +595,7 @@ void ProxySession::check_drained() {
 
 void ProxySession::finish(std::string_view reason) {
   if (phase_ == Phase::kDone) return;
-  int64_t ts = realtime_ns();
+  int64_t ts = pgwire::realtime_ns();
   monitor_.stop_tracking(ts);  // what is pending is logged with an unknown outcome
   if (capturing_) capture(ctx_.batch->capture.session_close(id_, ts, reason));
   capturing_ = false;
@@ -613,7 +614,7 @@ void ProxySession::capture_reopened() {
   if (!capturing_ || done()) return;
   open_capture_session();
   if (!backend_key_.empty()) {
-    capture(ctx_.batch->capture.session_meta(id_, realtime_ns(), pgwire::kMetaBackendKeyData,
+    capture(ctx_.batch->capture.session_meta(id_, pgwire::realtime_ns(), pgwire::kMetaBackendKeyData,
                                              {backend_key_.data(), backend_key_.size()}));
   }
 }

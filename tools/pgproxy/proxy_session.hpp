@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "async_writer.hpp"
-#include "net.hpp"
+#include "pgwire/net.hpp"
 #include "pgwire/session_monitor.hpp"
 #include "pgwire/statement_log.hpp"
 
@@ -71,11 +71,11 @@ class ProxySession;
 // What all sessions share: options, the upstream addresses, the batch being
 // filled for the writer thread, the read buffer, the counters.
 struct SessionContext {
-  std::vector<SocketAddress> upstream;
+  std::vector<pgwire::SocketAddress> upstream;
   std::string upstream_text;
   // Opens a non-blocking connection to one upstream address (net.hpp's
-  // connect_nonblocking; tests hand out one end of a socketpair instead).
-  std::function<int(const SocketAddress&, bool& in_progress, int& err)> connect = connect_nonblocking;
+  // pgwire::connect_nonblocking; tests hand out one end of a socketpair instead).
+  std::function<int(const pgwire::SocketAddress&, bool& in_progress, int& err)> connect = pgwire::connect_nonblocking;
   pgwire::LogFormat log_format = pgwire::LogFormat::kText;
   bool log_enabled = false;
   bool capture_enabled = false;

@@ -6,7 +6,7 @@
 #include <cerrno>
 
 #include "diag.hpp"
-#include "net.hpp"
+#include "pgwire/system.hpp"
 
 namespace pgproxy {
 
@@ -23,7 +23,7 @@ SendBatch::SendBatch(bool use_io_uring) {
   auto r = std::make_unique<Ring>();
   int rc = io_uring_queue_init(kRingEntries, &r->ring, 0);
   if (rc < 0) {
-    fallback_reason_ = errno_text(-rc);
+    fallback_reason_ = pgwire::errno_text(-rc);
     return;
   }
   ring_ = std::move(r);
@@ -109,7 +109,7 @@ void SendBatch::submit(size_t begin, size_t end) {
     // io_uring_enter() itself failed, which non-blocking sends should never
     // make it do. What did not complete counts as not written (it stays
     // queued for POLLOUT); from here on every write is a plain send().
-    fallback_reason_ = fmt::format("io_uring_enter: {}", errno_text(-rc));
+    fallback_reason_ = fmt::format("io_uring_enter: {}", pgwire::errno_text(-rc));
     diag("{}; sending with send() from now on", fallback_reason_);
     io_uring_queue_exit(ring);
     ring_.reset();

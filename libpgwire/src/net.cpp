@@ -1,4 +1,4 @@
-#include "net.hpp"
+#include "pgwire/net.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -16,9 +16,9 @@
 
 #include <fmt/format.h>
 
-namespace pgproxy {
+#include "pgwire/system.hpp"
 
-std::string errno_text(int err) { return std::strerror(err); }
+namespace pgwire {
 
 std::optional<HostPort> parse_host_port(std::string_view text, std::string_view default_port, std::string& error) {
   HostPort hp;
@@ -235,4 +235,4 @@ int socket_error(int fd) {
   return err;
 }
 
-}  // namespace pgproxy
+}  // namespace pgwire

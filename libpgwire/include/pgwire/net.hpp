@@ -1,5 +1,6 @@
-// Socket helpers for pgproxy: address parsing and resolution, non-blocking
-// sockets, printable addresses. Errors are returned as strings for stderr.
+// Sockets for the tools: host:port and Unix-socket addresses as libpq writes
+// them (parsing, resolution, printing), non-blocking connect and listen.
+// Errors are returned as strings for stderr.
 #pragma once
 
 #include <sys/socket.h>
@@ -10,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-namespace pgproxy {
+namespace pgwire {
 
 struct HostPort {
   std::string host;  // "" = any address (listen only); "/..." = a Unix-socket directory
@@ -60,6 +61,4 @@ int connect_nonblocking(const SocketAddress& addr, bool& in_progress, int& err);
 // SO_ERROR of a socket (0 = connected).
 int socket_error(int fd);
 
-std::string errno_text(int err);
-
-}  // namespace pgproxy
+}  // namespace pgwire
