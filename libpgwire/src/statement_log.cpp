@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "pgwire/bytes.hpp"
+#include "pgwire/json.hpp"
 #include "pgwire/text.hpp"
 
 namespace pgwire {
@@ -161,91 +162,47 @@ void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& ou
   out += '\n';
 }
 
-void json_string(std::string& out, std::string_view s) {
-  out += '"';
-  append_json_escaped(out, s);
-  out += '"';
-}
-
 void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& out) {
-  out += "{\"ts\":\"";
-  append_iso8601_utc(out, ev.start_ns);
-  out += "\",\"session\":";
-  append_int(out, s.session_id);
-  out += ",\"client\":";
-  json_string(out, s.client);
-  out += ",\"user\":";
-  json_string(out, s.user);
-  out += ",\"database\":";
-  json_string(out, s.database);
-  out += ",\"application_name\":";
-  json_string(out, s.application_name);
-  out += ",\"kind\":\"";
-  out += statement_kind_name(ev.kind);
-  out += "\",\"statement\":";
-  json_string(out, ev.statement);
-  out += ",\"portal\":";
-  json_string(out, ev.portal);
-  out += ",\"query\":";
-  json_string(out, ev.sql);
-  out += ev.sql_truncated ? ",\"query_truncated\":true" : ",\"query_truncated\":false";
-  out += ",\"params\":[";
-  for (size_t i = 0; i < ev.params.size(); ++i) {
-    if (i) out += ',';
-    const StatementParam& p = ev.params[i];
+  JsonWriter j(out);
+  j.begin_object();
+  j.key("ts").string_by([&](std::string& o) { append_iso8601_utc(o, ev.start_ns); });
+  j.field("session", s.session_id);
+  j.field("client", s.client).field("user", s.user).field("database", s.database);
+  j.field("application_name", s.application_name);
+  j.field("kind", statement_kind_name(ev.kind));
+  j.field("statement", ev.statement).field("portal", ev.portal);
+  j.field("query", ev.sql).key("query_truncated").boolean(ev.sql_truncated);
+  j.key("params").begin_array();
+  for (const StatementParam& p : ev.params) {
     if (!p.value) {
-      out += "null";
+      j.null();
     } else if (p.format == 1) {
-      out += "\"\\\\x";
-      out += to_hex(as_bytes(*p.value));
-      out += '"';
+      j.string_by([&](std::string& o) {
+        o += "\\\\x";
+        o += to_hex(as_bytes(*p.value));
+      });
     } else {
-      json_string(out, *p.value);
+      j.value(*p.value);
     }
   }
-  out += "],\"param_formats\":[";
-  for (size_t i = 0; i < ev.params.size(); ++i) {
-    if (i) out += ',';
-    append_int(out, ev.params[i].format);
-  }
-  out += "],\"param_types\":[";
-  for (size_t i = 0; i < ev.params.size(); ++i) {
-    if (i) out += ',';
-    append_int(out, ev.params[i].type_oid);
-  }
-  out += "],\"duration_ms\":";
+  j.end_array().key("param_formats").begin_array();
+  for (const StatementParam& p : ev.params) j.value(p.format);
+  j.end_array().key("param_types").begin_array();
+  for (const StatementParam& p : ev.params) j.value(p.type_oid);
+  j.end_array().key("duration_ms");
   if (has_duration(ev)) {
-    append_duration_ms(out, ev);
+    j.raw_by([&](std::string& o) { append_duration_ms(o, ev); });
   } else {
-    out += "null";
+    j.null();
   }
-  out += ",\"status\":\"";
-  out += statement_outcome_name(ev.outcome);
-  out += "\",\"tag\":";
-  if (ev.tag.empty()) {
-    out += "null";
-  } else {
-    json_string(out, ev.tag);
-  }
-  out += ",\"rows\":";
-  if (ev.rows) {
-    append_int(out, *ev.rows);
-  } else {
-    out += "null";
-  }
-  out += ",\"sqlstate\":";
-  if (ev.sqlstate.empty()) {
-    out += "null";
-  } else {
-    json_string(out, ev.sqlstate);
-  }
-  out += ",\"error\":";
-  if (ev.error_message.empty()) {
-    out += "null";
-  } else {
-    json_string(out, ev.error_message);
-  }
-  out += ev.outcome != Outcome::kNotExecuted ? ",\"executed\":true}\n" : ",\"executed\":false}\n";
+  j.field("status", statement_outcome_name(ev.outcome));
+  j.key("tag").string_or_null(ev.tag);
+  j.key("rows").value_or_null(ev.rows);
+  j.key("sqlstate").string_or_null(ev.sqlstate);
+  j.key("error").string_or_null(ev.error_message);
+  j.key("executed").boolean(ev.outcome != Outcome::kNotExecuted);
+  j.end_object();
+  out += '\n';
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "pgwire/json.hpp"
 #include "pgwire/protocol.hpp"
 #include "pgwire/text.hpp"
 
@@ -22,13 +23,6 @@ std::string host_of(std::string_view client) {
 }
 
 double ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
-
-std::string json_str(std::string_view s) {
-  std::string out = "\"";
-  append_json_escaped(out, s);
-  out += '"';
-  return out;
-}
 
 }  // namespace
 
@@ -160,53 +154,70 @@ std::string Report::text(size_t top_n) const {
 
 std::string Report::json(size_t top_n) const {
   std::string out;
+  JsonWriter j(out);
   auto counts = [&](const std::map<std::string, uint64_t>& m) {
-    std::string s = "{";
-    bool first = true;
-    for (const auto& [k, n] : m) {
-      s += fmt::format("{}{}:{}", first ? "" : ",", json_str(k), n);
-      first = false;
-    }
-    return s + "}";
+    j.begin_object();
+    for (const auto& [k, n] : m) j.field(k, n);
+    j.end_object();
   };
   auto groups = [&](const std::map<std::string, Group>& m) {
-    std::string s = "{";
-    bool first = true;
+    j.begin_object();
     for (const auto& [k, g] : m) {
-      s += fmt::format("{}{}:{{\"sessions\":{},\"total_s\":{:.6f}}}", first ? "" : ",", json_str(k), g.sessions,
-                       g.total_ns / 1e9);
-      first = false;
+      j.key(k).begin_object().field("sessions", g.sessions).key("total_s").fixed(g.total_ns / 1e9, 6).end_object();
     }
-    return s + "}";
+    j.end_object();
   };
   auto hist = [&](const LatencyHistogram& h) {
-    if (h.count() == 0) return std::string("null");
-    return fmt::format(
-        "{{\"count\":{},\"p50_ms\":{:.3f},\"p95_ms\":{:.3f},\"p99_ms\":{:.3f},\"max_ms\":{:.3f},"
-        "\"total_ms\":{:.3f}}}",
-        h.count(), ms(h.percentile_ns(50)), ms(h.percentile_ns(95)), ms(h.percentile_ns(99)), ms(h.max_ns()),
-        ms(h.sum_ns()));
+    if (h.count() == 0) {
+      j.null();
+      return;
+    }
+    j.begin_object().field("count", h.count());
+    j.key("p50_ms").fixed(ms(h.percentile_ns(50)), 3).key("p95_ms").fixed(ms(h.percentile_ns(95)), 3);
+    j.key("p99_ms").fixed(ms(h.percentile_ns(99)), 3).key("max_ms").fixed(ms(h.max_ns()), 3);
+    j.key("total_ms").fixed(ms(h.sum_ns()), 3).end_object();
   };
   auto list = [&](const std::vector<const StatementAggregate*>& v) {
-    std::string s = "[";
-    for (size_t i = 0; i < v.size(); ++i) {
-      s += fmt::format("{}{{\"statement\":{},\"count\":{},\"errors\":{},\"rows\":{},\"latency\":{}}}", i ? "," : "",
-                       json_str(v[i]->text), v[i]->count, v[i]->errors, v[i]->rows, hist(v[i]->latency));
+    j.begin_array();
+    for (const StatementAggregate* a : v) {
+      j.begin_object().field("statement", a->text).field("count", a->count).field("errors", a->errors);
+      j.field("rows", a->rows).key("latency");
+      hist(a->latency);
+      j.end_object();
     }
-    return s + "]";
+    j.end_array();
   };
-  out += fmt::format(
-      "{{\"sessions\":{{\"count\":{},\"span_s\":{:.6f},\"duration\":{},\"by_user\":{},"
-      "\"by_database\":{},\"by_client\":{}}}",
-      sessions_, (last_ns_ - first_ns_) / 1e9, hist(session_durations_), groups(by_user_), groups(by_database_),
-      groups(by_client_));
-  out += fmt::format(",\"messages\":{{\"frontend\":{},\"backend\":{}}}", counts(frontend_messages_),
-                     counts(backend_messages_));
-  out += fmt::format(",\"statements\":{{\"by_kind\":{},\"by_outcome\":{},\"latency\":{}}}", counts(by_kind_),
-                     counts(by_outcome_), hist(statements_.overall()));
-  out += fmt::format(",\"errors_by_sqlstate\":{}", counts(by_sqlstate_));
-  out += fmt::format(",\"top_by_count\":{},\"top_by_time\":{}}}\n", list(statements_.top_by_count(top_n)),
-                     list(statements_.top_by_time(top_n)));
+  j.begin_object();
+  j.key("sessions").begin_object().field("count", sessions_).key("span_s").fixed((last_ns_ - first_ns_) / 1e9, 6);
+  j.key("duration");
+  hist(session_durations_);
+  j.key("by_user");
+  groups(by_user_);
+  j.key("by_database");
+  groups(by_database_);
+  j.key("by_client");
+  groups(by_client_);
+  j.end_object();
+  j.key("messages").begin_object().key("frontend");
+  counts(frontend_messages_);
+  j.key("backend");
+  counts(backend_messages_);
+  j.end_object();
+  j.key("statements").begin_object().key("by_kind");
+  counts(by_kind_);
+  j.key("by_outcome");
+  counts(by_outcome_);
+  j.key("latency");
+  hist(statements_.overall());
+  j.end_object();
+  j.key("errors_by_sqlstate");
+  counts(by_sqlstate_);
+  j.key("top_by_count");
+  list(statements_.top_by_count(top_n));
+  j.key("top_by_time");
+  list(statements_.top_by_time(top_n));
+  j.end_object();
+  out += '\n';
   return out;
 }
 
