@@ -19,6 +19,7 @@
 #include "pgwire/statement_log.hpp"
 #include "pgwire/text.hpp"
 #include "pgwire/trace.hpp"
+#include "pgwire/version.hpp"
 #include "report.hpp"
 
 using namespace pgwire;
@@ -133,7 +134,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-progress", no_progress, "no progress bar on stderr");
   app.add_flag("--read-ahead", read_ahead,
                "read and checksum regular files on a second thread (faster only if a core is otherwise idle)");
-  app.set_version_flag("--version", "pgdump-log 0.1.0");
+  app.set_version_flag("--version", fmt::format("pgdump-log {}", pgwire::kVersion));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -5,9 +5,11 @@
 #include <cstdint>
 #include <string>
 
+#include "pgwire/version.hpp"
+
 namespace pgproxy {
 
-inline constexpr const char* kVersion = PGPROXY_VERSION;
+inline constexpr const char* kVersion = pgwire::kVersion;
 
 struct ProxyOptions {
   std::string listen = "127.0.0.1:6432";

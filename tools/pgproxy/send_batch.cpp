@@ -1,6 +1,8 @@
 #include "send_batch.hpp"
 
+#if PGWIRE_IO_URING
 #include <liburing.h>
+#endif
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -14,12 +16,21 @@ namespace {
 constexpr unsigned kRingEntries = 256;  // writes per io_uring_enter(); more go in further calls
 }
 
+// Built without io_uring (PGWIRE_IO_URING=0): ring_ is never set, so every
+// write takes the send() path and the rest of this file is left out.
+#if PGWIRE_IO_URING
 struct SendBatch::Ring {
   io_uring ring{};
 };
+#else
+struct SendBatch::Ring {};
+#endif
 
 SendBatch::SendBatch(bool use_io_uring) {
   if (!use_io_uring) return;
+#if !PGWIRE_IO_URING
+  fallback_reason_ = "built without io_uring";
+#else
   auto r = std::make_unique<Ring>();
   int rc = io_uring_queue_init(kRingEntries, &r->ring, 0);
   if (rc < 0) {
@@ -27,10 +38,13 @@ SendBatch::SendBatch(bool use_io_uring) {
     return;
   }
   ring_ = std::move(r);
+#endif
 }
 
 SendBatch::~SendBatch() {
+#if PGWIRE_IO_URING
   if (ring_) io_uring_queue_exit(&ring_->ring);
+#endif
 }
 
 void SendBatch::flush(std::vector<ProxySession*>& dirty) {
@@ -65,6 +79,7 @@ void SendBatch::flush(std::vector<ProxySession*>& dirty) {
 // Every write is non-blocking, so all of them have completed when the call
 // returns; results are applied only then, since applying one can end a
 // session whose other write is in the same call.
+#if PGWIRE_IO_URING
 void SendBatch::submit(size_t begin, size_t end) {
   io_uring* ring = &ring_->ring;
   unsigned want = 0;
@@ -115,5 +130,8 @@ void SendBatch::submit(size_t begin, size_t end) {
     ring_.reset();
   }
 }
+#else
+void SendBatch::submit(size_t, size_t) {}  // unreachable: ring_ is never set
+#endif
 
 }  // namespace pgproxy

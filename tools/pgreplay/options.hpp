@@ -8,10 +8,11 @@
 #include <vector>
 
 #include "conninfo.hpp"
+#include "pgwire/version.hpp"
 
 namespace pgreplay {
 
-inline constexpr const char* kVersion = "0.1.0";
+inline constexpr const char* kVersion = pgwire::kVersion;
 
 // Exit codes (also in --help). When several apply, the first of 2, 1, 4, 3 wins.
 inline constexpr int kExitOk = 0;

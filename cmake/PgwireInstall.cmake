@@ -1,0 +1,50 @@
+# What `cmake --install <build> [--prefix P]` puts where (GNUInstallDirs):
+#   bin/                        pgproxy, pgdump-log, pgreplay
+#   include/pgwire/             the public headers, version.hpp included
+#   lib/libpgwire.a
+#   lib/cmake/pgwire/           pgwireConfig.cmake, pgwireConfigVersion.cmake, pgwireTargets.cmake:
+#                               find_package(pgwire) and target pgwire::pgwire
+#   lib/pkgconfig/pgwire.pc     pkg-config --static --cflags --libs pgwire
+# tests/install/ builds a small program against such a tree.
+include(CMakePackageConfigHelpers)
+
+set(PGWIRE_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/pgwire)
+
+install(TARGETS pgproxy pgdump-log pgreplay RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+
+install(TARGETS pgwire EXPORT pgwireTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT pgwireTargets
+  NAMESPACE pgwire::
+  FILE pgwireTargets.cmake
+  DESTINATION ${PGWIRE_INSTALL_CMAKEDIR})
+
+configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/pgwireConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/cmake/pgwireConfig.cmake
+  INSTALL_DESTINATION ${PGWIRE_INSTALL_CMAKEDIR})
+# Before 1.0 a minor version may change the API: only the same MAJOR.MINOR matches.
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/cmake/pgwireConfigVersion.cmake
+  VERSION ${PROJECT_VERSION}
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/cmake/pgwireConfig.cmake ${PROJECT_BINARY_DIR}/cmake/pgwireConfigVersion.cmake
+  DESTINATION ${PGWIRE_INSTALL_CMAKEDIR})
+
+# pgwire.pc names the prefix it is installed under, which `cmake --install
+# --prefix P` only decides at install time: the file is configured here with
+# everything else and finished by the install step.
+set(PGWIRE_PC_PREFIX "@PGWIRE_PC_PREFIX@")  # kept for the install step
+foreach(dir LIBDIR INCLUDEDIR)
+  if(IS_ABSOLUTE "${CMAKE_INSTALL_${dir}}")
+    set(PGWIRE_PC_${dir} "${CMAKE_INSTALL_${dir}}")
+  else()
+    set(PGWIRE_PC_${dir} "\${prefix}/${CMAKE_INSTALL_${dir}}")
+  endif()
+endforeach()
+configure_file(${CMAKE_CURRENT_LIST_DIR}/pgwire.pc.in ${PROJECT_BINARY_DIR}/cmake/pgwire.pc.in @ONLY)
+install(CODE "
+  set(PGWIRE_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
+  configure_file(\"${PROJECT_BINARY_DIR}/cmake/pgwire.pc.in\" \"${PROJECT_BINARY_DIR}/cmake/pgwire.pc\" @ONLY)
+")
+install(FILES ${PROJECT_BINARY_DIR}/cmake/pgwire.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

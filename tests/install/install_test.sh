@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Installs a build tree into a fresh prefix and uses it as an outside project
+# would: the installed tools print the project's version, and a small program
+# (consumer/) built against the installed libpgwire — once through
+# find_package(pgwire), once through pkg-config — prints the statements of
+# recorded captures exactly as pgdump-log's golden outputs have them.
+#
+#   install_test.sh BUILD_DIR WORK_DIR SOURCE_DIR VERSION CXX [EXTRA_FLAGS]
+# EXTRA_FLAGS: compile and link flags the build tree was made with that a
+# consumer must share (the sanitizers of an asan build).
+set -euo pipefail
+build=$1 work=$2 src=$3 version=$4 cxx=$5 extra=${6:-}
+
+fail() {
+  echo "install_test: FAIL: $*" >&2
+  exit 1
+}
+
+prefix=$work/prefix
+rm -rf "$work"
+mkdir -p "$work"
+
+echo "== cmake --install $build --prefix $prefix"
+cmake --install "$build" --prefix "$prefix" >"$work/install.log" || { cat "$work/install.log"; fail "cmake --install"; }
+
+# What the tree must hold.
+for f in bin/pgproxy bin/pgdump-log bin/pgreplay lib/libpgwire.a include/pgwire/version.hpp \
+  lib/cmake/pgwire/pgwireConfig.cmake lib/cmake/pgwire/pgwireConfigVersion.cmake \
+  lib/cmake/pgwire/pgwireTargets.cmake lib/pkgconfig/pgwire.pc; do
+  [ -e "$prefix/$f" ] || fail "$f is not installed"
+done
+for h in "$src"/libpgwire/include/pgwire/*.hpp; do
+  cmp -s "$h" "$prefix/include/pgwire/$(basename "$h")" || fail "include/pgwire/$(basename "$h") is not the source header"
+done
+# fmt is a private dependency: no installed header may need it.
+if grep -rn 'fmt/' "$prefix/include/pgwire"; then fail "an installed header includes fmt"; fi
+for tool in pgproxy pgdump-log pgreplay; do
+  got=$("$prefix/bin/$tool" --version) || fail "$tool --version exited $?"
+  [ "$got" = "$tool $version" ] || fail "installed $tool --version says '$got', expected '$tool $version'"
+done
+
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+captures=(psql_multi pgbench_prepared pipeline_error)
+check_consumer() {  # check_consumer BINARY HOW
+  local bin=$1 how=$2 name
+  got=$("$bin" --version)
+  [ "$got" = "$version $version" ] || fail "$how: consumer --version says '$got', expected '$version $version'"
+  for name in "${captures[@]}"; do
+    "$bin" "$src/corpus/captures/$name.pgwcap" >"$work/$name.$how.out" || fail "$how: consumer exited $? on $name"
+    [ -s "$work/$name.$how.out" ] || fail "$how: no statements printed for $name"
+    diff -u "$src/corpus/expected/$name.sql" "$work/$name.$how.out" || fail "$how: statements of $name differ"
+  done
+  echo "$how: statements of ${captures[*]} as expected"
+}
+
+echo "== consumer through find_package(pgwire $version EXACT)"
+cmake -S "$src/tests/install/consumer" -B "$work/consumer-cmake" "${generator[@]}" \
+  -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_PREFIX_PATH="$prefix" \
+  -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF -DPGWIRE_EXPECTED_VERSION="$version" \
+  -DCMAKE_CXX_FLAGS="$extra" -DCMAKE_EXE_LINKER_FLAGS="$extra" >"$work/consumer-cmake.log" ||
+  { cat "$work/consumer-cmake.log"; fail "consumer: configure"; }
+grep -qF -- "-- pgwire $version from $prefix/lib/cmake/pgwire" "$work/consumer-cmake.log" ||
+  { cat "$work/consumer-cmake.log"; fail "consumer: pgwire not found in the installed tree"; }
+cmake --build "$work/consumer-cmake" || fail "consumer: build"
+check_consumer "$work/consumer-cmake/pgwire-consumer" cmake
+
+# The version file: another MAJOR.MINOR is refused.
+if cmake -S "$src/tests/install/consumer" -B "$work/consumer-wrong-version" "${generator[@]}" \
+  -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF \
+  -DPGWIRE_EXPECTED_VERSION=999.0 >"$work/consumer-wrong-version.log" 2>&1; then
+  fail "find_package(pgwire 999.0 EXACT) succeeded"
+fi
+grep -qF "pgwireConfig.cmake, version: $version" "$work/consumer-wrong-version.log" ||
+  { cat "$work/consumer-wrong-version.log"; fail "find_package(pgwire 999.0) failed for another reason"; }
+
+echo "== consumer through pkg-config"
+export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
+[ "$(pkg-config --modversion pgwire)" = "$version" ] || fail "pkg-config --modversion pgwire"
+# --static: libpgwire is a static library, so its private dependencies are linked too.
+pc=$(pkg-config --static --cflags --libs pgwire) || fail "pkg-config --cflags --libs pgwire"
+read -r -a pc_flags <<<"$pc"
+echo "pkg-config: ${pc_flags[*]}"
+read -r -a extra_flags <<<"$extra"
+"$cxx" -std=c++20 "${extra_flags[@]}" "$src/tests/install/consumer/main.cpp" -o "$work/pgwire-consumer-pc" \
+  "${pc_flags[@]}" || fail "consumer: build with pkg-config's flags"
+check_consumer "$work/pgwire-consumer-pc" pkg-config
+
+echo "install_test: OK"
