@@ -56,11 +56,6 @@ Exit codes: 0 everything replayed (and, with --compare, no divergence); 1 a sess
 (replayed up to the damage). When several apply: 2, then 1, then 4, then 3.
 )";
 
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : fallback;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -116,11 +111,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
 
-  // libpq ignores a PGCONNECT_TIMEOUT it cannot parse; so do we.
-  std::string timeout_env = env_or("PGCONNECT_TIMEOUT", "10");
-  char* timeout_end = nullptr;
-  o.connect_timeout_s = std::strtod(timeout_env.c_str(), &timeout_end);
-  if (*timeout_end != '\0' || !(o.connect_timeout_s > 0)) o.connect_timeout_s = 10;
+  pgreplay::apply_environment(o, pgreplay::process_env);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -151,8 +142,6 @@ int main(int argc, char** argv) {
     std::string error;
     if (!check.add(re, &error)) return usage("--ignore: bad regular expression \"" + re + "\": " + error);
   }
-  if (o.user.empty()) o.user = env_or("PGUSER", "");
-  if (o.dbname.empty()) o.dbname = env_or("PGDATABASE", "");
   if (no_progress) o.progress = 0;
   if (force_progress) o.progress = 1;
 

@@ -3,6 +3,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,6 +52,15 @@ struct ReplayOptions {
   bool dry_run = false;
   int progress = -1;  // -1: when stderr is a terminal
 };
+
+// Looks an environment variable up: its value, or nothing when unset or empty.
+using EnvLookup = std::function<std::optional<std::string>(const char* name)>;
+// The process's own environment (getenv).
+std::optional<std::string> process_env(const char* name);
+
+// Defaults from the environment, applied before the command line is parsed
+// (so that options win): PGCONNECT_TIMEOUT, PGUSER, PGDATABASE.
+void apply_environment(ReplayOptions& o, const EnvLookup& env);
 
 // The user and database a captured session logs in as: -U/-d (or PGUSER/
 // PGDATABASE) override; otherwise the captured ones through --map-user /
