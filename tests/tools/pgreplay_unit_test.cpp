@@ -1,6 +1,6 @@
 // Unit tests of pgreplay's own pieces: the capture-side session model (what
-// each frame waited for, exact and inferred), the milestone matcher, and the
-// .pgpass line matcher.
+// each frame waited for, exact and inferred), the milestone matcher, the
+// .pgpass line matcher, and the report.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -8,6 +8,7 @@
 
 #include "conninfo.hpp"
 #include "pgwire/messages.hpp"
+#include "report.hpp"
 #include "schedule.hpp"
 
 namespace pgreplay {
@@ -255,6 +256,34 @@ TEST(Mapping, ParsesOldEqualsNew) {
   EXPECT_FALSE(parse_mapping("=b", m));
   EXPECT_FALSE(parse_mapping("a=", m));
   EXPECT_FALSE(parse_mapping("ab", m));
+}
+
+// Whom a failure hit is part of what it means: every failed session's user and
+// database are in the report, not only those of the first few examples.
+TEST(Report, FailedSessionsNameTheirUserAndDatabase) {
+  ReplayOptions o;
+  Report r(o);
+  const std::string refused = "login refused: FATAL 28P01: password authentication failed";
+  for (uint64_t id = 1; id <= 20; ++id) r.session_failed(SessionLabel{id, "alice", "app", ""}, refused);
+  for (uint64_t id = 21; id <= 25; ++id) r.session_failed(SessionLabel{id, "bob", "bars", ""}, refused);
+  r.session_failed(SessionLabel{26, "bob", "bars", ""}, "server closed the connection");
+  r.session_failed(SessionLabel{27, "ev\nil", "app", ""}, "server closed the connection");
+  const std::string text = r.text();
+  EXPECT_NE(text.find("\n    failed     20x  as alice@app: " + refused + "\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\n    failed      5x  as bob@bars: " + refused + "\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\n    failed      1x  as bob@bars: server closed the connection\n"), std::string::npos) << text;
+  // A name from the capture cannot break the report's lines.
+  EXPECT_NE(text.find("\n    failed      1x  as ev\\nil@app: server closed"), std::string::npos) << text;
+  EXPECT_NE(text.find("sessions          0 ok, 27 failed"), std::string::npos) << text;
+
+  const std::string json = r.json();
+  EXPECT_NE(json.find("{\"reason\":\"" + refused + "\",\"user\":\"bob\",\"database\":\"bars\",\"count\":5}"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(
+      json.find("{\"reason\":\"server closed the connection\",\"user\":\"bob\",\"database\":\"bars\",\"count\":1}"),
+      std::string::npos)
+      << json;
 }
 
 }  // namespace
