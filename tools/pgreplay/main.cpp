@@ -16,13 +16,13 @@ namespace {
 const char* kFooter = R"(
 Sessions: every captured session is replayed on its own connection, opened at its captured
 time offset divided by --speed, with the captured startup parameters (application_name,
-options, other settings, _pq_ options) and the captured user and database unless -U/-d,
-PGUSER/PGDATABASE or --map-user/--map-database say otherwise. pgreplay authenticates itself
-(trust, password, md5, scram-sha-256); the captured authentication is not replayed. Then the
-captured frontend frames are sent byte for byte, each no earlier than its scheduled time and
-only after the server sent what the original client had received before it (ReadyForQuery,
-CopyInResponse, CopyOutResponse). A captured CancelRequest is sent with the replayed
-session's own key. TLS is not used: the target must accept plain connections.
+options, other settings, _pq_ options) and the captured user and database unless -U/-d or
+--map-user/--map-database say otherwise (PGUSER/PGDATABASE do not). pgreplay authenticates
+itself (trust, password, md5, scram-sha-256); the captured authentication is not replayed.
+Then the captured frontend frames are sent byte for byte, each no earlier than its scheduled
+time and only after the server sent what the original client had received before it
+(ReadyForQuery, CopyInResponse, CopyOutResponse). A captured CancelRequest is sent with the
+replayed session's own key. TLS is not used: the target must accept plain connections.
 
 Waits: with backend frames in the capture (pgproxy --capture-backend) they are exact.
 Without, pgreplay infers them from the timestamps: a frame stamped like the Query/Sync before
@@ -40,15 +40,19 @@ capture did not have is answered with CopyFail. Frames are replayed as captured:
 server assigned during the capture (large object OIDs, say) are sent as they were.
 
 Failures: a session whose login is refused or whose connection breaks is reported failed with
-the reason; the others go on. When the target refused 3 connections in a row and no session
-is connected, the replay stops there (the rest would fail alike) and reports.
+the reason and the user@database it used; the others go on. When the target refused 3
+connections in a row and no session is connected, the replay stops there (the rest would fail
+alike) and reports.
 
 Password: PGPASSWORD, else the password file: --password-file, else PGPASSFILE, else
 ~/.pgpass, in libpq's format (host:port:database:user:password, '*' wildcards, '\' escapes,
 '#' comments), ignored unless it has no group/world permissions (chmod 0600).
 
-Environment: PGHOST, PGPORT (like -h/-p), PGUSER, PGDATABASE (like -U/-d: they override the
-captured user/database), PGPASSWORD, PGPASSFILE, PGCONNECT_TIMEOUT.
+Environment: defaults for what the capture does not say: PGHOST, PGPORT (like -h/-p),
+PGPASSWORD, PGPASSFILE, PGCONNECT_TIMEOUT. PGUSER and PGDATABASE are not applied: each session
+logs in as its captured user into its captured database; give -U/-d (every session) or
+--map-user/--map-database (some) to change that. When PGUSER or PGDATABASE is set and a session
+logs in otherwise, the report warns once.
 
 Exit codes: 0 everything replayed (and, with --compare, no divergence); 1 a session failed
 (login refused, connection lost, interrupted); 2 bad usage, an unreadable capture, or
@@ -72,9 +76,10 @@ int main(int argc, char** argv) {
   app.add_option("captures", o.captures, "capture files (pgproxy --capture); '-' = stdin")->required();
   app.add_option("-h,--host", o.host, "server host name, address or Unix socket directory (default: PGHOST)");
   app.add_option("-p,--port", o.port, "server port (default: PGPORT, else 5432)");
-  app.add_option("-U,--user", o.user, "log every session in as this user (default: PGUSER, else the captured one)");
+  app.add_option("-U,--user", o.user,
+                 "log every session in as this user (default: the captured one; PGUSER is not applied)");
   app.add_option("-d,--dbname", o.dbname,
-                 "connect every session to this database (default: PGDATABASE, else captured)");
+                 "connect every session to this database (default: the captured one; PGDATABASE is not applied)");
   app.add_option("--map-user", map_user, "OLD=NEW: replace a captured user (repeatable)")->allow_extra_args(false);
   app.add_option("--map-database", map_database, "OLD=NEW: replace a captured database (repeatable)")
       ->allow_extra_args(false);

@@ -167,7 +167,7 @@ struct Timer {
 
 class Replayer {
  public:
-  explicit Replayer(const ReplayOptions& opts) : opts_(opts), report_(opts) {}
+  explicit Replayer(const ReplayOptions& opts) : opts_(opts), report_(opts), login_notice_(opts) {}
   int run();
 
  private:
@@ -228,6 +228,7 @@ class Replayer {
 
   const ReplayOptions& opts_;
   Report report_;
+  EnvironmentLoginNotice login_notice_;
   pgwire::MergedReader reader_;
   std::unique_ptr<pgwire::CaptureDecoder> decoder_;
   std::optional<Target> target_;
@@ -578,6 +579,8 @@ bool Replayer::connect(Session& s, int64_t now) {
 void Replayer::begin_session(Session& s, int64_t now) {
   const SessionModel& m = s.model;
   auto [user, db] = resolve_login(opts_, m.param("user"), m.param("database"));
+  for (std::string& w : login_notice_.check(m.param("user"), m.param("database"), user, db))
+    report_.add_warning(std::move(w));
   s.label.user = user;
   s.label.database = db;
   s.label.application_name = m.param("application_name");
