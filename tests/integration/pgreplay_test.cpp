@@ -454,6 +454,78 @@ TEST_F(PgReplayTest, CapturedDatabaseWinsOverPguserAndPgdatabase) {
   EXPECT_EQ(r.out.find("PGDATABASE"), std::string::npos) << r.out;
 }
 
+// The report is the replay's result: when it cannot be written the exit code
+// says so, the message names the cause (the error of the call that failed),
+// and a report file is never left half-written.
+TEST_F(PgReplayTest, ReportThatCannotBeWrittenSaysWhy) {
+  WorkDir w;
+  const std::string cap = w.file("small.pgwc");
+  {
+    pt::ProxyProcess rec(recording(*pg_, cap));
+    auto r = rec.run(*pg_, {pg_->bindir() + "/psql", "-X", "-c", "select 1"});
+    EXPECT_EQ(r.exit_code, 0) << r.describe();
+    rec.stop();
+  }
+  auto args = target_args(*pg_);
+  args.insert(args.end(), {"--speed", "max", cap, "--report"});
+  auto with_report = [&](const std::string& path) {
+    auto a = args;
+    a.push_back(path);
+    return a;
+  };
+
+  // Written: complete, mode 0600.
+  const std::string report = w.file("report.json");
+  auto r = pgreplay(with_report(report));
+  ASSERT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
+  std::string json = pt::read_text_file(report);
+  EXPECT_NE(json.find("\"exit_code\":0"), std::string::npos) << json;
+  EXPECT_EQ(json.substr(json.size() - 3), "]}\n") << json;
+  ASSERT_GT(json.size(), 1024u);  // for the file size limit below
+  struct stat st {};
+  ASSERT_EQ(::stat(report.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  // A directory.
+  r = pgreplay(with_report(w.file("")));
+  EXPECT_EQ(r.exit_code, 2) << r.describe() << "\n" << r.out;
+  EXPECT_NE(r.err.find("cannot write the report to " + w.file("") + ": open " + w.file("") + ": Is a directory"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.out.find("pgreplay report"), std::string::npos) << r.out;
+
+  // A device that takes nothing.
+  r = pgreplay(with_report("/dev/full"));
+  EXPECT_EQ(r.exit_code, 2) << r.describe() << "\n" << r.out;
+  EXPECT_NE(r.err.find("cannot write the report to /dev/full: write /dev/full: No space left on device"),
+            std::string::npos)
+      << r.err;
+
+  // A write that fails half-way (a file size limit under the report's size): the
+  // previous report stays as it was, and no temporary file is left behind.
+  { std::ofstream(report, std::ios::trunc) << "previous report\n"; }
+  std::vector<std::string> argv = {"sh", "-c", "trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\"",
+                                   pt::tool_path("pgreplay"), "--no-progress"};
+  for (const std::string& a : with_report(report)) argv.push_back(a);
+  r = pt::run_command(argv, std::map<std::string, std::string>{}, 60s);
+  EXPECT_EQ(r.exit_code, 2) << r.describe() << "\n" << r.out;
+  EXPECT_NE(r.err.find("cannot write the report to " + report + ": write " + report + "."), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(": File too large; " + report + " left as it was"), std::string::npos) << r.err;
+  EXPECT_EQ(pt::read_text_file(report), "previous report\n");
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(w.file(""))) left.push_back(e.path().filename().string());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"report.json", "small.pgwc"}));
+
+  // The text report on a standard output that takes nothing.
+  argv = {"sh", "-c", "exec \"$0\" \"$@\" >/dev/full", pt::tool_path("pgreplay"), "--no-progress"};
+  argv.insert(argv.end(), args.begin(), args.end() - 1);
+  r = pt::run_command(argv, std::map<std::string, std::string>{}, 60s);
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_NE(r.err.find("cannot write the report to standard output: No space left on device"), std::string::npos)
+      << r.err;
+}
+
 TEST(PgReplayUsage, BadArgumentsExitTwo) {
   EXPECT_EQ(pgreplay({"--speed", "fast", "x"}).exit_code, 2);
   EXPECT_EQ(pgreplay({"--ignore", "(", "x"}).exit_code, 2);

@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   app.add_option("--max-divergences", o.max_divergences, "divergences listed in full")->capture_default_str();
   app.add_option("--top", o.top, "normalized statements in the latency table")->capture_default_str();
-  app.add_option("--report", o.report_file, "also write the report as JSON to this file");
+  app.add_option("--report", o.report_file,
+                 "also write the report as JSON to this file (mode 0600, replaced whole or not at all)");
   app.add_flag("--dry-run", o.dry_run, "read and schedule everything, print what would be replayed, connect nowhere");
   app.add_flag("--progress", force_progress, "live progress line on stderr even when it is not a terminal");
   app.add_flag("--no-progress", no_progress, "no progress line");

@@ -26,6 +26,7 @@
 #include <fmt/format.h>
 
 #include "conninfo.hpp"
+#include "output_file.hpp"
 #include "pgwire/auth.hpp"
 #include "pgwire/capture_merge.hpp"
 #include "pgwire/messages.hpp"
@@ -1205,17 +1206,19 @@ int Replayer::run() {
   report_.set_run_time(end - start_ns_);
   report_.set_capture_span(capture_last_ - capture_t0_);
   for (std::string& w : creds_->take_warnings()) report_.add_warning(std::move(w));
-  std::string text = report_.text();
-  std::fputs(text.c_str(), stdout);
-  std::fflush(stdout);
   int code = report_.exit_code();
+  // A report that could not be written is an error; errno is taken from the
+  // very call that failed, before anything else can change it.
+  std::string text = report_.text();
+  int out_error = std::fputs(text.c_str(), stdout) == EOF ? errno : 0;
+  if (std::fflush(stdout) != 0 && out_error == 0) out_error = errno;
+  if (out_error != 0) {
+    fmt::print(stderr, "pgreplay: cannot write the report to standard output: {}\n", errno_text(out_error));
+    if (code == kExitOk) code = kExitUsage;
+  }
   if (!opts_.report_file.empty()) {
-    std::string json = report_.json();
-    FILE* f = std::fopen(opts_.report_file.c_str(), "w");
-    bool written = f && std::fwrite(json.data(), 1, json.size(), f) == json.size();
-    if (f && std::fclose(f) != 0) written = false;
-    if (!written) {
-      fmt::print(stderr, "pgreplay: cannot write the report to {}: {}\n", opts_.report_file, errno_text(errno));
+    if (std::optional<std::string> failure = write_file_replacing(opts_.report_file, report_.json())) {
+      fmt::print(stderr, "pgreplay: cannot write the report to {}: {}\n", opts_.report_file, *failure);
       if (code == kExitOk) code = kExitUsage;
     }
   }
