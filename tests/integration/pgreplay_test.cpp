@@ -199,6 +199,14 @@ class PgReplayTest : public ::testing::Test {
     auto r = pg_->run_admin_psql(a);
     ASSERT_TRUE(r.ok()) << r.describe();
   }
+  // One value, as psql -At prints it.
+  static std::string query(const std::string& db, const std::string& sql) {
+    auto r = pg_->run_admin_psql({"-At", "-d", db, "-c", sql});
+    EXPECT_TRUE(r.ok()) << r.describe();
+    std::string v = r.out;
+    while (!v.empty() && v.back() == '\n') v.pop_back();
+    return v;
+  }
   static std::string fresh_copy(const std::string& name) {
     admin({"-c", "DROP DATABASE IF EXISTS " + name});
     admin({"-c", "CREATE DATABASE " + name + " TEMPLATE base"});
@@ -384,6 +392,140 @@ TEST_F(PgReplayTest, RefusedLoginFailsTheSessionCleanly) {
   EXPECT_NE(r.out.find("Connection refused"), std::string::npos) << r.out;
 }
 
+// A shell, container image or CI job sets PGUSER/PGDATABASE for its own psql:
+// they must not send every captured session elsewhere. Recorded: TPC-B into
+// database bars; replayed with PGUSER/PGDATABASE naming another role and
+// database; the statements must reach bars, as the server's log and the
+// history table show.
+TEST_F(PgReplayTest, CapturedDatabaseWinsOverPguserAndPgdatabase) {
+  admin({"-c", "DROP ROLE IF EXISTS elsewhere_role"});
+  admin({"-c", "CREATE ROLE elsewhere_role LOGIN"});
+  const std::string db = fresh_copy("bars");
+  WorkDir w;
+  const std::string cap = w.file("bars.pgwc");
+  const size_t from_src = pg_->read_log().size();
+  {
+    pt::ProxyProcess rec(recording(*pg_, cap));
+    auto r = rec.run(*pg_, {pg_->bindir() + "/pgbench", "-n", "-M", "extended", "-c", "1", "-t", "20", db});
+    EXPECT_TRUE(r.ok()) << r.describe();
+    rec.stop();
+  }
+  const size_t end_src = pg_->read_log().size();
+  ASSERT_EQ(query(db, "select count(*) from pgbench_history"), "20");
+
+  const std::map<std::string, std::string> env = {{"PGUSER", "elsewhere_role"}, {"PGDATABASE", "postgres"}};
+  auto dry = pgreplay({"--dry-run", cap}, env);
+  EXPECT_EQ(dry.exit_code, 0) << dry.describe();
+  EXPECT_NE(dry.out.find(" connect user=" + std::string(pg_->user()) + " database=bars"), std::string::npos)
+      << dry.out.substr(0, 2000);
+  EXPECT_NE(dry.err.find("PGDATABASE is set (postgres) but was not applied"), std::string::npos) << dry.err;
+
+  const size_t from = pg_->read_log().size();
+  auto args = target_args(*pg_);
+  args.insert(args.end(), {"--speed", "max", "--report", w.file("report.json"), cap});
+  auto r = pgreplay(args, env);
+  EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
+  // pgbench's own connection that looks the scale up, and its client's.
+  EXPECT_EQ(field(r.out, "sessions"), "2 ok, 0 failed, 0 skipped") << r.out;
+  const std::string log = pg_->read_log();  // before the query below adds to it
+  EXPECT_EQ(query(db, "select count(*) from pgbench_history"), "40");
+  auto captured = logged_statements(log.substr(0, end_src), from_src, db);
+  auto replayed = logged_statements(log, from, db);
+  ASSERT_GT(captured.size(), 100u);
+  EXPECT_EQ(captured, replayed) << "captured (first):\n" << head(captured) << "replayed (first):\n" << head(replayed);
+  EXPECT_TRUE(logged_statements(log, from, "postgres").empty()) << head(logged_statements(log, from, "postgres"));
+  // Said once, with the way to apply them.
+  const std::string user_warning = "warning: PGUSER is set (elsewhere_role) but was not applied";
+  EXPECT_NE(r.out.find(user_warning), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(user_warning), r.out.rfind(user_warning)) << r.out;
+  EXPECT_NE(r.out.find("-U elsewhere_role logs every session in as elsewhere_role"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("warning: PGDATABASE is set (postgres) but was not applied"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--map-database bars=postgres"), std::string::npos) << r.out;
+  std::string json = pt::read_text_file(w.file("report.json"));
+  EXPECT_NE(json.find("PGUSER is set (elsewhere_role) but was not applied"), std::string::npos) << json;
+
+  // -d on the command line still replaces the captured database, and then PGDATABASE is not worth a word.
+  std::string copy = fresh_copy("bars_copy");
+  args = target_args(*pg_);
+  args.insert(args.end(), {"--speed", "max", "-d", copy, cap});
+  r = pgreplay(args, {{"PGDATABASE", "postgres"}});
+  EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
+  EXPECT_EQ(query(copy, "select count(*) from pgbench_history"), "20");
+  EXPECT_EQ(r.out.find("PGDATABASE"), std::string::npos) << r.out;
+}
+
+// The report is the replay's result: when it cannot be written the exit code
+// says so, the message names the cause (the error of the call that failed),
+// and a report file is never left half-written.
+TEST_F(PgReplayTest, ReportThatCannotBeWrittenSaysWhy) {
+  WorkDir w;
+  const std::string cap = w.file("small.pgwc");
+  {
+    pt::ProxyProcess rec(recording(*pg_, cap));
+    auto r = rec.run(*pg_, {pg_->bindir() + "/psql", "-X", "-c", "select 1"});
+    EXPECT_EQ(r.exit_code, 0) << r.describe();
+    rec.stop();
+  }
+  auto args = target_args(*pg_);
+  args.insert(args.end(), {"--speed", "max", cap, "--report"});
+  auto with_report = [&](const std::string& path) {
+    auto a = args;
+    a.push_back(path);
+    return a;
+  };
+
+  // Written: complete, mode 0600.
+  const std::string report = w.file("report.json");
+  auto r = pgreplay(with_report(report));
+  ASSERT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
+  std::string json = pt::read_text_file(report);
+  EXPECT_NE(json.find("\"exit_code\":0"), std::string::npos) << json;
+  EXPECT_EQ(json.substr(json.size() - 3), "]}\n") << json;
+  ASSERT_GT(json.size(), 1024u);  // for the file size limit below
+  struct stat st {};
+  ASSERT_EQ(::stat(report.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  // A directory.
+  r = pgreplay(with_report(w.file("")));
+  EXPECT_EQ(r.exit_code, 2) << r.describe() << "\n" << r.out;
+  EXPECT_NE(r.err.find("cannot write the report to " + w.file("") + ": open " + w.file("") + ": Is a directory"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.out.find("pgreplay report"), std::string::npos) << r.out;
+
+  // A device that takes nothing.
+  r = pgreplay(with_report("/dev/full"));
+  EXPECT_EQ(r.exit_code, 2) << r.describe() << "\n" << r.out;
+  EXPECT_NE(r.err.find("cannot write the report to /dev/full: write /dev/full: No space left on device"),
+            std::string::npos)
+      << r.err;
+
+  // A write that fails half-way (a file size limit under the report's size): the
+  // previous report stays as it was, and no temporary file is left behind.
+  { std::ofstream(report, std::ios::trunc) << "previous report\n"; }
+  std::vector<std::string> argv = {"sh", "-c", "trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\"",
+                                   pt::tool_path("pgreplay"), "--no-progress"};
+  for (const std::string& a : with_report(report)) argv.push_back(a);
+  r = pt::run_command(argv, std::map<std::string, std::string>{}, 60s);
+  EXPECT_EQ(r.exit_code, 2) << r.describe() << "\n" << r.out;
+  EXPECT_NE(r.err.find("cannot write the report to " + report + ": write " + report + "."), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(": File too large; " + report + " left as it was"), std::string::npos) << r.err;
+  EXPECT_EQ(pt::read_text_file(report), "previous report\n");
+  std::vector<std::string> left;
+  for (const auto& e : fs::directory_iterator(w.file(""))) left.push_back(e.path().filename().string());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"report.json", "small.pgwc"}));
+
+  // The text report on a standard output that takes nothing.
+  argv = {"sh", "-c", "exec \"$0\" \"$@\" >/dev/full", pt::tool_path("pgreplay"), "--no-progress"};
+  argv.insert(argv.end(), args.begin(), args.end() - 1);
+  r = pt::run_command(argv, std::map<std::string, std::string>{}, 60s);
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_NE(r.err.find("cannot write the report to standard output: No space left on device"), std::string::npos)
+      << r.err;
+}
+
 TEST(PgReplayUsage, BadArgumentsExitTwo) {
   EXPECT_EQ(pgreplay({"--speed", "fast", "x"}).exit_code, 2);
   EXPECT_EQ(pgreplay({"--ignore", "(", "x"}).exit_code, 2);
@@ -472,6 +614,68 @@ TEST(PgReplayAuth, ScramWithPgpasswordPgpassAndWrongPassword) {
   EXPECT_EQ(r.exit_code, 1) << r.describe() << "\n" << r.out;
   EXPECT_NE(r.out.find("login refused: FATAL 28P01"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("pgreplay report"), std::string::npos) << r.out;
+}
+
+// PGUSER naming a trust role must not turn every captured password login into
+// a trust login: a wrong password still fails, and the report says which user
+// and database the failed session used.
+TEST(PgReplayAuth, CapturedLoginWinsOverPguserOfATrustRole) {
+  pt::TempPostgresOptions o;
+  o.host_auth = pt::HostAuth::scram_sha_256;
+  pt::TempPostgres pg(o);
+  WorkDir w;
+  fs::create_directories(w.file("home"));
+  auto admin = [&](const std::string& db, const std::string& sql) {
+    auto r = pg.run_admin_psql({"-v", "ON_ERROR_STOP=1", "-qAt", "-d", db, "-c", sql});
+    EXPECT_TRUE(r.ok()) << r.describe();
+    return r.out;
+  };
+  admin("postgres", "CREATE DATABASE bars OWNER " + pg.user());
+  admin("bars", "CREATE TABLE marks(n int); GRANT ALL ON marks TO " + pg.user());
+  admin("postgres", "CREATE ROLE trusty LOGIN");
+  {
+    // The trust role of a CI image: first line of pg_hba.conf, so it wins over scram.
+    const std::string hba = pg.data_dir() + "/pg_hba.conf";
+    const std::string rest = pt::read_text_file(hba);
+    std::ofstream(hba, std::ios::trunc) << "host all trusty 127.0.0.1/32 trust\n" << rest;
+  }
+  admin("postgres", "SELECT pg_reload_conf()");
+  pt::CommandResult trust_login;
+  for (int i = 0; i < 50; ++i) {
+    trust_login = pg.run_psql({"-w", "-U", "trusty", "-c", "select 1"}, {}, {{"PGPASSWORD", "wrong-password"}});
+    if (trust_login.ok()) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(trust_login.ok()) << "trusty should log in without a password: " << trust_login.describe();
+
+  const std::string cap = w.file("bars.pgwc");
+  {
+    pt::ProxyProcess rec(recording(pg, cap));
+    auto r = rec.run(pg, {pg.bindir() + "/psql", "-X", "-d", "bars"}, "insert into marks values (1);\n");
+    EXPECT_EQ(r.exit_code, 0) << r.describe();
+    rec.stop();
+  }
+  ASSERT_EQ(admin("bars", "select count(*) from marks"), "1\n");
+
+  auto args = target_args(pg);
+  args.insert(args.end(), {"--report", w.file("report.json"), cap});
+  auto env = no_password_env(w);
+  env["PGUSER"] = "trusty";
+  env["PGDATABASE"] = "postgres";
+  env["PGPASSWORD"] = "wrong-password";
+  auto r = pgreplay(args, env);
+  EXPECT_EQ(r.exit_code, 1) << r.describe() << "\n" << r.out;
+  EXPECT_NE(r.out.find("as " + pg.user() + "@bars: login refused: FATAL 28P01"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("warning: PGUSER is set (trusty) but was not applied"), std::string::npos) << r.out;
+  std::string json = pt::read_text_file(w.file("report.json"));
+  EXPECT_NE(json.find("\"user\":\"" + pg.user() + "\",\"database\":\"bars\",\"count\":1}"), std::string::npos) << json;
+  EXPECT_EQ(admin("bars", "select count(*) from marks"), "1\n");
+
+  // The right password: the captured user logs in, into the captured database.
+  env["PGPASSWORD"] = pg.password();
+  r = pgreplay(args, env);
+  EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
+  EXPECT_EQ(admin("bars", "select count(*) from marks"), "2\n");
 }
 
 TEST(PgReplayAuth, Md5) {

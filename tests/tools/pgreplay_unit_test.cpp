@@ -1,13 +1,18 @@
 // Unit tests of pgreplay's own pieces: the capture-side session model (what
-// each frame waited for, exact and inferred), the milestone matcher, and the
-// .pgpass line matcher.
+// each frame waited for, exact and inferred), the milestone matcher, the
+// .pgpass line matcher, the login a session replays with, and the report.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "conninfo.hpp"
+#include "options.hpp"
 #include "pgwire/messages.hpp"
+#include "report.hpp"
 #include "schedule.hpp"
 
 namespace pgreplay {
@@ -255,6 +260,123 @@ TEST(Mapping, ParsesOldEqualsNew) {
   EXPECT_FALSE(parse_mapping("=b", m));
   EXPECT_FALSE(parse_mapping("a=", m));
   EXPECT_FALSE(parse_mapping("ab", m));
+}
+
+// An environment holding exactly `vars`.
+EnvLookup fake_env(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const char* name) -> std::optional<std::string> {
+    auto it = vars.find(name);
+    if (it == vars.end() || it->second.empty()) return std::nullopt;
+    return it->second;
+  };
+}
+
+using Login = std::pair<std::string, std::string>;
+
+// PGUSER / PGDATABASE are a shell's defaults for psql, set in container images
+// and CI: they say nothing about the capture and must not change whom a
+// captured session logs in as, nor where.
+TEST(Login, EnvironmentNeverReplacesTheCapturedUserAndDatabase) {
+  const EnvLookup env = fake_env({{"PGUSER", "trusty"}, {"PGDATABASE", "postgres"}, {"PGCONNECT_TIMEOUT", "3"}});
+  ReplayOptions o;
+  apply_environment(o, env);
+  EXPECT_EQ(resolve_login(o, "pgwire", "bars"), Login("pgwire", "bars"));
+  // A captured startup without a database meant the user's own, as the server reads it.
+  EXPECT_EQ(resolve_login(o, "pgwire", ""), Login("pgwire", "pgwire"));
+  // What the capture does not say still comes from the environment.
+  EXPECT_EQ(o.connect_timeout_s, 3);
+
+  // -U / -d on the command line (parsed after the environment) replace every session's.
+  ReplayOptions given;
+  apply_environment(given, env);
+  given.user = "bob";
+  given.dbname = "bars_copy";
+  EXPECT_EQ(resolve_login(given, "pgwire", "bars"), Login("bob", "bars_copy"));
+
+  // --map-user / --map-database replace only the names they map.
+  ReplayOptions mapped;
+  apply_environment(mapped, env);
+  mapped.map_user["pgwire"] = "carol";
+  mapped.map_database["bars"] = "bars_copy";
+  EXPECT_EQ(resolve_login(mapped, "pgwire", "bars"), Login("carol", "bars_copy"));
+  EXPECT_EQ(resolve_login(mapped, "dave", "other"), Login("dave", "other"));
+  EXPECT_EQ(resolve_login(mapped, "bars", ""), Login("bars", "bars_copy"));
+}
+
+TEST(Login, UnusableConnectTimeoutIsIgnoredAsLibpqDoes) {
+  for (const char* bad : {"soon", "0", "-1", "5s", ""}) {
+    ReplayOptions o;
+    apply_environment(o, fake_env({{"PGCONNECT_TIMEOUT", bad}}));
+    EXPECT_EQ(o.connect_timeout_s, 10) << bad;
+  }
+  ReplayOptions o;
+  apply_environment(o, fake_env({{"PGCONNECT_TIMEOUT", "2.5"}}));
+  EXPECT_EQ(o.connect_timeout_s, 2.5);
+}
+
+TEST(Login, SaysOnceThatPguserAndPgdatabaseWereNotApplied) {
+  ReplayOptions o;
+  apply_environment(o, fake_env({{"PGUSER", "trusty"}, {"PGDATABASE", "postgres"}}));
+  EnvironmentLoginNotice notice(o);
+  std::vector<std::string> w = notice.check("pgwire", "bars", "pgwire", "bars");
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_NE(w[0].find("PGUSER is set (trusty) but was not applied"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("(the first: pgwire)"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("-U trusty logs every session in as trusty"), std::string::npos) << w[0];
+  EXPECT_NE(w[0].find("--map-user pgwire=trusty"), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("PGDATABASE is set (postgres) but was not applied"), std::string::npos) << w[1];
+  EXPECT_NE(w[1].find("-d postgres connects every session to postgres"), std::string::npos) << w[1];
+  EXPECT_NE(w[1].find("--map-database bars=postgres"), std::string::npos) << w[1];
+  // Once per run.
+  EXPECT_TRUE(notice.check("someone", "else", "someone", "else").empty());
+
+  // The environment names what is used anyway: nothing to say.
+  EnvironmentLoginNotice same(o);
+  EXPECT_TRUE(same.check("trusty", "postgres", "trusty", "postgres").empty());
+  // A startup without a database: the database is the user's name.
+  EnvironmentLoginNotice implicit_db(o);
+  w = implicit_db.check("trusty", "", "trusty", "trusty");
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_NE(w[0].find("--map-database trusty=postgres"), std::string::npos) << w[0];
+  // -U / -d given: the command line said what to use.
+  ReplayOptions given = o;
+  given.user = "x";
+  given.dbname = "y";
+  EnvironmentLoginNotice explicit_login(given);
+  EXPECT_TRUE(explicit_login.check("pgwire", "bars", "x", "y").empty());
+  // Unset: nothing to say.
+  ReplayOptions unset;
+  apply_environment(unset, fake_env({}));
+  EnvironmentLoginNotice nothing(unset);
+  EXPECT_TRUE(nothing.check("pgwire", "bars", "pgwire", "bars").empty());
+}
+
+// Whom a failure hit is part of what it means: every failed session's user and
+// database are in the report, not only those of the first few examples.
+TEST(Report, FailedSessionsNameTheirUserAndDatabase) {
+  ReplayOptions o;
+  Report r(o);
+  const std::string refused = "login refused: FATAL 28P01: password authentication failed";
+  for (uint64_t id = 1; id <= 20; ++id) r.session_failed(SessionLabel{id, "alice", "app", ""}, refused);
+  for (uint64_t id = 21; id <= 25; ++id) r.session_failed(SessionLabel{id, "bob", "bars", ""}, refused);
+  r.session_failed(SessionLabel{26, "bob", "bars", ""}, "server closed the connection");
+  r.session_failed(SessionLabel{27, "ev\nil", "app", ""}, "server closed the connection");
+  const std::string text = r.text();
+  EXPECT_NE(text.find("\n    failed     20x  as alice@app: " + refused + "\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\n    failed      5x  as bob@bars: " + refused + "\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\n    failed      1x  as bob@bars: server closed the connection\n"), std::string::npos) << text;
+  // A name from the capture cannot break the report's lines.
+  EXPECT_NE(text.find("\n    failed      1x  as ev\\nil@app: server closed"), std::string::npos) << text;
+  EXPECT_NE(text.find("sessions          0 ok, 27 failed"), std::string::npos) << text;
+
+  const std::string json = r.json();
+  EXPECT_NE(json.find("{\"reason\":\"" + refused + "\",\"user\":\"bob\",\"database\":\"bars\",\"count\":5}"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(
+      json.find("{\"reason\":\"server closed the connection\",\"user\":\"bob\",\"database\":\"bars\",\"count\":1}"),
+      std::string::npos)
+      << json;
 }
 
 }  // namespace

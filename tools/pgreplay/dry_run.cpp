@@ -26,7 +26,7 @@ struct DrySession {
 
 class DryRun {
  public:
-  explicit DryRun(const ReplayOptions& opts) : opts_(opts) {}
+  explicit DryRun(const ReplayOptions& opts) : opts_(opts), login_notice_(opts) {}
 
   int run() {
     std::vector<std::string> errors = reader_.open(opts_.captures);
@@ -111,6 +111,8 @@ class DryRun {
     if (s.model.kind() == SessionModel::Kind::kStartup) {
       s.announced = true;
       auto [user, db] = resolve_login(opts_, s.model.param("user"), s.model.param("database"));
+      for (const std::string& w : login_notice_.check(s.model.param("user"), s.model.param("database"), user, db))
+        fmt::print(stderr, "pgreplay: warning: {}\n", w);
       std::string line = fmt::format("+{:.6f} session {} connect user={} database={}", offset(s.model.open_ts()),
                                      rec.session_id, user, db);
       for (const auto& [k, v] : s.model.params()) {
@@ -162,6 +164,7 @@ class DryRun {
   }
 
   const ReplayOptions& opts_;
+  EnvironmentLoginNotice login_notice_;
   pgwire::MergedReader reader_;
   std::unique_ptr<pgwire::CaptureDecoder> decoder_;
   std::unordered_map<uint64_t, std::unique_ptr<DrySession>> sessions_;

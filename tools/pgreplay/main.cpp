@@ -16,13 +16,13 @@ namespace {
 const char* kFooter = R"(
 Sessions: every captured session is replayed on its own connection, opened at its captured
 time offset divided by --speed, with the captured startup parameters (application_name,
-options, other settings, _pq_ options) and the captured user and database unless -U/-d,
-PGUSER/PGDATABASE or --map-user/--map-database say otherwise. pgreplay authenticates itself
-(trust, password, md5, scram-sha-256); the captured authentication is not replayed. Then the
-captured frontend frames are sent byte for byte, each no earlier than its scheduled time and
-only after the server sent what the original client had received before it (ReadyForQuery,
-CopyInResponse, CopyOutResponse). A captured CancelRequest is sent with the replayed
-session's own key. TLS is not used: the target must accept plain connections.
+options, other settings, _pq_ options) and the captured user and database unless -U/-d or
+--map-user/--map-database say otherwise (PGUSER/PGDATABASE do not). pgreplay authenticates
+itself (trust, password, md5, scram-sha-256); the captured authentication is not replayed.
+Then the captured frontend frames are sent byte for byte, each no earlier than its scheduled
+time and only after the server sent what the original client had received before it
+(ReadyForQuery, CopyInResponse, CopyOutResponse). A captured CancelRequest is sent with the
+replayed session's own key. TLS is not used: the target must accept plain connections.
 
 Waits: with backend frames in the capture (pgproxy --capture-backend) they are exact.
 Without, pgreplay infers them from the timestamps: a frame stamped like the Query/Sync before
@@ -40,26 +40,25 @@ capture did not have is answered with CopyFail. Frames are replayed as captured:
 server assigned during the capture (large object OIDs, say) are sent as they were.
 
 Failures: a session whose login is refused or whose connection breaks is reported failed with
-the reason; the others go on. When the target refused 3 connections in a row and no session
-is connected, the replay stops there (the rest would fail alike) and reports.
+the reason and the user@database it used; the others go on. When the target refused 3
+connections in a row and no session is connected, the replay stops there (the rest would fail
+alike) and reports.
 
 Password: PGPASSWORD, else the password file: --password-file, else PGPASSFILE, else
 ~/.pgpass, in libpq's format (host:port:database:user:password, '*' wildcards, '\' escapes,
 '#' comments), ignored unless it has no group/world permissions (chmod 0600).
 
-Environment: PGHOST, PGPORT (like -h/-p), PGUSER, PGDATABASE (like -U/-d: they override the
-captured user/database), PGPASSWORD, PGPASSFILE, PGCONNECT_TIMEOUT.
+Environment: defaults for what the capture does not say: PGHOST, PGPORT (like -h/-p),
+PGPASSWORD, PGPASSFILE, PGCONNECT_TIMEOUT. PGUSER and PGDATABASE are not applied: each session
+logs in as its captured user into its captured database; give -U/-d (every session) or
+--map-user/--map-database (some) to change that. When PGUSER or PGDATABASE is set and a session
+logs in otherwise, the report warns once.
 
 Exit codes: 0 everything replayed (and, with --compare, no divergence); 1 a session failed
 (login refused, connection lost, interrupted); 2 bad usage, an unreadable capture, or
 --compare without backend frames; 3 --compare found divergences; 4 a capture is damaged
 (replayed up to the damage). When several apply: 2, then 1, then 4, then 3.
 )";
-
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : fallback;
-}
 
 }  // namespace
 
@@ -77,9 +76,10 @@ int main(int argc, char** argv) {
   app.add_option("captures", o.captures, "capture files (pgproxy --capture); '-' = stdin")->required();
   app.add_option("-h,--host", o.host, "server host name, address or Unix socket directory (default: PGHOST)");
   app.add_option("-p,--port", o.port, "server port (default: PGPORT, else 5432)");
-  app.add_option("-U,--user", o.user, "log every session in as this user (default: PGUSER, else the captured one)");
+  app.add_option("-U,--user", o.user,
+                 "log every session in as this user (default: the captured one; PGUSER is not applied)");
   app.add_option("-d,--dbname", o.dbname,
-                 "connect every session to this database (default: PGDATABASE, else captured)");
+                 "connect every session to this database (default: the captured one; PGDATABASE is not applied)");
   app.add_option("--map-user", map_user, "OLD=NEW: replace a captured user (repeatable)")->allow_extra_args(false);
   app.add_option("--map-database", map_database, "OLD=NEW: replace a captured database (repeatable)")
       ->allow_extra_args(false);
@@ -97,7 +97,8 @@ int main(int argc, char** argv) {
       ->allow_extra_args(false);
   app.add_option("--max-divergences", o.max_divergences, "divergences listed in full")->capture_default_str();
   app.add_option("--top", o.top, "normalized statements in the latency table")->capture_default_str();
-  app.add_option("--report", o.report_file, "also write the report as JSON to this file");
+  app.add_option("--report", o.report_file,
+                 "also write the report as JSON to this file (mode 0600, replaced whole or not at all)");
   app.add_flag("--dry-run", o.dry_run, "read and schedule everything, print what would be replayed, connect nowhere");
   app.add_flag("--progress", force_progress, "live progress line on stderr even when it is not a terminal");
   app.add_flag("--no-progress", no_progress, "no progress line");
@@ -116,11 +117,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
 
-  // libpq ignores a PGCONNECT_TIMEOUT it cannot parse; so do we.
-  std::string timeout_env = env_or("PGCONNECT_TIMEOUT", "10");
-  char* timeout_end = nullptr;
-  o.connect_timeout_s = std::strtod(timeout_env.c_str(), &timeout_end);
-  if (*timeout_end != '\0' || !(o.connect_timeout_s > 0)) o.connect_timeout_s = 10;
+  pgreplay::apply_environment(o, pgreplay::process_env);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -151,8 +148,6 @@ int main(int argc, char** argv) {
     std::string error;
     if (!check.add(re, &error)) return usage("--ignore: bad regular expression \"" + re + "\": " + error);
   }
-  if (o.user.empty()) o.user = env_or("PGUSER", "");
-  if (o.dbname.empty()) o.dbname = env_or("PGDATABASE", "");
   if (no_progress) o.progress = 0;
   if (force_progress) o.progress = 1;
 

@@ -3,6 +3,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,15 +26,22 @@ inline constexpr int kExitDamagedCapture = 4;  // a capture is damaged: replayed
 struct ReplayOptions {
   std::vector<std::string> captures;
 
-  // Connection (empty: from the environment, then the capture).
-  std::string host;
-  std::string port;
-  std::string user;      // -U, else PGUSER: overrides every captured user
-  std::string dbname;    // -d, else PGDATABASE: overrides every captured database
-  NameMap map_user;      // captured user -> user
-  NameMap map_database;  // captured database -> database
+  // Connection. The environment gives defaults only for what the capture does
+  // not say: host, port, password, password file, connect timeout. Whom each
+  // session logs in as, and where, is the capture's unless the command line
+  // says otherwise (see resolve_login).
+  std::string host;      // -h, else PGHOST (empty here: conninfo.hpp looks it up)
+  std::string port;      // -p, else PGPORT (likewise)
+  std::string user;      // -U: replaces every captured user (never from PGUSER)
+  std::string dbname;    // -d: replaces every captured database (never from PGDATABASE)
+  NameMap map_user;      // --map-user: captured user -> user
+  NameMap map_database;  // --map-database: captured database -> database
   std::string password_file;
-  double connect_timeout_s = 10;
+  double connect_timeout_s = 10;  // --connect-timeout, else PGCONNECT_TIMEOUT
+  // PGUSER / PGDATABASE as set when pgreplay started: not applied, only
+  // compared with the logins used, to warn (EnvironmentLoginNotice).
+  std::string env_user;
+  std::string env_dbname;
 
   // Timing.
   double speed = 1.0;
@@ -52,9 +61,20 @@ struct ReplayOptions {
   int progress = -1;  // -1: when stderr is a terminal
 };
 
-// The user and database a captured session logs in as: -U/-d (or PGUSER/
-// PGDATABASE) override; otherwise the captured ones through --map-user /
-// --map-database. A captured startup without a database meant the user's name.
+// Looks an environment variable up: its value, or nothing when unset or empty.
+using EnvLookup = std::function<std::optional<std::string>(const char* name)>;
+// The process's own environment (getenv).
+std::optional<std::string> process_env(const char* name);
+
+// Defaults from the environment, applied before the command line is parsed
+// (so that options win): PGCONNECT_TIMEOUT. PGUSER and PGDATABASE are only
+// recorded (env_user, env_dbname): a shell, container image or CI job sets
+// them for its own psql, and they say nothing about the captured sessions.
+void apply_environment(ReplayOptions& o, const EnvLookup& env);
+
+// The user and database a captured session logs in as: -U / -d if given,
+// else the captured ones, through --map-user / --map-database. A captured
+// startup without a database meant the user's name (as the server reads it).
 inline std::pair<std::string, std::string> resolve_login(const ReplayOptions& o, const std::string& captured_user,
                                                          std::string captured_db) {
   if (captured_db.empty()) captured_db = captured_user;
@@ -70,5 +90,22 @@ inline std::pair<std::string, std::string> resolve_login(const ReplayOptions& o,
   }
   return {user, db};
 }
+
+// Says, once per run, that PGUSER / PGDATABASE were set and not applied,
+// when a session logs in as another user or into another database than they
+// name (and -U / -d did not say so explicitly), and how to apply them.
+class EnvironmentLoginNotice {
+ public:
+  explicit EnvironmentLoginNotice(const ReplayOptions& o) : opts_(o) {}
+  // The warnings one session's login brings (each given once): captured_user
+  // as in the capture, user and database as resolve_login() gave them.
+  std::vector<std::string> check(const std::string& captured_user, const std::string& captured_db,
+                                 const std::string& user, const std::string& db);
+
+ private:
+  const ReplayOptions& opts_;
+  bool user_said_ = false;
+  bool db_said_ = false;
+};
 
 }  // namespace pgreplay

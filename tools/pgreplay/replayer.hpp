@@ -25,6 +25,13 @@
 // a server that owes it nothing (every Query/Sync answered) is released at
 // once (the capture and the replay diverged); one waiting on a server that
 // has been silent after a ReadyForQuery for --stall-timeout is released too.
+//
+// The parts, each owning its share of a ReplaySession (replay_session.hpp):
+// capture_feed (reading the capture, budgets, sessions, cancel targets),
+// replay_connection (one server connection: connect, login, I/O),
+// statement_match (--compare's pairing of captured and replayed statements),
+// and the loop: replayer.cpp (poll, timers, starting sessions, progress,
+// report) with session_pacing.cpp (one session's frames released when due).
 #pragma once
 
 #include "options.hpp"

@@ -18,6 +18,8 @@ using pgwire::StatementEvent;
 namespace {
 
 constexpr size_t kFailedExamples = 20;
+constexpr size_t kMaxFailureGroups = 10000;  // distinct (reason, user, database) kept
+constexpr size_t kFailureGroupsShown = 20;   // of them in the text report
 constexpr size_t kMaxValueShown = 200;
 
 std::string ms(int64_t ns) { return fmt::format("{:.3f}", static_cast<double>(ns) / 1e6); }
@@ -115,8 +117,16 @@ uint64_t Report::sessions_total() const { return sessions_ok_ + sessions_failed_
 
 void Report::session_failed(const SessionLabel& who, const std::string& reason) {
   ++sessions_failed_;
-  // Group by the reason without the per-session details after the first ':'.
   ++failure_reasons_[reason];
+  auto key = std::make_tuple(reason, who.user, who.database);
+  auto it = failure_logins_.find(key);
+  if (it != failure_logins_.end()) {
+    ++it->second;
+  } else if (failure_logins_.size() < kMaxFailureGroups) {
+    failure_logins_.emplace(std::move(key), 1);
+  } else {
+    ++failures_ungrouped_;
+  }
   if (failed_examples_.size() < kFailedExamples) failed_examples_.emplace_back(who, reason);
 }
 
@@ -267,7 +277,20 @@ std::string Report::text() const {
                    sessions_skipped_));
   if (cancels_sent_ || cancels_skipped_)
     line(fmt::format("  cancel requests   {} sent, {} skipped", cancels_sent_, cancels_skipped_));
-  for (const auto& [reason, n] : failure_reasons_) line(fmt::format("    failed {:>6}x  {}", n, reason));
+  size_t shown = 0;
+  for (const auto& [key, n] : failure_logins_) {
+    if (shown++ == kFailureGroupsShown) break;
+    const auto& [reason, user, database] = key;
+    line(fmt::format("    failed {:>6}x  as {}@{}: {}", n, one_line(user), one_line(database), reason));
+  }
+  if (failure_logins_.size() > kFailureGroupsShown || failures_ungrouped_ > 0) {
+    uint64_t more = failures_ungrouped_;
+    size_t i = 0;
+    for (const auto& [key, n] : failure_logins_)
+      if (i++ >= kFailureGroupsShown) more += n;
+    line(fmt::format("    ... and {} more failed sessions{}", more,
+                     opts_.report_file.empty() ? std::string() : " (listed in the JSON report)"));
+  }
   for (const auto& [reason, n] : skip_reasons_) line(fmt::format("    skipped {:>5}x  {}", n, reason));
   line(fmt::format("  statements        {} ({:.1f}/s): {} ok, {} errors, {} not executed, {} without outcome",
                    statements_, secs > 0 ? static_cast<double>(statements_) / secs : 0.0, st_ok_, st_error_,
@@ -335,7 +358,8 @@ std::string Report::text() const {
     }
   }
   for (const auto& [who, reason] : failed_examples_) {
-    line(fmt::format("  failed session {} (user {}, database {}): {}", who.id, who.user, who.database, reason));
+    line(fmt::format("  failed session {} (user {}, database {}): {}", who.id, one_line(who.user),
+                     one_line(who.database), reason));
   }
   for (const std::string& d : damage_) line("  capture damaged: " + d);
   for (const std::string& w : warnings_) line("  warning: " + w);
@@ -367,7 +391,16 @@ std::string Report::json() const {
     o += fmt::format("{}{}:{}", first ? "" : ",", json_str(reason), n);
     first = false;
   }
-  o += "},\"failed_sessions\":[";
+  o += "},\"failures\":[";
+  first = true;
+  for (const auto& [key, n] : failure_logins_) {
+    const auto& [reason, user, database] = key;
+    o += fmt::format("{}{{\"reason\":{},\"user\":{},\"database\":{},\"count\":{}}}", first ? "" : ",", json_str(reason),
+                     json_str(user), json_str(database), n);
+    first = false;
+  }
+  o += fmt::format("],\"failures_ungrouped\":{},", failures_ungrouped_);
+  o += "\"failed_sessions\":[";
   first = true;
   for (const auto& [who, reason] : failed_examples_) {
     o += fmt::format("{}{{\"session\":{},\"user\":{},\"database\":{},\"reason\":{}}}", first ? "" : ",", who.id,

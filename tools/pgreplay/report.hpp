@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -122,6 +123,10 @@ class Report {
   uint64_t sessions_ok_ = 0, sessions_failed_ = 0, sessions_skipped_ = 0, sessions_exact_ = 0;
   uint64_t cancels_sent_ = 0, cancels_skipped_ = 0;
   std::map<std::string, uint64_t> failure_reasons_;
+  // Failed sessions by (reason, user, database): whom a failure hit is part of
+  // what it means (a refused password, a missing database).
+  std::map<std::tuple<std::string, std::string, std::string>, uint64_t> failure_logins_;
+  uint64_t failures_ungrouped_ = 0;  // past kMaxFailureGroups distinct groups
   std::vector<std::pair<SessionLabel, std::string>> failed_examples_;
   std::map<std::string, uint64_t> skip_reasons_;
   std::vector<std::string> warnings_;
