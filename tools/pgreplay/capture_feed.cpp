@@ -116,8 +116,6 @@ void CaptureFeed::on_record(const CaptureRecord& rec) {
   }
   ReplaySession& s = session_for(rec.session_id, rec.ts_ns);
   SessionModel& model = s.capture.model;
-  if (rec.direction == Direction::kFrontend && model.awaiting_answer())
-    decoder_->on_record(synthetic_answer(rec.session_id, rec.ts_ns));
   decoder_->on_record(rec);
   if (s.capture.done) return;
   const bool was_cancel = model.kind() == SessionModel::Kind::kCancel;

@@ -1,9 +1,7 @@
 #include "conninfo.hpp"
 
-#include <netdb.h>
 #include <pwd.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -77,32 +75,15 @@ std::optional<Target> resolve_target(const std::string& host_opt, const std::str
     *error = "invalid port \"" + t.port + "\"";
     return std::nullopt;
   }
-  if (t.host[0] == '/') {
-    t.unix_socket = true;
-    sockaddr_un un{};
-    un.sun_family = AF_UNIX;
-    std::string path = t.describe();
-    if (path.size() >= sizeof(un.sun_path)) {
-      *error = "Unix socket path too long: " + path;
-      return std::nullopt;
-    }
-    std::memcpy(un.sun_path, path.c_str(), path.size() + 1);
-    std::memcpy(&t.addr, &un, sizeof(un));
-    t.addr_len = sizeof(un);
-    return t;
-  }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  int rc = getaddrinfo(t.host.c_str(), t.port.c_str(), &hints, &res);
-  if (rc != 0 || !res) {
-    *error = fmt::format("cannot resolve host \"{}\": {}", t.host, gai_strerror(rc));
+  t.unix_socket = t.host[0] == '/';
+  // The tools' one resolver: a directory is its socket DIR/.s.PGSQL.PORT, as in libpq.
+  std::string why;
+  std::vector<pgwire::SocketAddress> addresses = pgwire::resolve(pgwire::HostPort{t.host, t.port}, false, why);
+  if (addresses.empty()) {
+    *error = why;
     return std::nullopt;
   }
-  std::memcpy(&t.addr, res->ai_addr, res->ai_addrlen);
-  t.addr_len = res->ai_addrlen;
-  freeaddrinfo(res);
+  t.address = addresses.front();
   return t;
 }
 

@@ -4,8 +4,6 @@
 // libpq's rules.
 #pragma once
 
-#include <sys/socket.h>
-
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -14,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "pgwire/net.hpp"
+
 namespace pgreplay {
 
 // Resolved once at start; every session connects to the same address.
@@ -21,9 +21,8 @@ struct Target {
   std::string host;  // as given ("127.0.0.1", "db.example", "/var/run/postgresql")
   std::string port;  // as a string, as libpq and .pgpass compare it
   bool unix_socket = false;
-  sockaddr_storage addr{};
-  socklen_t addr_len = 0;
-  std::string describe() const;  // "127.0.0.1:5432" or "/var/run/postgresql/.s.PGSQL.5432"
+  pgwire::SocketAddress address;  // the first the host resolved to
+  std::string describe() const;   // "127.0.0.1:5432" or "/var/run/postgresql/.s.PGSQL.5432"
 };
 
 // Host and port from the options, else PGHOST/PGPORT, else libpq's defaults

@@ -84,9 +84,6 @@ class DryRun {
       if (open_ > max_open_) max_open_ = open_;
     }
     DrySession& s = *slot;
-    if (rec.type == pgwire::CaptureRecordType::kFrame && rec.direction == pgwire::Direction::kFrontend &&
-        s.model.awaiting_answer())
-      decoder_->on_record(synthetic_answer(rec.session_id, rec.ts_ns));
     if (rec.type != pgwire::CaptureRecordType::kSessionClose) decoder_->on_record(rec);
     switch (rec.type) {
       case pgwire::CaptureRecordType::kSessionOpen: return;

@@ -12,6 +12,8 @@
 
 #include <fmt/format.h>
 
+#include "pgwire/system.hpp"
+
 namespace pgreplay {
 
 namespace {
@@ -31,7 +33,7 @@ int write_all(int fd, std::string_view data) {
 }
 
 std::string failed(const char* step, const std::string& file, int err) {
-  return fmt::format("{} {}: {}", step, file, std::strerror(err));
+  return fmt::format("{} {}: {}", step, file, pgwire::errno_text(err));
 }
 
 // Not a regular file: written where it is (O_TRUNC means nothing to a device or a pipe).
@@ -83,7 +85,7 @@ std::optional<std::string> write_file_replacing(const std::string& path, std::st
   if (::rename(temp.c_str(), target.c_str()) != 0) {
     const int e = errno;
     ::unlink(temp.c_str());
-    return fmt::format("rename {} to {}: {}; {} left as it was", temp, target, std::strerror(e), path);
+    return fmt::format("rename {} to {}: {}; {} left as it was", temp, target, pgwire::errno_text(e), path);
   }
   return std::nullopt;
 }

@@ -1,7 +1,5 @@
 #include "replay_connection.hpp"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +9,8 @@
 #include <fmt/format.h>
 
 #include "pgwire/messages.hpp"
+#include "pgwire/net.hpp"
+#include "pgwire/system.hpp"
 
 namespace pgreplay {
 
@@ -19,11 +19,7 @@ using pgwire::Direction;
 using pgwire::Frame;
 using pgwire::FrameKind;
 
-namespace {
-
-std::string errno_text(int e) { return std::strerror(e); }
-
-}  // namespace
+using pgwire::errno_text;
 
 ReplayConnection::~ReplayConnection() {
   if (fd_ >= 0) ::close(fd_);
@@ -41,18 +37,10 @@ void ReplayConnection::prepare(const pgwire::TrackerOptions& tracker, pgwire::Co
 
 std::optional<ReplayConnection::SysError> ReplayConnection::connect(const Target& target, int64_t now,
                                                                     int64_t deadline) {
-  const int fd = ::socket(target.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return SysError{"socket", errno};
-  if (!target.unix_socket) {
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  }
-  const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&target.addr), target.addr_len);
-  if (rc != 0 && errno != EINPROGRESS) {
-    const int e = errno;
-    ::close(fd);
-    return SysError{"connect", e};
-  }
+  bool in_progress = false;
+  int err = 0;
+  const int fd = pgwire::connect_nonblocking(target.address, in_progress, err);
+  if (fd < 0) return SysError{"connect", err};
   fd_ = fd;
   phase_ = Phase::kConnecting;
   deadline_ = deadline;
@@ -60,12 +48,7 @@ std::optional<ReplayConnection::SysError> ReplayConnection::connect(const Target
   return std::nullopt;
 }
 
-int ReplayConnection::connect_error() const {
-  int err = 0;
-  socklen_t len = sizeof(err);
-  if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-  return err;
-}
+int ReplayConnection::connect_error() const { return pgwire::socket_error(fd_); }
 
 void ReplayConnection::queue(Bytes message) { ctrl_.insert(ctrl_.end(), message.begin(), message.end()); }
 

@@ -30,6 +30,7 @@
 
 #include "conninfo.hpp"
 #include "output_file.hpp"
+#include "pgwire/system.hpp"
 #include "replay_loop.hpp"
 #include "replay_session.hpp"
 #include "report.hpp"
@@ -39,13 +40,9 @@ namespace pgreplay {
 
 using pgwire::StatementEvent;
 
-namespace {
+using pgwire::errno_text;
 
-int64_t mono_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
+namespace {
 
 volatile sig_atomic_t g_interrupted = 0;
 void on_signal(int) { g_interrupted = 1; }
@@ -55,8 +52,6 @@ constexpr int64_t kProgressInterval = 500'000'000;
 constexpr int64_t kMaxCancelGap = 1'000'000'000;
 // Connections refused in a row, with none open, after which the target counts as gone.
 constexpr int kRefusedToGiveUp = 3;
-
-std::string errno_text(int e) { return std::strerror(e); }
 
 }  // namespace
 
@@ -158,12 +153,8 @@ bool Replayer::connect(ReplaySession& s, int64_t now) {
   const Target& t = *target_;
   const int64_t deadline = now + static_cast<int64_t>(opts_.connect_timeout_s * 1e9);
   if (std::optional<ReplayConnection::SysError> e = s.conn.connect(t, now, deadline)) {
-    if (std::strcmp(e->call, "socket") == 0) {
-      finish(s, false, "socket: " + errno_text(e->err), now);
-    } else {
-      connect_failed(e->err);
-      finish(s, false, fmt::format("connection to {} failed: {}", t.describe(), errno_text(e->err)), now);
-    }
+    connect_failed(e->err);
+    finish(s, false, fmt::format("connection to {} failed: {}", t.describe(), errno_text(e->err)), now);
     return false;
   }
   s.counted_open = true;
@@ -382,11 +373,11 @@ int Replayer::run() {
   show_progress_ = opts_.progress > 0 || (opts_.progress < 0 && isatty(STDERR_FILENO));
   timeline_.speed_max = opts_.speed_max;
   timeline_.speed = opts_.speed;
-  timeline_.start_ns = mono_ns();
+  timeline_.start_ns = pgwire::monotonic_ns();
   next_progress_ = timeline_.start_ns + kProgressInterval;
 
   for (;;) {
-    int64_t now = mono_ns();
+    int64_t now = pgwire::monotonic_ns();
     if (g_interrupted) {
       stop_all(now, "interrupted");
       free_finished();
@@ -413,11 +404,11 @@ int Replayer::run() {
 
     if (n < 0 && errno != EINTR) {
       fmt::print(stderr, "pgreplay: poll: {}\n", errno_text(errno));
-      stop_all(mono_ns(), "poll failed");
+      stop_all(pgwire::monotonic_ns(), "poll failed");
       free_finished();
       break;
     }
-    now = mono_ns();
+    now = pgwire::monotonic_ns();
     // How late the OS woke us for a deadline: separates a busy machine from our own delays.
     if (n == 0 && wait > 0 && !opts_.speed_max) report_.wake_delay(now - wake);
     if (n > 0) {
@@ -449,7 +440,7 @@ int Replayer::run() {
   }
   progress(0, true);
 
-  report_.set_run_time(mono_ns() - timeline_.start_ns);
+  report_.set_run_time(pgwire::monotonic_ns() - timeline_.start_ns);
   report_.set_capture_span(timeline_.capture_last - timeline_.capture_t0);
   for (std::string& w : creds_->take_warnings()) report_.add_warning(std::move(w));
   return write_report(report_.exit_code());

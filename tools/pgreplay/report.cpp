@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "pgwire/bytes.hpp"
+#include "pgwire/json.hpp"
 #include "pgwire/normalize.hpp"
 #include "pgwire/text.hpp"
 
@@ -27,13 +28,6 @@ std::string ms(int64_t ns) { return fmt::format("{:.3f}", static_cast<double>(ns
 std::string one_line(std::string_view s) {
   std::string out;
   pgwire::append_escaped(out, s);
-  return out;
-}
-
-std::string json_str(std::string_view s) {
-  std::string out = "\"";
-  pgwire::append_json_escaped(out, s);
-  out += '"';
   return out;
 }
 
@@ -367,108 +361,127 @@ std::string Report::text() const {
 }
 
 std::string Report::json() const {
-  std::string o = "{";
-  auto num = [&](const char* key, auto v, bool comma = true) {
-    o += fmt::format("\"{}\":{}{}", key, v, comma ? "," : "");
+  std::string o;
+  pgwire::JsonWriter j(o);
+  auto strings = [&](const auto& list) {
+    j.begin_array();
+    for (const std::string& text : list) j.value(text);
+    j.end_array();
   };
-  num("version", json_str(kVersion));
-  num("stopped_early", interrupted_ ? json_str(stopped_why_) : std::string("null"));
-  num("exit_code", exit_code());
-  num("run_time_s", fmt::format("{:.6f}", static_cast<double>(run_ns_) / 1e9));
-  num("capture_span_s", fmt::format("{:.6f}", static_cast<double>(capture_span_ns_) / 1e9));
-  num("speed", opts_.speed_max ? std::string("\"max\"") : fmt::format("{:g}", opts_.speed));
-  o += fmt::format("\"sessions\":{{\"ok\":{},\"failed\":{},\"skipped\":{},\"cancel_sent\":{},\"cancel_skipped\":{},",
-                   sessions_ok_, sessions_failed_, sessions_skipped_, cancels_sent_, cancels_skipped_);
-  o += "\"failure_reasons\":{";
-  bool first = true;
-  for (const auto& [reason, n] : failure_reasons_) {
-    o += fmt::format("{}{}:{}", first ? "" : ",", json_str(reason), n);
-    first = false;
+  auto counts = [&](const auto& map) {
+    j.begin_object();
+    for (const auto& [text, n] : map) j.field(text, n);
+    j.end_object();
+  };
+  auto millis = [&](int64_t ns) { j.fixed(static_cast<double>(ns) / 1e6, 3); };
+  auto hist = [&](const char* key, const pgwire::LatencyHistogram& h) {
+    j.key(key).begin_object().field("count", h.count());
+    j.key("p50_ms");
+    millis(h.percentile_ns(50));
+    j.key("p90_ms");
+    millis(h.percentile_ns(90));
+    j.key("p99_ms");
+    millis(h.percentile_ns(99));
+    j.key("max_ms");
+    millis(h.max_ns());
+    j.end_object();
+  };
+
+  j.begin_object();
+  j.field("version", kVersion);
+  j.key("stopped_early");
+  if (interrupted_) {
+    j.value(stopped_why_);
+  } else {
+    j.null();
   }
-  o += "},\"skip_reasons\":{";
-  first = true;
-  for (const auto& [reason, n] : skip_reasons_) {
-    o += fmt::format("{}{}:{}", first ? "" : ",", json_str(reason), n);
-    first = false;
+  j.field("exit_code", exit_code());
+  j.key("run_time_s").fixed(static_cast<double>(run_ns_) / 1e9, 6);
+  j.key("capture_span_s").fixed(static_cast<double>(capture_span_ns_) / 1e9, 6);
+  j.key("speed");
+  if (opts_.speed_max) {
+    j.value("max");
+  } else {
+    j.raw(fmt::format("{:g}", opts_.speed));
   }
-  o += "},\"failures\":[";
-  first = true;
+
+  j.key("sessions").begin_object();
+  j.field("ok", sessions_ok_).field("failed", sessions_failed_).field("skipped", sessions_skipped_);
+  j.field("cancel_sent", cancels_sent_).field("cancel_skipped", cancels_skipped_);
+  j.key("failure_reasons");
+  counts(failure_reasons_);
+  j.key("skip_reasons");
+  counts(skip_reasons_);
+  j.key("failures").begin_array();
   for (const auto& [key, n] : failure_logins_) {
     const auto& [reason, user, database] = key;
-    o += fmt::format("{}{{\"reason\":{},\"user\":{},\"database\":{},\"count\":{}}}", first ? "" : ",", json_str(reason),
-                     json_str(user), json_str(database), n);
-    first = false;
+    j.begin_object().field("reason", reason).field("user", user).field("database", database).field("count", n);
+    j.end_object();
   }
-  o += fmt::format("],\"failures_ungrouped\":{},", failures_ungrouped_);
-  o += "\"failed_sessions\":[";
-  first = true;
+  j.end_array().field("failures_ungrouped", failures_ungrouped_);
+  j.key("failed_sessions").begin_array();
   for (const auto& [who, reason] : failed_examples_) {
-    o += fmt::format("{}{{\"session\":{},\"user\":{},\"database\":{},\"reason\":{}}}", first ? "" : ",", who.id,
-                     json_str(who.user), json_str(who.database), json_str(reason));
-    first = false;
+    j.begin_object().field("session", who.id).field("user", who.user).field("database", who.database);
+    j.field("reason", reason).end_object();
   }
-  o += "]},";
+  j.end_array().end_object();
+
   const double secs = static_cast<double>(run_ns_) / 1e9;
-  o += fmt::format(
-      "\"statements\":{{\"total\":{},\"per_second\":{:.1f},\"ok\":{},\"error\":{},\"not_executed\":{},\"unknown\":{}}}"
-      ",",
-      statements_, secs > 0 ? static_cast<double>(statements_) / secs : 0.0, st_ok_, st_error_, st_not_executed_,
-      st_unknown_);
-  o += "\"errors\":{";
-  first = true;
+  j.key("statements").begin_object().field("total", statements_);
+  j.key("per_second").fixed(secs > 0 ? static_cast<double>(statements_) / secs : 0.0, 1);
+  j.field("ok", st_ok_).field("error", st_error_).field("not_executed", st_not_executed_);
+  j.field("unknown", st_unknown_).end_object();
+  j.key("errors").begin_object();
   for (const auto& [state, e] : errors_) {
-    o +=
-        fmt::format("{}{}:{{\"count\":{},\"also_failed_in_capture\":{},\"with_captured_outcome\":{},\"example\":{}}}",
-                    first ? "" : ",", json_str(state), e.count, e.also_in_capture, e.with_capture, json_str(e.example));
-    first = false;
+    j.key(state).begin_object().field("count", e.count).field("also_failed_in_capture", e.also_in_capture);
+    j.field("with_captured_outcome", e.with_capture).field("example", e.example).end_object();
   }
-  o += "},";
-  o += fmt::format("\"frames\":{},\"stalls_released\":{},\"unexpected_copies\":{},", frames_, stalls_,
-                   unexpected_copies_);
-  auto hist = [&](const char* key, const pgwire::LatencyHistogram& h) {
-    o += fmt::format("\"{}\":{{\"count\":{},\"p50_ms\":{},\"p90_ms\":{},\"p99_ms\":{},\"max_ms\":{}}},", key, h.count(),
-                     ms(h.percentile_ns(50)), ms(h.percentile_ns(90)), ms(h.percentile_ns(99)), ms(h.max_ns()));
-  };
+  j.end_object();
+  j.field("frames", frames_).field("stalls_released", stalls_).field("unexpected_copies", unexpected_copies_);
   hist("lag", lag_);
   hist("dispatch_delay", dispatch_);
   hist("wake_delay", wake_);
   hist("latency", stats_.overall());
-  o += "\"top_statements\":[";
-  first = true;
+  j.key("top_statements").begin_array();
   for (const pgwire::StatementAggregate* a : stats_.top_by_time(opts_.top)) {
-    o += fmt::format(
-        "{}{{\"statement\":{},\"calls\":{},\"errors\":{},\"rows\":{},\"total_ms\":{},\"p50_ms\":{},\"p99_ms\":{},"
-        "\"max_ms\":{}}}",
-        first ? "" : ",", json_str(a->text), a->count, a->errors, a->rows, ms(a->latency.sum_ns()),
-        ms(a->latency.percentile_ns(50)), ms(a->latency.percentile_ns(99)), ms(a->latency.max_ns()));
-    first = false;
+    j.begin_object().field("statement", a->text).field("calls", a->count).field("errors", a->errors);
+    j.field("rows", a->rows).key("total_ms");
+    millis(a->latency.sum_ns());
+    j.key("p50_ms");
+    millis(a->latency.percentile_ns(50));
+    j.key("p99_ms");
+    millis(a->latency.percentile_ns(99));
+    j.key("max_ms");
+    millis(a->latency.max_ns());
+    j.end_object();
   }
-  o += "],";
-  o += fmt::format("\"compare\":{{\"enabled\":{},\"possible\":{},\"compared\":{},\"ignored\":{},\"divergences\":{},",
-                   opts_.compare ? "true" : "false", sessions_exact_ > 0 ? "true" : "false", compared_,
-                   compare_ignored_, divergences_);
-  o += "\"first\":[";
-  first = true;
+  j.end_array();
+
+  j.key("compare").begin_object();
+  j.key("enabled").boolean(opts_.compare).key("possible").boolean(sessions_exact_ > 0);
+  j.field("compared", compared_).field("ignored", compare_ignored_).field("divergences", divergences_);
+  j.key("first").begin_array();
   for (const Divergence& d : divergence_list_) {
-    o += fmt::format("{}{{\"session\":{},\"statement\":{},\"what\":{},\"sql\":{},\"params\":[", first ? "" : ",",
-                     d.who.id, d.index + 1, json_str(d.what), json_str(d.sql));
-    for (size_t i = 0; i < d.params.size(); ++i)
-      o += fmt::format("{}{}", i ? "," : "", d.params[i].value ? json_str(param_text(d.params[i])) : "null");
-    o += fmt::format("],\"captured\":{},\"replayed\":{}}}", json_str(d.captured), json_str(d.replayed));
-    first = false;
+    j.begin_object().field("session", d.who.id).field("statement", d.index + 1).field("what", d.what);
+    j.field("sql", d.sql).key("params").begin_array();
+    for (const pgwire::StatementParam& p : d.params) {
+      if (p.value) {
+        j.value(param_text(p));
+      } else {
+        j.null();
+      }
+    }
+    j.end_array().field("captured", d.captured).field("replayed", d.replayed).end_object();
   }
-  o += "],\"by_statement\":{";
-  first = true;
-  for (const auto& [text, n] : divergence_by_statement_) {
-    o += fmt::format("{}{}:{}", first ? "" : ",", json_str(text), n);
-    first = false;
-  }
-  o += "}},";
-  o += "\"damage\":[";
-  for (size_t i = 0; i < damage_.size(); ++i) o += (i ? "," : "") + json_str(damage_[i]);
-  o += "],\"warnings\":[";
-  for (size_t i = 0; i < warnings_.size(); ++i) o += (i ? "," : "") + json_str(warnings_[i]);
-  o += "]}\n";
+  j.end_array().key("by_statement");
+  counts(divergence_by_statement_);
+  j.end_object();
+  j.key("damage");
+  strings(damage_);
+  j.key("warnings");
+  strings(warnings_);
+  j.end_object();
+  o += '\n';
   return o;
 }
 

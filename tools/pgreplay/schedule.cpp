@@ -61,22 +61,8 @@ void SessionModel::flush_pending(uint64_t keep) {
   }
 }
 
-pgwire::CaptureRecord synthetic_answer(uint64_t session_id, int64_t ts_ns) {
-  static constexpr std::byte kNo[] = {std::byte{'N'}};
-  CaptureRecord r;
-  r.type = pgwire::CaptureRecordType::kFrame;
-  r.session_id = session_id;
-  r.ts_ns = ts_ns;
-  r.direction = Direction::kBackend;
-  r.frame_kind = FrameKind::kAnswer;
-  r.frame_flags = pgwire::kFrameFirst | pgwire::kFrameLast;
-  r.data = Bytes{kNo, 1};
-  return r;
-}
-
 void SessionModel::on_backend(const CaptureRecord& rec) {
   seen_backend_ = true;
-  awaiting_answer_ = false;
   if (rec.frame_kind != FrameKind::kTyped) return;
   if (rec.first()) {
     if (rec.data.empty()) return;
@@ -114,10 +100,7 @@ void SessionModel::on_startup_packet(const CaptureRecord& rec) {
     startup_ts_ = rec.ts_ns;
     return;
   }
-  if (code == pgwire::kSslRequestCode || code == pgwire::kGssEncRequestCode) {
-    awaiting_answer_ = true;
-    return;
-  }
+  if (code == pgwire::kSslRequestCode || code == pgwire::kGssEncRequestCode) return;
   if (pgwire::protocol_major(code) != 3 || !rec.last()) return;
   auto m = pgwire::fe::StartupMessage::decode(rec.data.subspan(4), 0);
   if (!m) return;
@@ -133,7 +116,6 @@ std::optional<PlannedFrame> SessionModel::on_frame(const CaptureRecord& rec) {
     on_backend(rec);
     return std::nullopt;
   }
-  awaiting_answer_ = false;
   switch (rec.frame_kind) {
     case FrameKind::kStartup: on_startup_packet(rec); return std::nullopt;
     case FrameKind::kOpaque:

@@ -98,13 +98,6 @@ class SessionModel {
   char milestone(uint64_t index) const { return ms_[index - ms_base_]; }
   void forget_milestones_before(uint64_t index);
 
-  // The client asked for TLS/GSS encryption and no answer is in the capture
-  // yet. A capture without backend frames never has the answer (pgproxy
-  // answers 'N' itself): feed a CaptureDecoder a synthetic 'N' before the
-  // next frontend frame (synthetic_answer()), or its framer rejects the
-  // startup packet that follows.
-  bool awaiting_answer() const { return awaiting_answer_; }
-
   uint64_t frames_planned() const { return frames_planned_; }
   int64_t last_planned_ts() const { return last_planned_ts_; }
   uint64_t bytes_planned() const { return bytes_planned_; }
@@ -125,7 +118,6 @@ class SessionModel {
   bool meta_frontend_ = false;  // capture_backend meta said "0"
   bool seen_backend_ = false;
   bool login_done_ = false;  // the captured login's ReadyForQuery was seen
-  bool awaiting_answer_ = false;
   bool login_error_ = false;
   int64_t open_ts_ = 0;
   int64_t startup_ts_ = 0;
@@ -158,9 +150,6 @@ class SessionModel {
   uint64_t bytes_planned_ = 0;
   int64_t last_planned_ts_ = 0;
 };
-
-// A backend record holding the one-byte answer 'N' for `session_id`.
-pgwire::CaptureRecord synthetic_answer(uint64_t session_id, int64_t ts_ns);
 
 // Matches the milestones the replay server sends against the captured list.
 // A replayed 'Z' moves past the next captured 'Z' (skipping copy responses

@@ -1,0 +1,169 @@
+// SessionMonitor, the one framing-and-tracking step, and CaptureDecoder on top
+// of it: what a proxy needs from it (local answers, where its own messages may
+// go) and what a reader of older captures needs (the inferred answer).
+#include "pgwire/session_monitor.hpp"
+
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "wire_builder.hpp"
+
+namespace pgwire {
+namespace {
+
+using test::W;
+using test::Wire;
+
+Wire ssl_request() { return W().i32(8).i32(80877103); }
+Wire startup() { return W().startup({{"user", "alice"}, {"database", "shop"}}); }
+Wire ready() { return W().msg('Z', W().byte('I')); }
+
+struct Collected {
+  std::vector<StatementEvent> events;
+  ConnectionTracker::Sink sink() {
+    return [this](const StatementEvent& ev, const SessionInfo&) { events.push_back(ev); };
+  }
+};
+
+TEST(SessionMonitor, NextFramesOneFrameAtATimeAndTracksIt) {
+  Collected c;
+  SessionMonitor m(TrackerOptions{}, c.sink());
+  Wire fe = W().append(startup()).msg('Q', W().str("SELECT 1"));
+  Bytes in{fe.bytes()};
+  FrameResult r = m.next(Direction::kFrontend, in, 10);
+  ASSERT_TRUE(r.has_frame());
+  EXPECT_EQ(startup_request(r.frame()), StartupRequest::kStartup);
+  EXPECT_EQ(m.tracker().session().user, "alice");
+  r = m.next(Direction::kFrontend, in, 20);
+  ASSERT_TRUE(r.has_frame());
+  EXPECT_EQ(r.frame().type, 'Q');
+  EXPECT_TRUE(in.empty());
+  EXPECT_TRUE(m.next(Direction::kFrontend, in, 20).needs_more());
+  Wire be = W().msg('R', W().i32(0)).msg('C', W().str("SELECT 1")).append(ready());
+  ASSERT_TRUE(m.feed(Direction::kBackend, Bytes{be.bytes()}, 30).ok());
+  ASSERT_EQ(c.events.size(), 1u);
+  EXPECT_EQ(c.events[0].sql, "SELECT 1");
+  EXPECT_EQ(c.events[0].outcome, Outcome::kOk);
+  EXPECT_EQ(c.events[0].start_ns, 20);
+  EXPECT_EQ(c.events[0].end_ns, 30);
+}
+
+TEST(SessionMonitor, StartupRequestsAreTold) {
+  SessionMonitor m(TrackerOptions{}, nullptr);
+  Wire ssl = ssl_request();
+  Bytes in{ssl.bytes()};
+  FrameResult r = m.next(Direction::kFrontend, in, 0);
+  ASSERT_TRUE(r.has_frame());
+  EXPECT_EQ(startup_request(r.frame()), StartupRequest::kEncryption);
+  Wire cancel = W().i32(16).i32(80877102).i32(1234).i32(5678);
+  SessionMonitor m2(TrackerOptions{}, nullptr);
+  Bytes in2{cancel.bytes()};
+  r = m2.next(Direction::kFrontend, in2, 0);
+  ASSERT_TRUE(r.has_frame());
+  EXPECT_EQ(startup_request(r.frame()), StartupRequest::kCancel);
+  EXPECT_EQ(m2.tracker().session().backend_pid, 1234);
+}
+
+TEST(SessionMonitor, AnswerLocallyOnlyAfterAnEncryptionRequest) {
+  SessionMonitor m(TrackerOptions{}, nullptr);
+  EXPECT_FALSE(m.awaiting_answer());
+  FrameResult r = m.answer_locally(kEncryptionRefused, 0);
+  EXPECT_TRUE(r.failed()) << "nothing asked";
+  Wire ssl = ssl_request();
+  ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{ssl.bytes()}, 0).ok());
+  EXPECT_TRUE(m.awaiting_answer());
+  r = m.answer_locally(kEncryptionRefused, 5);
+  ASSERT_TRUE(r.has_frame());
+  EXPECT_EQ(r.frame().kind, FrameKind::kAnswer);
+  EXPECT_EQ(r.frame().type, 'N');
+  EXPECT_TRUE(r.frame().body.empty());
+  EXPECT_FALSE(m.awaiting_answer());
+  // The client goes on in plaintext, the server starts from its first byte.
+  ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{startup().bytes()}, 6).ok());
+  ASSERT_TRUE(m.feed(Direction::kBackend, Bytes{W().msg('R', W().i32(0)).append(ready()).bytes()}, 7).ok());
+  EXPECT_TRUE(m.tracker().session().authenticated);
+}
+
+TEST(SessionMonitor, BackendBoundaryIsBetweenWholeServerMessages) {
+  SessionMonitor m(TrackerOptions{}, nullptr);
+  ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{startup().bytes()}, 0).ok());
+  EXPECT_TRUE(m.at_backend_boundary()) << "nothing from the server yet";
+  Wire be = W().msg('R', W().i32(0)).append(ready());
+  const auto& bytes = be.bytes();
+  ASSERT_TRUE(m.feed(Direction::kBackend, Bytes{bytes}.first(7), 1).ok());  // 'R' whole, 'Z' begun
+  EXPECT_FALSE(m.at_backend_boundary());
+  ASSERT_TRUE(m.feed(Direction::kBackend, Bytes{bytes}.subspan(7), 2).ok());
+  EXPECT_TRUE(m.at_backend_boundary());
+}
+
+TEST(SessionMonitor, StopTrackingSettlesWhatIsPendingAsUnknownAndFramingGoesOn) {
+  Collected c;
+  SessionMonitor m(TrackerOptions{}, c.sink());
+  ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{startup().bytes()}, 0).ok());
+  ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{W().msg('Q', W().str("SELECT pg_sleep(9)")).bytes()}, 1).ok());
+  m.stop_tracking(2);
+  ASSERT_EQ(c.events.size(), 1u);
+  EXPECT_EQ(c.events[0].outcome, Outcome::kUnknown);
+  EXPECT_EQ(c.events[0].end_ns, 0) << "an unknown outcome has no duration";
+  ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{W().msg('Q', W().str("SELECT 2")).bytes()}, 3).ok());
+  EXPECT_EQ(c.events.size(), 1u) << "no events once tracking stopped";
+  EXPECT_FALSE(m.tracking());
+}
+
+// A capture record of one frame, as pgproxy writes them.
+CaptureRecord frame_record(uint64_t session, int64_t ts, Direction dir, FrameKind kind, const Wire& w) {
+  CaptureRecord r;
+  r.type = CaptureRecordType::kFrame;
+  r.session_id = session;
+  r.ts_ns = ts;
+  r.direction = dir;
+  r.frame_kind = kind;
+  r.frame_flags = kFrameFirst | kFrameLast;
+  r.data = Bytes{w.bytes()};
+  return r;
+}
+
+// Regression: captures of pgproxy before it recorded its own 'N' have the
+// client's SSLRequest and then its startup packet, nothing in between.
+// pgreplay inferred the 'N'; pgdump-log failed to frame the session.
+TEST(CaptureDecoder, InfersTheRefusalOlderCapturesLack) {
+  std::vector<std::string> sql;
+  std::vector<std::string> errors;
+  CaptureDecoder::Callbacks cb;
+  cb.event = [&](const StatementEvent& ev, const SessionInfo& s) {
+    EXPECT_EQ(s.user, "alice");
+    sql.push_back(ev.sql);
+  };
+  cb.error = [&](const SessionInfo&, const Error& e) { errors.push_back(e.describe()); };
+  CaptureDecoder d(TrackerOptions{}, cb);
+  Wire ssl = ssl_request(), start = startup(), auth = W().msg('R', W().i32(0)).append(ready());
+  Wire query = W().msg('Q', W().str("SELECT 1")), answer = W().msg('C', W().str("SELECT 1")).append(ready());
+  d.on_record(frame_record(1, 1, Direction::kFrontend, FrameKind::kStartup, ssl));
+  d.on_record(frame_record(1, 2, Direction::kFrontend, FrameKind::kStartup, start));
+  d.on_record(frame_record(1, 3, Direction::kBackend, FrameKind::kTyped, auth));
+  d.on_record(frame_record(1, 4, Direction::kFrontend, FrameKind::kTyped, query));
+  d.on_record(frame_record(1, 5, Direction::kBackend, FrameKind::kTyped, answer));
+  d.finish(6);
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(sql, std::vector<std::string>{"SELECT 1"});
+  EXPECT_EQ(d.inferred_answers(), 1u);
+}
+
+TEST(CaptureDecoder, RecordedAnswerIsNotInferredAgain) {
+  std::vector<std::string> errors;
+  CaptureDecoder::Callbacks cb;
+  cb.error = [&](const SessionInfo&, const Error& e) { errors.push_back(e.describe()); };
+  CaptureDecoder d(TrackerOptions{}, cb);
+  Wire ssl = ssl_request(), no = W().byte('N'), start = startup();
+  d.on_record(frame_record(1, 1, Direction::kFrontend, FrameKind::kStartup, ssl));
+  d.on_record(frame_record(1, 2, Direction::kBackend, FrameKind::kAnswer, no));
+  d.on_record(frame_record(1, 3, Direction::kFrontend, FrameKind::kStartup, start));
+  d.finish(4);
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(d.inferred_answers(), 0u);
+}
+
+}  // namespace
+}  // namespace pgwire
