@@ -389,9 +389,11 @@ struct ConnectionTracker::Impl {
 
   Request* front() { return queue.empty() ? nullptr : &queue.front(); }
 
+  // Settles a request. An unknown outcome has no end (the statement may
+  // still be running, or have ended at any time), so no duration either.
   void finish(Request& r, Outcome outcome, int64_t ts) {
     r.event.outcome = outcome;
-    r.event.end_ns = ts;
+    r.event.end_ns = outcome == Outcome::kUnknown ? 0 : ts;
     emit(r.event);
   }
 
@@ -751,13 +753,7 @@ struct ConnectionTracker::Impl {
       Request& r = queue.front();
       if (r.what == Pending::kQuery || r.what == Pending::kExecute || r.what == Pending::kFunctionCall) {
         // An error already seen (a FATAL, say) is the outcome; otherwise nobody knows.
-        if (r.failed) {
-          finish(r, Outcome::kError, ts);
-        } else {
-          r.event.outcome = Outcome::kUnknown;
-          r.event.end_ns = 0;
-          emit(r.event);
-        }
+        finish(r, r.failed ? Outcome::kError : Outcome::kUnknown, ts);
       }
       pop();
     }

@@ -33,6 +33,12 @@ class TrackerHarness {
   }
   void fe(const Wire& w, int64_t ts = 0) { send(Direction::kFrontend, w, ts); }
   void be(const Wire& w, int64_t ts = 0) { send(Direction::kBackend, w, ts); }
+  // The text SQL log line of event i.
+  std::string line(size_t i) const {
+    std::string out;
+    format_statement(LogFormat::kText, events.at(i), tracker_.session(), out);
+    return out;
+  }
 
   ConnectionTracker& tracker() { return tracker_; }
   std::vector<StatementEvent> events;
@@ -63,6 +69,12 @@ Wire bind_text(std::string_view portal, std::string_view stmt, std::initializer_
 }
 Wire execute(std::string_view portal = "", int max_rows = 0) { return W().msg('E', W().str(portal).i32(max_rows)); }
 Wire sync() { return W().msg('S', W()); }
+// An ErrorResponse with the given fields, in this order, and its terminating zero byte.
+Wire error_fields(std::initializer_list<std::pair<char, std::string_view>> fields) {
+  Wire body;
+  for (auto [code, value] : fields) body.byte(static_cast<uint8_t>(code)).str(value);
+  return W().msg('E', body.byte(0));
+}
 
 void login(TrackerHarness& h) {
   h.fe(W().startup({{"user", "alice"}, {"database", "shop"}, {"application_name", "psql"}}));
@@ -371,6 +383,35 @@ TEST(SessionMonitor, LocalAnswerToSslRequestLeavesBothDirectionsFraming) {
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].outcome, Outcome::kOk);
   EXPECT_EQ(m.tracker().session().user, "u");
+}
+
+// ---- unknown outcomes have no duration ----------------------------------------
+
+TEST(Tracker, UnknownOutcomeHasNoDuration) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(parse("", "SELECT 1")).append(bind_text("", "", {})).append(execute()).append(sync()), 1000);
+  // ReadyForQuery with the Execute never answered: it is settled as unknown.
+  h.be(W().msg('1', W()).msg('2', W()).append(ready()), 9000000);
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kUnknown);
+  EXPECT_EQ(h.events[0].end_ns, 0);
+  EXPECT_EQ(h.line(0).find("duration_ms"), std::string::npos) << h.line(0);
+  std::string json;
+  format_statement(LogFormat::kJson, h.events[0], h.tracker().session(), json);
+  EXPECT_NE(json.find("\"duration_ms\":null,\"status\":\"unknown\""), std::string::npos) << json;
+}
+
+TEST(Tracker, FailedQueryCutShortByTheConnectionKeepsItsError) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().msg('Q', W().str("SELECT 1")), 1000);
+  h.be(error_fields({{'S', "FATAL"}, {'C', "57P01"}, {'M', "terminating connection"}}), 2000);
+  h.tracker().on_close(3000);
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kError);
+  EXPECT_EQ(h.events[0].sqlstate, "57P01");
+  EXPECT_EQ(h.events[0].end_ns, 3000);
 }
 
 TEST(StatementLog, TextLineIsOneLineWithEverything) {

@@ -79,7 +79,7 @@ struct StatementEvent {
   std::string error_message;
   uint64_t rows_digest = 0;  // FNV-1a of the DataRow messages, when TrackerOptions::digest_rows
   int64_t start_ns = 0;      // when the request frame was seen (Execute / Query / FunctionCall)
-  int64_t end_ns = 0;        // when its outcome was seen; 0 if unknown
+  int64_t end_ns = 0;        // when its outcome was seen; always 0 when the outcome is kUnknown
 };
 
 struct TrackerOptions {
