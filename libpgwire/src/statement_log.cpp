@@ -156,6 +156,7 @@ void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& ou
     out += ')';
   }
   if (ev.sql_truncated) out += " truncated";
+  if (ev.sql_unknown) out += " sql_unknown";  // an Execute of a portal or statement not known: no text
   out += " sql: ";
   append_escaped(out, ev.sql);
   out += '\n';
@@ -187,7 +188,11 @@ void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& ou
   out += ",\"portal\":";
   json_string(out, ev.portal);
   out += ",\"query\":";
-  json_string(out, ev.sql);
+  if (ev.sql_unknown) {
+    out += "null";  // an Execute of a portal or statement not known: no text
+  } else {
+    json_string(out, ev.sql);
+  }
   out += ev.sql_truncated ? ",\"query_truncated\":true" : ",\"query_truncated\":false";
   out += ",\"params\":[";
   for (size_t i = 0; i < ev.params.size(); ++i) {

@@ -30,10 +30,65 @@ const char* statement_outcome_name(Outcome o) {
 
 namespace {
 
+// A place in a least-recently-used order, kept inside the value of an
+// unordered_map entry: the map's nodes never move, so the links stay valid,
+// and using or forgetting an entry allocates nothing.
+struct LruLink {
+  LruLink* prev = nullptr;
+  LruLink* next = nullptr;           // null: not in the list (the unnamed entries never are)
+  const std::string* key = nullptr;  // the entry's key in its map, to erase it when evicted
+  LruLink() = default;
+  LruLink(const LruLink&) = delete;
+  LruLink& operator=(const LruLink&) = delete;
+};
+
+// The named entries of a map, most recently used first.
+class LruList {
+ public:
+  LruList() { head_.prev = head_.next = &head_; }
+  LruList(const LruList&) = delete;
+  LruList& operator=(const LruList&) = delete;
+
+  size_t size() const { return size_; }
+  // `l` becomes the most recently used (added if it was not in the list).
+  void touch(LruLink& l) {
+    if (l.next != nullptr) {
+      if (head_.next == &l) return;
+      unlink(l);
+    } else {
+      ++size_;
+    }
+    l.prev = &head_;
+    l.next = head_.next;
+    head_.next->prev = &l;
+    head_.next = &l;
+  }
+  void remove(LruLink& l) {
+    if (l.next == nullptr) return;
+    unlink(l);
+    l.prev = l.next = nullptr;
+    --size_;
+  }
+  LruLink* oldest() { return size_ == 0 ? nullptr : head_.prev; }
+
+ private:
+  static void unlink(LruLink& l) {
+    l.prev->next = l.next;
+    l.next->prev = l.prev;
+  }
+  LruLink head_;  // sentinel: head_.next the newest, head_.prev the oldest
+  size_t size_ = 0;
+};
+
 struct PreparedStatement {
   std::string sql;
   bool sql_truncated = false;
   std::vector<uint32_t> param_types;
+};
+
+struct StatementEntry {
+  PreparedStatement st;
+  LruLink lru;
 };
 
 struct Portal {
@@ -41,6 +96,7 @@ struct Portal {
   bool statement_known = false;
   PreparedStatement prepared;  // copy: the statement may be closed or replaced while the portal lives
   std::vector<StatementParam> params;
+  LruLink lru;
 };
 
 // What the server still owes the client, in the order it will answer.
@@ -61,6 +117,7 @@ void reset(StatementEvent& ev) {
   ev.kind = StatementKind::kQuery;
   ev.sql.clear();
   ev.sql_truncated = false;
+  ev.sql_unknown = false;
   ev.statement.clear();
   ev.portal.clear();
   ev.function_oid = 0;
@@ -177,8 +234,12 @@ struct ConnectionTracker::Impl {
   TrackerStats stats;
   int32_t last_auth_code = -1;
 
-  std::unordered_map<std::string, PreparedStatement> statements;
+  std::unordered_map<std::string, StatementEntry> statements;
   std::unordered_map<std::string, Portal> portals;
+  // The named ones among them, least recently used last: the first forgotten
+  // over max_statements / max_portals.
+  LruList statement_lru;
+  LruList portal_lru;
   RequestQueue queue;
   // The server discards extended-protocol messages after an error until Sync;
   // true while frontend messages arriving now will be discarded too.
@@ -244,29 +305,60 @@ struct ConnectionTracker::Impl {
     submit();
   }
 
-  void frontend(const fe::Parse& m, int64_t, bool truncated) {
-    std::string name(m.statement);
-    if (!name.empty() && statements.size() >= opts.max_statements && !statements.count(name)) {
-      // Bounded memory: forget the oldest-inserted is not tracked by unordered_map; drop an arbitrary one.
-      statements.erase(statements.begin());
+  // ---- named statements and portals: bounded, least recently used forgotten
+
+  // The entry `e` of `map` (just inserted if `inserted`) was used: it becomes
+  // the most recently used. A new named one past `limit` makes room first by
+  // forgetting the least recently used. The unnamed entry ("") is never in
+  // the list: it is replaced, not accumulated, and never forgotten.
+  template <class Map>
+  static void use(Map& map, LruList& lru, typename Map::value_type& e, bool inserted, size_t limit, uint64_t& evicted) {
+    if (e.first.empty()) return;
+    if (inserted) {
+      e.second.lru.key = &e.first;
+      if (lru.size() >= std::max<size_t>(1, limit)) {
+        LruLink* oldest = lru.oldest();
+        auto it = map.find(*oldest->key);
+        lru.remove(*oldest);
+        map.erase(it);
+        ++evicted;
+      }
     }
-    PreparedStatement& st = statements[name];
+    lru.touch(e.second.lru);
+  }
+  template <class Map>
+  static void forget(Map& map, LruList& lru, const std::string& name) {
+    auto it = map.find(name);
+    if (it == map.end()) return;
+    lru.remove(it->second.lru);
+    map.erase(it);
+  }
+
+  void frontend(const fe::Parse& m, int64_t, bool truncated) {
+    auto [it, inserted] = statements.try_emplace(std::string(m.statement));
+    use(statements, statement_lru, *it, inserted, opts.max_statements, stats.statements_evicted);
+    PreparedStatement& st = it->second.st;
     st.sql_truncated = truncated;
     clip_into(st.sql, m.sql, &st.sql_truncated, opts.max_sql_bytes);
     st.param_types = m.param_types;
-    queue.push(Pending::kParse).name = std::move(name);
+    std::string& name = queue.push(Pending::kParse).name;
+    name.clear();
+    name.append(m.statement);
     submit();
   }
 
   void frontend(const fe::Bind& m, int64_t, bool truncated) {
     // Filled in place: a portal that is bound again (the unnamed one, every
     // statement) reuses the memory of its previous binding.
-    Portal& p = portals[std::string(m.portal)];
+    auto [pit, inserted] = portals.try_emplace(std::string(m.portal));
+    use(portals, portal_lru, *pit, inserted, opts.max_portals, stats.portals_evicted);
+    Portal& p = pit->second;
     p.statement.assign(m.statement);
     auto it = statements.find(p.statement);
     p.statement_known = it != statements.end();
     if (p.statement_known) {
-      p.prepared = it->second;
+      use(statements, statement_lru, *it, false, opts.max_statements, stats.statements_evicted);
+      p.prepared = it->second.st;
     } else {
       p.prepared.sql.clear();
       p.prepared.sql_truncated = false;
@@ -290,6 +382,14 @@ struct ConnectionTracker::Impl {
   }
 
   void frontend(const fe::Describe& m, int64_t, bool) {
+    if (!m.name.empty()) {
+      if (m.target == 'S') {
+        if (auto it = statements.find(std::string(m.name)); it != statements.end())
+          use(statements, statement_lru, *it, false, opts.max_statements, stats.statements_evicted);
+      } else if (auto it = portals.find(std::string(m.name)); it != portals.end()) {
+        use(portals, portal_lru, *it, false, opts.max_portals, stats.portals_evicted);
+      }
+    }
     Request& r = queue.push(Pending::kDescribe);
     r.name.assign(m.name);
     r.describe_statement = m.target == 'S';
@@ -303,20 +403,24 @@ struct ConnectionTracker::Impl {
     ev.start_ns = ts;
     auto it = portals.find(ev.portal);
     if (it != portals.end()) {
+      use(portals, portal_lru, *it, false, opts.max_portals, stats.portals_evicted);
       const Portal& p = it->second;
       ev.statement = p.statement;
       ev.sql = p.prepared.sql;
       ev.sql_truncated = p.prepared.sql_truncated;
+      ev.sql_unknown = !p.statement_known;
       ev.params = p.params;
+    } else {
+      ev.sql_unknown = true;  // never bound that we saw, or forgotten
     }
     submit();
   }
 
   void frontend(const fe::Close& m, int64_t, bool) {
     if (m.target == 'S') {
-      statements.erase(std::string(m.name));
+      forget(statements, statement_lru, std::string(m.name));
     } else {
-      portals.erase(std::string(m.name));
+      forget(portals, portal_lru, std::string(m.name));
     }
     queue.push(Pending::kClose);
     submit();
@@ -435,7 +539,7 @@ struct ConnectionTracker::Impl {
     auto it = statements.find(r->name);
     if (it == statements.end()) return;
     // Fill in what Parse left unspecified (0) with what the server inferred.
-    auto& types = it->second.param_types;
+    auto& types = it->second.st.param_types;
     if (types.size() < m.types.size()) types.resize(m.types.size(), 0);
     for (size_t i = 0; i < m.types.size(); ++i)
       if (types[i] == 0) types[i] = m.types[i];
@@ -524,7 +628,7 @@ struct ConnectionTracker::Impl {
         finish(*r, Outcome::kError, ts);
         break;
       case Pending::kParse:
-        if (!r->name.empty()) statements.erase(r->name);
+        if (!r->name.empty()) forget(statements, statement_lru, r->name);
         break;
       case Pending::kBind:
       case Pending::kDescribe:

@@ -414,6 +414,141 @@ TEST(Tracker, FailedQueryCutShortByTheConnectionKeepsItsError) {
   EXPECT_EQ(h.events[0].end_ns, 3000);
 }
 
+// ---- bounded statements and portals -------------------------------------------
+
+TEST(TrackerStatements, EvictionForgetsTheLeastRecentlyUsedNeverTheUnnamed) {
+  TrackerOptions opts;
+  opts.max_statements = 2;
+  TrackerHarness h(opts);
+  login(h);
+  h.fe(W().append(parse("", "SELECT 'unnamed'"))
+           .append(parse("s1", "SELECT 1"))
+           .append(parse("s2", "SELECT 2"))
+           .append(bind_text("", "s1", {}))  // s1 used after s2: s2 is now the least recently used
+           .append(parse("s3", "SELECT 3"))  // one named too many: s2 goes
+           .append(sync()));
+  EXPECT_EQ(h.tracker().stats().statements_evicted, 1u);
+  for (std::string_view st : {"", "s1", "s2", "s3"}) {
+    h.fe(W().append(bind_text("", st, {})).append(execute()).append(sync()));
+  }
+  ASSERT_EQ(h.events.size(), 0u);  // nothing answered yet
+  h.be(W().msg('1', W()).msg('1', W()).msg('1', W()).msg('2', W()).msg('1', W()).append(ready()));
+  for (int i = 0; i < 4; ++i) h.be(W().msg('2', W()).append(complete("SELECT 1")).append(ready()));
+  ASSERT_EQ(h.events.size(), 4u);
+  EXPECT_EQ(h.events[0].sql, "SELECT 'unnamed'");
+  EXPECT_FALSE(h.events[0].sql_unknown);
+  EXPECT_EQ(h.events[1].sql, "SELECT 1");
+  EXPECT_EQ(h.events[2].statement, "s2");
+  EXPECT_TRUE(h.events[2].sql_unknown);
+  EXPECT_EQ(h.events[2].sql, "");
+  EXPECT_EQ(h.events[3].sql, "SELECT 3");
+  EXPECT_FALSE(h.events[3].sql_unknown);
+  // The log says the text is not known rather than showing an empty statement.
+  EXPECT_NE(h.line(2).find(" statement=s2 sql_unknown sql: \n"), std::string::npos) << h.line(2);
+  std::string json;
+  format_statement(LogFormat::kJson, h.events[2], h.tracker().session(), json);
+  EXPECT_NE(json.find("\"statement\":\"s2\",\"portal\":\"\",\"query\":null,"), std::string::npos) << json;
+}
+
+TEST(TrackerStatements, DescribeCountsAsAUse) {
+  TrackerOptions opts;
+  opts.max_statements = 2;
+  TrackerHarness h(opts);
+  login(h);
+  h.fe(W().append(parse("s1", "SELECT 1"))
+           .append(parse("s2", "SELECT 2"))
+           .append(W().msg('D', W().byte('S').str("s1")))
+           .append(parse("s3", "SELECT 3"))  // s2 goes, not the described s1
+           .append(bind_text("", "s1", {}))
+           .append(execute())
+           .append(bind_text("", "s2", {}))
+           .append(execute())
+           .append(sync()));
+  h.be(W().msg('1', W())
+           .msg('1', W())
+           .msg('t', W().i16(0))
+           .msg('n', W())
+           .msg('1', W())
+           .msg('2', W())
+           .append(complete("SELECT 1"))
+           .msg('2', W())
+           .append(complete("SELECT 1"))
+           .append(ready()));
+  ASSERT_EQ(h.events.size(), 2u);
+  EXPECT_EQ(h.events[0].sql, "SELECT 1");
+  EXPECT_TRUE(h.events[1].sql_unknown);
+  EXPECT_EQ(h.tracker().stats().statements_evicted, 1u);
+}
+
+TEST(TrackerStatements, ManyNamedStatementsStayBounded) {
+  TrackerOptions opts;
+  opts.max_statements = 3;
+  TrackerHarness h(opts);
+  login(h);
+  Wire batch;
+  for (int i = 0; i < 100; ++i) batch.append(parse("s" + std::to_string(i), "SELECT " + std::to_string(i)));
+  h.fe(batch.append(bind_text("", "s99", {})).append(execute()).append(bind_text("", "s96", {})).append(execute()));
+  EXPECT_EQ(h.tracker().stats().statements_evicted, 97u);
+  h.tracker().on_close(0);
+  ASSERT_EQ(h.events.size(), 2u);
+  EXPECT_EQ(h.events[0].sql, "SELECT 99");
+  EXPECT_TRUE(h.events[1].sql_unknown);
+}
+
+TEST(TrackerStatements, ClosedStatementIsNoLongerCounted) {
+  TrackerOptions opts;
+  opts.max_statements = 2;
+  TrackerHarness h(opts);
+  login(h);
+  h.fe(W().append(parse("s1", "SELECT 1"))
+           .append(W().msg('C', W().byte('S').str("s1")))
+           .append(parse("s2", "SELECT 2"))
+           .append(parse("s3", "SELECT 3")));
+  EXPECT_EQ(h.tracker().stats().statements_evicted, 0u);
+}
+
+TEST(TrackerPortals, NamedPortalsAreBoundedLeastRecentlyUsedFirst) {
+  TrackerOptions opts;
+  opts.max_portals = 2;
+  TrackerHarness h(opts);
+  login(h);
+  h.fe(W().append(parse("", "SELECT generate_series(1, 10)"))
+           .append(bind_text("", "", {}))
+           .append(bind_text("c1", "", {}))
+           .append(bind_text("c2", "", {}))
+           .append(execute("c1", 1))         // c1 used: c2 is the least recently used
+           .append(bind_text("c3", "", {}))  // one named portal too many: c2 goes
+           .append(execute("c1", 1))
+           .append(execute("c2", 1))
+           .append(execute("c3", 1))
+           .append(execute("", 1))
+           .append(sync()));
+  EXPECT_EQ(h.tracker().stats().portals_evicted, 1u);
+  h.tracker().on_close(0);
+  ASSERT_EQ(h.events.size(), 5u);
+  EXPECT_EQ(h.events[0].portal, "c1");
+  EXPECT_EQ(h.events[0].sql, "SELECT generate_series(1, 10)");
+  EXPECT_EQ(h.events[1].portal, "c1");
+  EXPECT_FALSE(h.events[1].sql_unknown);
+  EXPECT_EQ(h.events[2].portal, "c2");
+  EXPECT_TRUE(h.events[2].sql_unknown);
+  EXPECT_EQ(h.events[2].sql, "");
+  EXPECT_EQ(h.events[3].portal, "c3");
+  EXPECT_FALSE(h.events[3].sql_unknown);
+  EXPECT_EQ(h.events[4].portal, "");
+  EXPECT_EQ(h.events[4].sql, "SELECT generate_series(1, 10)");
+}
+
+TEST(TrackerPortals, ExecuteOfAPortalNeverBoundSaysTheSqlIsUnknown) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(execute("nowhere")).append(sync()));
+  h.be(error_fields({{'S', "ERROR"}, {'C', "34000"}, {'M', "portal \"nowhere\" does not exist"}}).append(ready()));
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_TRUE(h.events[0].sql_unknown);
+  EXPECT_NE(h.line(0).find(" sql_unknown sql: \n"), std::string::npos) << h.line(0);
+}
+
 TEST(StatementLog, TextLineIsOneLineWithEverything) {
   StatementEvent ev;
   ev.kind = StatementKind::kExecute;

@@ -68,9 +68,13 @@ struct StatementEvent {
   StatementKind kind = StatementKind::kQuery;
   std::string sql;             // Query text, or Parse text resolved through portal and statement
   bool sql_truncated = false;  // the text was longer than TrackerOptions::max_sql_bytes
-  std::string statement;       // prepared statement name ("" = unnamed)
-  std::string portal;          // portal name
-  uint32_t function_oid = 0;   // FunctionCall
+  // Execute of a portal, or of a portal bound to a statement, that the tracker
+  // does not know (never seen, or forgotten over max_statements / max_portals):
+  // the text is not known and `sql` is empty. The SQL log says so.
+  bool sql_unknown = false;
+  std::string statement;      // prepared statement name ("" = unnamed)
+  std::string portal;         // portal name
+  uint32_t function_oid = 0;  // FunctionCall
   std::vector<StatementParam> params;
   Outcome outcome = Outcome::kUnknown;
   std::string tag;  // "SELECT 1", "INSERT 0 5", "EMPTY", "SUSPENDED"
@@ -86,8 +90,13 @@ struct TrackerOptions {
   bool frontend_only = false;
   uint32_t max_sql_bytes = 1 << 20;    // longer SQL texts are cut (and flagged)
   uint32_t max_param_bytes = 1 << 16;  // longer parameter values are cut
-  size_t max_statements = 10000;       // named prepared statements remembered per session
-  bool digest_rows = false;            // fill StatementEvent::rows_digest (for result comparison)
+  // Named prepared statements and named portals remembered per session (at
+  // least one each): beyond that the least recently used one (parsed, bound,
+  // described; executed, for a portal) is forgotten, and counted in
+  // TrackerStats. The unnamed statement and portal are never forgotten.
+  size_t max_statements = 10000;
+  size_t max_portals = 10000;
+  bool digest_rows = false;  // fill StatementEvent::rows_digest (for result comparison)
 };
 
 struct TrackerStats {
@@ -95,7 +104,9 @@ struct TrackerStats {
   uint64_t backend_frames = 0;
   uint64_t decode_errors = 0;
   uint64_t events = 0;
-  std::string last_error;  // description of the last decode error
+  uint64_t statements_evicted = 0;  // named statements forgotten over TrackerOptions::max_statements
+  uint64_t portals_evicted = 0;     // named portals forgotten over TrackerOptions::max_portals
+  std::string last_error;           // description of the last decode error
 };
 
 class ConnectionTracker {
