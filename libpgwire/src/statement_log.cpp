@@ -139,10 +139,9 @@ void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& ou
     out += " rows=";
     append_int(out, *ev.rows);
   }
-  if (!ev.sqlstate.empty()) {
-    append_field(out, "sqlstate", ev.sqlstate);
-    append_field(out, "error", ev.error_message);
-  }
+  if (!ev.sqlstate.empty()) append_field(out, "sqlstate", ev.sqlstate);
+  // Also without a SQLSTATE: why an outcome is unknown (an undecodable response).
+  if (!ev.sqlstate.empty() || !ev.error_message.empty()) append_field(out, "error", ev.error_message);
   if (ev.kind == StatementKind::kExecute && !ev.statement.empty()) append_field(out, "statement", ev.statement);
   if (!ev.params.empty()) {
     out += " params=(";
