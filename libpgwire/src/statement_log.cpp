@@ -140,10 +140,9 @@ void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& ou
     out += " rows=";
     append_int(out, *ev.rows);
   }
-  if (!ev.sqlstate.empty()) {
-    append_field(out, "sqlstate", ev.sqlstate);
-    append_field(out, "error", ev.error_message);
-  }
+  if (!ev.sqlstate.empty()) append_field(out, "sqlstate", ev.sqlstate);
+  // Also without a SQLSTATE: why an outcome is unknown (an undecodable response).
+  if (!ev.sqlstate.empty() || !ev.error_message.empty()) append_field(out, "error", ev.error_message);
   if (ev.kind == StatementKind::kExecute && !ev.statement.empty()) append_field(out, "statement", ev.statement);
   if (!ev.params.empty()) {
     out += " params=(";
@@ -157,6 +156,7 @@ void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& ou
     out += ')';
   }
   if (ev.sql_truncated) out += " truncated";
+  if (ev.sql_unknown) out += " sql_unknown";  // an Execute of a portal or statement not known: no text
   out += " sql: ";
   append_escaped(out, ev.sql);
   out += '\n';
@@ -171,7 +171,13 @@ void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& ou
   j.field("application_name", s.application_name);
   j.field("kind", statement_kind_name(ev.kind));
   j.field("statement", ev.statement).field("portal", ev.portal);
-  j.field("query", ev.sql).key("query_truncated").boolean(ev.sql_truncated);
+  j.key("query");
+  if (ev.sql_unknown) {
+    j.null();  // an Execute of a portal or statement not known: no text
+  } else {
+    j.value(ev.sql);
+  }
+  j.key("query_truncated").boolean(ev.sql_truncated);
   j.key("params").begin_array();
   for (const StatementParam& p : ev.params) {
     if (!p.value) {

@@ -15,8 +15,9 @@ using test::Wire;
 // Drives a tracker with whole streams per step, in the order given.
 class TrackerHarness {
  public:
-  explicit TrackerHarness(TrackerOptions opts = {})
-      : tracker_(opts, [this](const StatementEvent& ev, const SessionInfo&) { events.push_back(ev); }) {}
+  explicit TrackerHarness(TrackerOptions opts = {}, FramerOptions framing = {})
+      : framer_(framing),
+        tracker_(opts, [this](const StatementEvent& ev, const SessionInfo&) { events.push_back(ev); }) {}
 
   void send(Direction dir, const Wire& w, int64_t ts = 0, size_t chunk = 0) {
     const auto& b = w.bytes();
@@ -33,6 +34,15 @@ class TrackerHarness {
   }
   void fe(const Wire& w, int64_t ts = 0) { send(Direction::kFrontend, w, ts); }
   void be(const Wire& w, int64_t ts = 0) { send(Direction::kBackend, w, ts); }
+  // Backend bytes in chunks of `chunk`: a frame larger than the framer keeps
+  // whole reaches the tracker in pieces of at most that size.
+  void be_chunked(const Wire& w, size_t chunk, int64_t ts = 0) { send(Direction::kBackend, w, ts, chunk); }
+  // The text SQL log line of event i.
+  std::string line(size_t i) const {
+    std::string out;
+    format_statement(LogFormat::kText, events.at(i), tracker_.session(), out);
+    return out;
+  }
 
   ConnectionTracker& tracker() { return tracker_; }
   std::vector<StatementEvent> events;
@@ -63,6 +73,13 @@ Wire bind_text(std::string_view portal, std::string_view stmt, std::initializer_
 }
 Wire execute(std::string_view portal = "", int max_rows = 0) { return W().msg('E', W().str(portal).i32(max_rows)); }
 Wire sync() { return W().msg('S', W()); }
+// An ErrorResponse with the given fields, in this order, and its terminating zero byte.
+Wire error_fields(std::initializer_list<std::pair<char, std::string_view>> fields) {
+  Wire body;
+  for (auto [code, value] : fields) body.byte(static_cast<uint8_t>(code)).str(value);
+  return W().msg('E', body.byte(0));
+}
+Wire describe_portal(std::string_view portal = "") { return W().msg('D', W().byte('P').str(portal)); }
 
 void login(TrackerHarness& h) {
   h.fe(W().startup({{"user", "alice"}, {"database", "shop"}, {"application_name", "psql"}}));
@@ -371,6 +388,518 @@ TEST(SessionMonitor, LocalAnswerToSslRequestLeavesBothDirectionsFraming) {
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].outcome, Outcome::kOk);
   EXPECT_EQ(m.tracker().session().user, "u");
+}
+
+// ---- unknown outcomes have no duration ----------------------------------------
+
+TEST(Tracker, UnknownOutcomeHasNoDuration) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(parse("", "SELECT 1")).append(bind_text("", "", {})).append(execute()).append(sync()), 1000);
+  // ReadyForQuery with the Execute never answered: it is settled as unknown.
+  h.be(W().msg('1', W()).msg('2', W()).append(ready()), 9000000);
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kUnknown);
+  EXPECT_EQ(h.events[0].end_ns, 0);
+  EXPECT_EQ(h.line(0).find("duration_ms"), std::string::npos) << h.line(0);
+  std::string json;
+  format_statement(LogFormat::kJson, h.events[0], h.tracker().session(), json);
+  EXPECT_NE(json.find("\"duration_ms\":null,\"status\":\"unknown\""), std::string::npos) << json;
+}
+
+TEST(Tracker, FailedQueryCutShortByTheConnectionKeepsItsError) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().msg('Q', W().str("SELECT 1")), 1000);
+  h.be(error_fields({{'S', "FATAL"}, {'C', "57P01"}, {'M', "terminating connection"}}), 2000);
+  h.tracker().on_close(3000);
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kError);
+  EXPECT_EQ(h.events[0].sqlstate, "57P01");
+  EXPECT_EQ(h.events[0].end_ns, 3000);
+}
+
+// ---- bounded statements and portals -------------------------------------------
+
+TEST(TrackerStatements, EvictionForgetsTheLeastRecentlyUsedNeverTheUnnamed) {
+  TrackerOptions opts;
+  opts.max_statements = 2;
+  TrackerHarness h(opts);
+  login(h);
+  h.fe(W().append(parse("", "SELECT 'unnamed'"))
+           .append(parse("s1", "SELECT 1"))
+           .append(parse("s2", "SELECT 2"))
+           .append(bind_text("", "s1", {}))  // s1 used after s2: s2 is now the least recently used
+           .append(parse("s3", "SELECT 3"))  // one named too many: s2 goes
+           .append(sync()));
+  EXPECT_EQ(h.tracker().stats().statements_evicted, 1u);
+  for (std::string_view st : {"", "s1", "s2", "s3"}) {
+    h.fe(W().append(bind_text("", st, {})).append(execute()).append(sync()));
+  }
+  ASSERT_EQ(h.events.size(), 0u);  // nothing answered yet
+  h.be(W().msg('1', W()).msg('1', W()).msg('1', W()).msg('2', W()).msg('1', W()).append(ready()));
+  for (int i = 0; i < 4; ++i) h.be(W().msg('2', W()).append(complete("SELECT 1")).append(ready()));
+  ASSERT_EQ(h.events.size(), 4u);
+  EXPECT_EQ(h.events[0].sql, "SELECT 'unnamed'");
+  EXPECT_FALSE(h.events[0].sql_unknown);
+  EXPECT_EQ(h.events[1].sql, "SELECT 1");
+  EXPECT_EQ(h.events[2].statement, "s2");
+  EXPECT_TRUE(h.events[2].sql_unknown);
+  EXPECT_EQ(h.events[2].sql, "");
+  EXPECT_EQ(h.events[3].sql, "SELECT 3");
+  EXPECT_FALSE(h.events[3].sql_unknown);
+  // The log says the text is not known rather than showing an empty statement.
+  EXPECT_NE(h.line(2).find(" statement=s2 sql_unknown sql: \n"), std::string::npos) << h.line(2);
+  std::string json;
+  format_statement(LogFormat::kJson, h.events[2], h.tracker().session(), json);
+  EXPECT_NE(json.find("\"statement\":\"s2\",\"portal\":\"\",\"query\":null,"), std::string::npos) << json;
+}
+
+TEST(TrackerStatements, DescribeCountsAsAUse) {
+  TrackerOptions opts;
+  opts.max_statements = 2;
+  TrackerHarness h(opts);
+  login(h);
+  h.fe(W().append(parse("s1", "SELECT 1"))
+           .append(parse("s2", "SELECT 2"))
+           .append(W().msg('D', W().byte('S').str("s1")))
+           .append(parse("s3", "SELECT 3"))  // s2 goes, not the described s1
+           .append(bind_text("", "s1", {}))
+           .append(execute())
+           .append(bind_text("", "s2", {}))
+           .append(execute())
+           .append(sync()));
+  h.be(W().msg('1', W())
+           .msg('1', W())
+           .msg('t', W().i16(0))
+           .msg('n', W())
+           .msg('1', W())
+           .msg('2', W())
+           .append(complete("SELECT 1"))
+           .msg('2', W())
+           .append(complete("SELECT 1"))
+           .append(ready()));
+  ASSERT_EQ(h.events.size(), 2u);
+  EXPECT_EQ(h.events[0].sql, "SELECT 1");
+  EXPECT_TRUE(h.events[1].sql_unknown);
+  EXPECT_EQ(h.tracker().stats().statements_evicted, 1u);
+}
+
+TEST(TrackerStatements, ManyNamedStatementsStayBounded) {
+  TrackerOptions opts;
+  opts.max_statements = 3;
+  TrackerHarness h(opts);
+  login(h);
+  Wire batch;
+  for (int i = 0; i < 100; ++i) batch.append(parse("s" + std::to_string(i), "SELECT " + std::to_string(i)));
+  h.fe(batch.append(bind_text("", "s99", {})).append(execute()).append(bind_text("", "s96", {})).append(execute()));
+  EXPECT_EQ(h.tracker().stats().statements_evicted, 97u);
+  h.tracker().on_close(0);
+  ASSERT_EQ(h.events.size(), 2u);
+  EXPECT_EQ(h.events[0].sql, "SELECT 99");
+  EXPECT_TRUE(h.events[1].sql_unknown);
+}
+
+TEST(TrackerStatements, ClosedStatementIsNoLongerCounted) {
+  TrackerOptions opts;
+  opts.max_statements = 2;
+  TrackerHarness h(opts);
+  login(h);
+  h.fe(W().append(parse("s1", "SELECT 1"))
+           .append(W().msg('C', W().byte('S').str("s1")))
+           .append(parse("s2", "SELECT 2"))
+           .append(parse("s3", "SELECT 3")));
+  EXPECT_EQ(h.tracker().stats().statements_evicted, 0u);
+}
+
+TEST(TrackerPortals, NamedPortalsAreBoundedLeastRecentlyUsedFirst) {
+  TrackerOptions opts;
+  opts.max_portals = 2;
+  TrackerHarness h(opts);
+  login(h);
+  h.fe(W().append(parse("", "SELECT generate_series(1, 10)"))
+           .append(bind_text("", "", {}))
+           .append(bind_text("c1", "", {}))
+           .append(bind_text("c2", "", {}))
+           .append(execute("c1", 1))         // c1 used: c2 is the least recently used
+           .append(bind_text("c3", "", {}))  // one named portal too many: c2 goes
+           .append(execute("c1", 1))
+           .append(execute("c2", 1))
+           .append(execute("c3", 1))
+           .append(execute("", 1))
+           .append(sync()));
+  EXPECT_EQ(h.tracker().stats().portals_evicted, 1u);
+  h.tracker().on_close(0);
+  ASSERT_EQ(h.events.size(), 5u);
+  EXPECT_EQ(h.events[0].portal, "c1");
+  EXPECT_EQ(h.events[0].sql, "SELECT generate_series(1, 10)");
+  EXPECT_EQ(h.events[1].portal, "c1");
+  EXPECT_FALSE(h.events[1].sql_unknown);
+  EXPECT_EQ(h.events[2].portal, "c2");
+  EXPECT_TRUE(h.events[2].sql_unknown);
+  EXPECT_EQ(h.events[2].sql, "");
+  EXPECT_EQ(h.events[3].portal, "c3");
+  EXPECT_FALSE(h.events[3].sql_unknown);
+  EXPECT_EQ(h.events[4].portal, "");
+  EXPECT_EQ(h.events[4].sql, "SELECT generate_series(1, 10)");
+}
+
+TEST(TrackerPortals, ExecuteOfAPortalNeverBoundSaysTheSqlIsUnknown) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(execute("nowhere")).append(sync()));
+  h.be(error_fields({{'S', "ERROR"}, {'C', "34000"}, {'M', "portal \"nowhere\" does not exist"}}).append(ready()));
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_TRUE(h.events[0].sql_unknown);
+  EXPECT_NE(h.line(0).find(" sql_unknown sql: \n"), std::string::npos) << h.line(0);
+}
+
+// ---- backend messages of any size, and ones that do not decode -------------
+
+// What PostgreSQL answers to SELECT repeat('x', 2000000)::int: the bad input
+// is echoed in the message, 2 MB of it.
+const std::string& bad_integer_message() {
+  static const std::string m = "invalid input syntax for type integer: \"" + std::string(2000000, 'x') + "\"";
+  return m;
+}
+Wire bad_integer_error() {
+  return error_fields({{'S', "ERROR"},
+                       {'V', "ERROR"},
+                       {'C', "22P02"},
+                       {'M', bad_integer_message()},
+                       {'F', "numutils.c"},
+                       {'L', "232"},
+                       {'R', "pg_strtoint32_safe"}});
+}
+// The first 4096 bytes (TrackerOptions::max_error_bytes) and the documented mark of the cut.
+std::string cut_message(const std::string& m, size_t keep = 4096) {
+  return m.substr(0, keep) + "...(cut, " + std::to_string(m.size()) + " bytes in all)";
+}
+
+TEST(TrackerLargeBackend, HugeErrorResponseFailsTheQuery) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().msg('Q', W().str("SELECT repeat('x', 2000000)::int")), 1000);
+  h.be_chunked(W().append(bad_integer_error()).append(ready()), 65536, 5000);
+  ASSERT_EQ(h.events.size(), 1u);
+  const StatementEvent& ev = h.events[0];
+  EXPECT_EQ(ev.outcome, Outcome::kError);
+  EXPECT_EQ(ev.sqlstate, "22P02");
+  EXPECT_EQ(ev.error_message, cut_message(bad_integer_message()));
+  EXPECT_EQ(ev.end_ns, 5000);
+  EXPECT_EQ(h.tracker().stats().decode_errors, 0u);
+  std::string line = h.line(0);
+  EXPECT_NE(line.find(" query error duration_ms=0.004 sqlstate=22P02 error=\"invalid input syntax for type integer: "
+                      "\\\"xxx"),
+            std::string::npos)
+      << line.substr(0, 300);
+  EXPECT_LT(line.size(), 4096u + 300u);
+}
+
+TEST(TrackerLargeBackend, HugeErrorResponseAtBindFailsTheExecute) {
+  // Extended protocol: the cast is folded when the statement is planned, at Bind.
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(parse("", "SELECT repeat('x', 2000000)::int"))
+           .append(bind_text("", "", {}))
+           .append(describe_portal())
+           .append(execute())
+           .append(sync()),
+       1000);
+  h.be_chunked(W().msg('1', W()).append(bad_integer_error()).append(ready()), 100000, 5000);
+  // The next batch is matched as usual.
+  h.fe(W().append(parse("", "SELECT 1")).append(bind_text("", "", {})).append(execute()).append(sync()), 6000);
+  h.be(W().msg('1', W()).msg('2', W()).append(data_row("1")).append(complete("SELECT 1")).append(ready()), 7000);
+  ASSERT_EQ(h.events.size(), 2u);
+  EXPECT_EQ(h.events[0].kind, StatementKind::kExecute);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kError);
+  EXPECT_EQ(h.events[0].sqlstate, "22P02");
+  EXPECT_EQ(h.events[0].error_message, cut_message(bad_integer_message()));
+  EXPECT_EQ(h.events[0].end_ns, 5000);
+  EXPECT_EQ(h.events[1].outcome, Outcome::kOk);
+  EXPECT_EQ(h.events[1].rows, 1u);
+}
+
+TEST(TrackerLargeBackend, ErrorFieldsInAnyOrderAndAnyPieces) {
+  // Message first, then fields the tracker skips (one of them large), the
+  // SQLSTATE last but one, severity last; cut into pieces at every kind of
+  // place (inside a code byte's neighbourhood, inside strings, at NULs).
+  const std::string message = "syntax error at or near \"" + std::string(30000, 'q') + "\"";
+  const std::string query(20000, 'w');
+  Wire err = error_fields({{'M', message}, {'q', query}, {'P', "8"}, {'C', "42601"}, {'V', "ERROR"}, {'S', "ERROR"}});
+  uint64_t frames = 0;
+  auto run = [&](FramerOptions framing, size_t chunk) {
+    TrackerHarness h({}, framing);
+    login(h);
+    h.fe(W().msg('Q', W().str("SELEC 1")), 1);
+    uint64_t before = h.tracker().stats().backend_frames;
+    h.be_chunked(W().append(err).append(ready()), chunk, 2);
+    frames = h.tracker().stats().backend_frames - before;
+    EXPECT_EQ(h.events.size(), 1u);
+    EXPECT_EQ(h.tracker().stats().decode_errors, 0u);
+    return h.events.empty() ? StatementEvent{} : h.events[0];
+  };
+  StatementEvent whole = run({}, 0);  // 50 kB: whole under the default framer
+  EXPECT_EQ(frames, 2u);
+  EXPECT_EQ(whole.outcome, Outcome::kError);
+  EXPECT_EQ(whole.sqlstate, "42601");
+  EXPECT_EQ(whole.error_message, cut_message(message));
+  for (size_t chunk : {1, 7, 4096, 30000}) {
+    StatementEvent pieces = run(FramerOptions{10000}, chunk);
+    EXPECT_GT(frames, 2u) << chunk;  // the ErrorResponse came in pieces
+    EXPECT_EQ(pieces.outcome, Outcome::kError) << chunk;
+    EXPECT_EQ(pieces.sqlstate, "42601") << chunk;
+    EXPECT_EQ(pieces.error_message, whole.error_message) << chunk;
+  }
+}
+
+TEST(TrackerLargeBackend, ErrorMessageIsCutAtACharacterBoundary) {
+  TrackerOptions opts;
+  opts.max_error_bytes = 10;
+  TrackerHarness h(opts);
+  login(h);
+  h.fe(W().msg('Q', W().str("SELECT 1")));
+  // "123456789é..." : the 10-byte cut falls inside the two bytes of 'é'.
+  h.be(W().append(error("XX000", "123456789\xc3\xa9 and more")).append(ready()));
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].error_message, "123456789...(cut, 20 bytes in all)");
+}
+
+TEST(TrackerUndecodable, ErrorResponseLastFieldWithoutTerminatorIsUnknownNotOk) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().msg('Q', W().str("SELECT 1")), 1000);
+  // S, C, then M cut short: no NUL after "oops", and no zero byte after the fields.
+  h.be(W().msg('E', W().byte('S').str("ERROR").byte('C').str("42000").byte('M').raw("oops")).append(ready()), 5000);
+  ASSERT_EQ(h.events.size(), 1u);
+  const StatementEvent& ev = h.events[0];
+  EXPECT_EQ(ev.outcome, Outcome::kUnknown);
+  EXPECT_EQ(ev.end_ns, 0);
+  EXPECT_EQ(ev.sqlstate, "");
+  EXPECT_EQ(ev.error_message, "undecodable ErrorResponse: field 'M' has no terminating zero byte");
+  EXPECT_EQ(h.tracker().stats().decode_errors, 1u);
+  EXPECT_EQ(h.tracker().stats().last_error, ev.error_message);
+  std::string line = h.line(0);
+  EXPECT_NE(line.find(" query unknown error=\"undecodable ErrorResponse: field 'M' has no terminating zero byte\" sql: "
+                      "SELECT 1\n"),
+            std::string::npos)
+      << line;
+  // The connection goes on: the next query is matched as usual.
+  h.fe(W().msg('Q', W().str("SELECT 2")));
+  h.be(W().append(complete("SELECT 1")).append(ready()));
+  ASSERT_EQ(h.events.size(), 2u);
+  EXPECT_EQ(h.events[1].outcome, Outcome::kOk);
+  EXPECT_EQ(h.events[1].error_message, "");
+}
+
+TEST(TrackerUndecodable, ErrorResponseCutInPiecesIsUnknownNotOk) {
+  TrackerHarness h({}, FramerOptions{10000});
+  login(h);
+  h.fe(W().msg('Q', W().str("SELECT 1")));
+  // A 20 kB message field that the frame ends inside of.
+  h.be_chunked(W().msg('E', W().byte('C').str("42000").byte('M').raw(std::string(20000, 'm'))).append(ready()), 999);
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kUnknown);
+  EXPECT_EQ(h.events[0].end_ns, 0);
+  EXPECT_EQ(h.events[0].error_message, "undecodable ErrorResponse: field 'M' has no terminating zero byte");
+}
+
+TEST(TrackerUndecodable, ErrorResponseWithoutItsFinalZeroIsUnknown) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().msg('Q', W().str("SELECT 1")));
+  h.be(W().msg('E', W().byte('C').str("42000").byte('M').str("oops")).append(ready()));
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kUnknown);
+  EXPECT_EQ(h.events[0].error_message, "undecodable ErrorResponse: no zero byte after its last field");
+}
+
+TEST(TrackerUndecodable, UndecodableErrorInABatchSkipsToSyncAndLeavesTheExecuteUnknown) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(parse("", "SELECT 1/0"))
+           .append(bind_text("", "", {}))
+           .append(execute())
+           .append(parse("", "SELECT 2"))
+           .append(bind_text("", "", {}))
+           .append(execute())
+           .append(sync())
+           .append(parse("", "SELECT 3"))
+           .append(bind_text("", "", {}))
+           .append(execute())
+           .append(sync()),
+       1000);
+  h.be(W().msg('1', W())
+           .msg('2', W())
+           .msg('E', W().byte('C').str("22012").byte('M').raw("division"))
+           .append(ready('E'))
+           .msg('1', W())
+           .msg('2', W())
+           .append(data_row("3"))
+           .append(complete("SELECT 1"))
+           .append(ready()),
+       5000);
+  ASSERT_EQ(h.events.size(), 3u);
+  EXPECT_EQ(h.events[0].sql, "SELECT 1/0");
+  EXPECT_EQ(h.events[0].outcome, Outcome::kUnknown);
+  EXPECT_EQ(h.events[0].end_ns, 0);
+  EXPECT_EQ(h.events[0].error_message, "undecodable ErrorResponse: field 'M' has no terminating zero byte");
+  EXPECT_EQ(h.events[1].sql, "SELECT 2");
+  EXPECT_EQ(h.events[1].outcome, Outcome::kNotExecuted);  // the server skipped it: an 'E' is an error
+  EXPECT_EQ(h.events[2].sql, "SELECT 3");
+  EXPECT_EQ(h.events[2].outcome, Outcome::kOk);
+  EXPECT_EQ(h.events[2].end_ns, 5000);
+}
+
+TEST(TrackerUndecodable, UndecodableErrorAtParseLeavesTheBatchExecuteUnknown) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(parse("", "SELEC 1")).append(bind_text("", "", {})).append(execute()).append(sync()), 1000);
+  // Three bytes after the zero byte that ends the fields.
+  h.be(W().msg('E', W().byte('C').str("42601").byte(0).raw("abc")).append(ready()), 5000);
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kUnknown);
+  EXPECT_EQ(h.events[0].end_ns, 0);
+  EXPECT_EQ(h.events[0].sqlstate, "");
+  EXPECT_EQ(h.events[0].error_message, "undecodable ErrorResponse: 3 bytes after the zero byte that ends its fields");
+}
+
+TEST(TrackerUndecodable, CommandCompleteThatDoesNotDecodeStillCompletesItsExecute) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(parse("", "SELECT 1"))
+           .append(bind_text("", "", {}))
+           .append(execute())
+           .append(parse("", "SELECT 2"))
+           .append(bind_text("", "", {}))
+           .append(execute())
+           .append(sync()));
+  h.be(W().msg('1', W())
+           .msg('2', W())
+           .msg('C', W().str("SELECT 1").raw("xx"))  // bytes after the tag's NUL
+           .msg('1', W())
+           .msg('2', W())
+           .append(complete("SELECT 1"))
+           .append(ready()),
+       5000);
+  ASSERT_EQ(h.events.size(), 2u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kUnknown);
+  EXPECT_EQ(h.events[0].end_ns, 0);
+  EXPECT_EQ(h.events[0].error_message.rfind("undecodable CommandComplete: ", 0), 0u) << h.events[0].error_message;
+  EXPECT_EQ(h.events[1].sql, "SELECT 2");
+  EXPECT_EQ(h.events[1].outcome, Outcome::kOk);
+  EXPECT_EQ(h.events[1].tag, "SELECT 1");
+}
+
+TEST(TrackerUndecodable, ParseCompleteWithABodyStillAnswersTheParse) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(parse("", "SELECT 1")).append(bind_text("", "", {})).append(execute()).append(sync()));
+  h.be(W().msg('1', W().raw("?")).msg('2', W()).append(complete("SELECT 1")).append(ready()), 5000);
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kUnknown);
+  EXPECT_EQ(h.events[0].end_ns, 0);
+  EXPECT_EQ(h.events[0].tag, "SELECT 1");  // what was decoded is kept
+  EXPECT_EQ(h.events[0].error_message.rfind("undecodable ParseComplete: ", 0), 0u) << h.events[0].error_message;
+}
+
+TEST(TrackerLargeBackend, HugeCommandCompleteCompletesItsExecute) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(parse("", "SELECT 1"))
+           .append(bind_text("", "", {}))
+           .append(execute())
+           .append(parse("", "SELECT 2"))
+           .append(bind_text("", "", {}))
+           .append(execute())
+           .append(sync()),
+       1000);
+  const std::string tag = "SELECT " + std::string(2000000, '1');
+  h.be_chunked(W().msg('1', W())
+                   .msg('2', W())
+                   .append(complete(tag))
+                   .msg('1', W())
+                   .msg('2', W())
+                   .append(complete("SELECT 1"))
+                   .append(ready()),
+               65536, 5000);
+  ASSERT_EQ(h.events.size(), 2u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kOk);
+  EXPECT_EQ(h.events[0].end_ns, 5000);
+  EXPECT_EQ(h.events[0].tag, cut_message(tag, 1024));
+  EXPECT_FALSE(h.events[0].rows);  // the count was cut off
+  EXPECT_EQ(h.events[1].sql, "SELECT 2");
+  EXPECT_EQ(h.events[1].outcome, Outcome::kOk);
+  EXPECT_EQ(h.events[1].tag, "SELECT 1");
+  EXPECT_EQ(h.events[1].rows, 1u);
+  EXPECT_EQ(h.tracker().stats().decode_errors, 0u);
+}
+
+TEST(TrackerLargeBackend, HugeCommandCompleteInAQuery) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().msg('Q', W().str("SELECT 1; SELECT 2")));
+  h.be_chunked(W().append(complete("SELECT " + std::string(2000000, '7'))).append(complete("SELECT 1")).append(ready()),
+               65536);
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kOk);
+  EXPECT_EQ(h.events[0].tag, "SELECT 1");
+}
+
+TEST(TrackerLargeBackend, HugeFunctionCallResponse) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().msg('F', W().i32(764).i16(0).i16(1).value("16384").i16(1)));  // lo_get(16384)
+  h.be_chunked(W().msg('V', W().value(std::string(2000000, 'b'))).append(ready()), 65536, 5000);
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].kind, StatementKind::kFunctionCall);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kOk);
+  EXPECT_EQ(h.events[0].tag, "FUNCTION CALL");
+  EXPECT_EQ(h.events[0].end_ns, 5000);
+}
+
+TEST(TrackerLargeBackend, FunctionCallResponseWhoseLengthDisagreesIsUnknown) {
+  TrackerHarness h({}, FramerOptions{10000});
+  login(h);
+  h.fe(W().msg('F', W().i32(764).i16(0).i16(1).value("16384").i16(1)));
+  h.be_chunked(W().msg('V', W().i32(5).raw(std::string(20000, 'b'))).append(ready()), 4096);
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kUnknown);
+  EXPECT_EQ(h.events[0].error_message, "undecodable FunctionCallResponse: value length 5 in 20004 bytes");
+}
+
+TEST(TrackerLargeBackend, HugeRowDescriptionAnswersTheDescribe) {
+  TrackerHarness h({}, FramerOptions{10000});
+  login(h);
+  h.fe(W().append(parse("", "SELECT * FROM wide"))
+           .append(bind_text("", "", {}))
+           .append(describe_portal())
+           .append(execute())
+           .append(sync()));
+  Wire fields = W().i16(1000);
+  for (int i = 0; i < 1000; ++i) fields.str("column_" + std::to_string(i)).i32(0).i16(0).i32(23).i16(4).i32(-1).i16(0);
+  h.be_chunked(W().msg('1', W())
+                   .msg('2', W())
+                   .msg('T', fields)
+                   .append(data_row("1"))
+                   .append(complete("SELECT 1"))
+                   .append(ready()),
+               3000, 5000);
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kOk);
+  EXPECT_EQ(h.events[0].tag, "SELECT 1");
+  EXPECT_EQ(h.events[0].rows, 1u);
+  EXPECT_EQ(h.events[0].end_ns, 5000);
+}
+
+TEST(TrackerLargeBackend, ReadyForQueryTooLargeIsStillReadyForQuery) {
+  TrackerHarness h({}, FramerOptions{10000});
+  login(h);
+  h.fe(W().msg('Q', W().str("SELECT 1")));
+  h.be_chunked(W().append(complete("SELECT 1")).msg('Z', W().raw(std::string(20000, 'I'))), 4096);
+  ASSERT_EQ(h.events.size(), 1u);
+  EXPECT_EQ(h.events[0].outcome, Outcome::kUnknown);
+  EXPECT_EQ(h.events[0].error_message, "undecodable ReadyForQuery: 20000 bytes, too large for its type");
 }
 
 TEST(StatementLog, TextLineIsOneLineWithEverything) {

@@ -16,8 +16,18 @@
 // With frontend frames only (TrackerOptions::frontend_only) it emits an event
 // per request as it is sent, with Outcome::kUnknown.
 //
-// Nothing here throws or asserts on input: a frame that does not decode is
-// counted in stats().decode_errors and skipped.
+// Backend messages of any size: one larger than the framer keeps whole
+// (FramerOptions::max_buffered) comes in pieces, and is read field by field as
+// they arrive, keeping only bounded prefixes of what the events show (the
+// SQLSTATE, the error message up to TrackerOptions::max_error_bytes, the
+// command tag); it drives the requests exactly as the same message whole would.
+//
+// Nothing here throws or asserts on input. A frontend frame that does not
+// decode is counted in stats().decode_errors and skipped. A backend frame that
+// does not decode is counted too, but still acts by its type (an ErrorResponse
+// still fails the batch up to Sync, a CommandComplete still completes its
+// Execute): the request it answers then ends with Outcome::kUnknown, never
+// kOk, and error_message says why ("undecodable ErrorResponse: ...").
 #pragma once
 
 #include <cstdint>
@@ -58,7 +68,7 @@ enum class Outcome : uint8_t {
   kOk,           // CommandComplete / EmptyQueryResponse / PortalSuspended / FunctionCallResponse
   kError,        // ErrorResponse
   kNotExecuted,  // skipped by the server after an earlier error in the same batch
-  kUnknown,      // connection ended first, or frontend-only capture
+  kUnknown,      // connection ended first, frontend-only capture, or an undecodable response
 };
 
 // "ok", "error", "not_executed", "unknown": the words of the SQL log and reports.
@@ -68,34 +78,49 @@ struct StatementEvent {
   StatementKind kind = StatementKind::kQuery;
   std::string sql;             // Query text, or Parse text resolved through portal and statement
   bool sql_truncated = false;  // the text was longer than TrackerOptions::max_sql_bytes
-  std::string statement;       // prepared statement name ("" = unnamed)
-  std::string portal;          // portal name
-  uint32_t function_oid = 0;   // FunctionCall
+  // Execute of a portal, or of a portal bound to a statement, that the tracker
+  // does not know (never seen, or forgotten over max_statements / max_portals):
+  // the text is not known and `sql` is empty. The SQL log says so.
+  bool sql_unknown = false;
+  std::string statement;      // prepared statement name ("" = unnamed)
+  std::string portal;         // portal name
+  uint32_t function_oid = 0;  // FunctionCall
   std::vector<StatementParam> params;
   Outcome outcome = Outcome::kUnknown;
   std::string tag;  // "SELECT 1", "INSERT 0 5", "EMPTY", "SUSPENDED"
   std::optional<uint64_t> rows;
   std::string sqlstate;
+  // The ErrorResponse's message, cut at TrackerOptions::max_error_bytes (the cut
+  // marked: "...(cut, N bytes in all)"); with Outcome::kUnknown, why the
+  // outcome is not known, if a response could not be decoded.
   std::string error_message;
   uint64_t rows_digest = 0;  // FNV-1a of the DataRow messages, when TrackerOptions::digest_rows
   int64_t start_ns = 0;      // when the request frame was seen (Execute / Query / FunctionCall)
-  int64_t end_ns = 0;        // when its outcome was seen; 0 if unknown
+  int64_t end_ns = 0;        // when its outcome was seen; always 0 when the outcome is kUnknown
 };
 
 struct TrackerOptions {
   bool frontend_only = false;
   uint32_t max_sql_bytes = 1 << 20;    // longer SQL texts are cut (and flagged)
   uint32_t max_param_bytes = 1 << 16;  // longer parameter values are cut
-  size_t max_statements = 10000;       // named prepared statements remembered per session
-  bool digest_rows = false;            // fill StatementEvent::rows_digest (for result comparison)
+  uint32_t max_error_bytes = 4096;     // longer error messages are cut (and the cut marked)
+  // Named prepared statements and named portals remembered per session (at
+  // least one each): beyond that the least recently used one (parsed, bound,
+  // described; executed, for a portal) is forgotten, and counted in
+  // TrackerStats. The unnamed statement and portal are never forgotten.
+  size_t max_statements = 10000;
+  size_t max_portals = 10000;
+  bool digest_rows = false;  // fill StatementEvent::rows_digest (for result comparison)
 };
 
 struct TrackerStats {
   uint64_t frontend_frames = 0;
   uint64_t backend_frames = 0;
-  uint64_t decode_errors = 0;
+  uint64_t decode_errors = 0;  // frames that did not decode (backend ones: see the file comment)
   uint64_t events = 0;
-  std::string last_error;  // description of the last decode error
+  uint64_t statements_evicted = 0;  // named statements forgotten over TrackerOptions::max_statements
+  uint64_t portals_evicted = 0;     // named portals forgotten over TrackerOptions::max_portals
+  std::string last_error;           // description of the last decode error
 };
 
 class ConnectionTracker {
