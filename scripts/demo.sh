@@ -69,7 +69,8 @@ echo "== pgdump-log --stats"
 echo
 if [ -z "${UPSTREAM:-}" ]; then
   echo "== pgreplay: the capture replayed into demo_replay (a copy taken before the traffic), outcomes compared"
-  # PGDATABASE (exported above for the clients) would override the captured database, like -d.
+  # PGDATABASE (exported above for the clients) is not applied to replayed sessions; unset, the
+  # report does not warn about it. --map-database sends the captured database to the copy.
   env -u PGDATABASE PGHOST=127.0.0.1 PGPORT="$PG_PORT" "$bin/pgreplay/pgreplay" --no-progress --compare \
     --map-database postgres=demo_replay --report "$OUT/replay.json" "$OUT/capture.pgwcap" || true
 else

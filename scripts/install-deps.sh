@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config
+  build-essential cmake ninja-build pkg-config clang-format clang-tidy
   libcli11-dev libfmt-dev libgtest-dev libgmock-dev libssl-dev liburing-dev
   postgresql postgresql-contrib postgresql-client
   sysbench pgbouncer python3 time bc
