@@ -32,12 +32,12 @@
 
 #include "pg_server.hpp"
 #include "proxy_process.hpp"
+#include "shared_server.hpp"
 #include "subprocess.hpp"
 
 namespace pt = pgwire::test;
 namespace fs = std::filesystem;
 using pt::line_head;
-using pt::line_sql;
 using pt::lines_of;
 using pt::proxy_statement_count;
 using pt::ProxyProcess;
@@ -52,7 +52,7 @@ constexpr uint32_t kProtocol30 = 196608;
 constexpr uint32_t kSslRequestCode = 80877103;
 // The bound on the proxy's memory. Not checked in a sanitizer build: ASan's shadow memory
 // and its quarantine of freed blocks (256 MB by default) are not the proxy's own.
-constexpr long kMemoryLimitKib = 64 * 1024;
+constexpr long kMemoryLimitKib = 64L * 1024;
 #if defined(__SANITIZE_ADDRESS__)
 constexpr bool kCheckMemory = false;
 #else
@@ -158,8 +158,8 @@ class RawClient {
   // The next message, its body cut to `keep` bytes (the rest is read and dropped, so a huge
   // message never sits here whole); nullopt on EOF, error or timeout. Reads `read_size` bytes at
   // a time and sleeps `pause` after every read: a slow client.
-  std::optional<Message> next(std::chrono::milliseconds limit = 10s, size_t keep = 64 * 1024,
-                              size_t read_size = 64 * 1024, std::chrono::microseconds pause = 0us) {
+  std::optional<Message> next(std::chrono::milliseconds limit = 10s, size_t keep = size_t{64} * 1024,
+                              size_t read_size = size_t{64} * 1024, std::chrono::microseconds pause = 0us) {
     auto deadline = Clock::now() + limit;
     for (;;) {
       if (!current_ && in_.size() - pos_ >= 5) {
@@ -235,24 +235,19 @@ class RawClient {
   uint64_t bytes_ = 0;
 };
 
-class PgproxyMoreTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
+class PgproxyMoreTest : public pt::SharedServerTest<PgproxyMoreTest> {
+ public:
+  static pt::TempPostgresOptions server_options() {
     pt::TempPostgresOptions options;
     options.settings = {{"log_statement", "all"}};
-    pg_ = new pt::TempPostgres(options);
+    return options;
+  }
+  static void prepare(pt::TempPostgres& pg) {
     pt::CommandOptions init;
-    init.env = pg_->client_env();
-    pt::CommandResult r = pt::run_command({pg_->bindir() + "/pgbench", "-i", "-q", "-s", "1"}, init);
+    init.env = pg.client_env();
+    pt::CommandResult r = pt::run_command({pg.bindir() + "/pgbench", "-i", "-q", "-s", "1"}, init);
     if (!r.ok()) throw std::runtime_error("pgbench -i: " + r.describe());
   }
-  static void TearDownTestSuite() {
-    delete pg_;
-    pg_ = nullptr;
-  }
-  static pt::TempPostgres& pg() { return *pg_; }
-
-  static inline pt::TempPostgres* pg_ = nullptr;
 };
 
 // (a) A 100 MB query string is streamed, not held: it reaches the server whole, the SQL log keeps
@@ -308,7 +303,7 @@ TEST_F(PgproxyMoreTest, SlowReaderOfALargeResultKeepsMemoryBounded) {
   constexpr int kRows = 1'070'000;
   constexpr uint64_t kBytes = uint64_t{1006} * kRows;
   static_assert(kBytes > (uint64_t{1} << 30));
-  RawClient client(proxy.port(), 64 * 1024);
+  RawClient client(proxy.port(), size_t{64} * 1024);
   ASSERT_TRUE(client.start(pg().user()));
   auto started = Clock::now();
   ASSERT_TRUE(client.send_all(query_message("COPY (SELECT repeat('x', 1000) FROM generate_series(1, " +
@@ -318,7 +313,7 @@ TEST_F(PgproxyMoreTest, SlowReaderOfALargeResultKeepsMemoryBounded) {
   std::string tag, sqlstate;
   bool ready = false;
   // 64 KiB per read and a pause after each: at most ~128 MB/s, below what the server sends.
-  while (auto m = client.next(30s, 256, 64 * 1024, 500us)) {
+  while (auto m = client.next(30s, 256, size_t{64} * 1024, 500us)) {
     if (m->type == 'd' && ++rows % 50'000 == 0) hwm_during = std::max(hwm_during, proxy.peak_rss_kib());
     if (m->type == 'C') tag = m->body.substr(0, m->body.find('\0'));
     if (m->type == 'E') sqlstate = error_sqlstate(m->body);

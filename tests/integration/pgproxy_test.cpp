@@ -31,6 +31,7 @@
 #include "pgwire/framer.hpp"
 #include "pgwire/messages.hpp"
 #include "proxy_process.hpp"
+#include "shared_server.hpp"
 #include "subprocess.hpp"
 
 namespace pt = pgwire::test;
@@ -170,20 +171,13 @@ CaptureSummary read_capture(const std::string& path) {
   }
 }
 
-class PgproxyTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
+class PgproxyTest : public pt::SharedServerTest<PgproxyTest> {
+ public:
+  static pt::TempPostgresOptions server_options() {
     pt::TempPostgresOptions options;
     options.settings = {{"log_statement", "all"}};
-    pg_ = new pt::TempPostgres(options);
+    return options;
   }
-  static void TearDownTestSuite() {
-    delete pg_;
-    pg_ = nullptr;
-  }
-  static pt::TempPostgres& pg() { return *pg_; }
-
-  static inline pt::TempPostgres* pg_ = nullptr;
 };
 
 TEST_F(PgproxyTest, PsqlStatementsAreLoggedOneLineEach) {

@@ -26,6 +26,7 @@
 
 #include "pg_server.hpp"
 #include "proxy_process.hpp"
+#include "shared_server.hpp"
 #include "subprocess.hpp"
 
 namespace pt = pgwire::test;
@@ -76,17 +77,7 @@ void expect_logged_bad_cast(const std::string& line, const std::string& kind) {
   EXPECT_LT(line.size(), 8192u);  // bounded: not the 2 MB the server sent
 }
 
-class TrackerOutcomeTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { pg_ = new pt::TempPostgres(); }
-  static void TearDownTestSuite() {
-    delete pg_;
-    pg_ = nullptr;
-  }
-  static pt::TempPostgres& pg() { return *pg_; }
-
-  static inline pt::TempPostgres* pg_ = nullptr;
-};
+class TrackerOutcomeTest : public pt::SharedServerTest<TrackerOutcomeTest> {};
 
 TEST_F(TrackerOutcomeTest, HugeErrorInTheSimpleProtocolIsLoggedAsTheError) {
   ProxyProcess proxy(pg());
