@@ -255,7 +255,9 @@ ClientAuthenticator::ClientAuthenticator(std::string user, std::optional<std::st
     : user_(std::move(user)), password_(std::move(password)), scram_nonce_(std::move(scram_nonce_for_tests)) {}
 
 ClientAuthenticator::~ClientAuthenticator() {
-  if (password_) OPENSSL_cleanse(password_->data(), password_->size());
+  if (!password_) return;
+  std::string& secret = *password_;
+  OPENSSL_cleanse(secret.data(), secret.size());
 }
 
 Error ClientAuthenticator::fail(Errc code, std::string message) {

@@ -223,7 +223,7 @@ FrameResult Framer::next(Bytes& input) {
           break;
         }
         // 'S' answers only SSLRequest, 'G' only GSSENCRequest; 'N' either.
-        const char yes = awaited_ == kGssEncRequestCode ? 'G' : 'S';
+        const uint8_t yes = awaited_ == kGssEncRequestCode ? 'G' : 'S';
         if (b != yes && b != 'N') {
           return fail(Errc::kBadValue, offset_, fmt::format("answer to encryption request is 0x{:02x}", b));
         }

@@ -7,9 +7,9 @@ namespace {
 
 // Turns a Reader's outcome into a Result once every field has been read.
 template <class T>
-Result<T> done(Reader& r, T&& msg, const char* what) {
+Result<T> done(Reader& r, T msg, const char* what) {
   if (!r.finish(what)) return r.error();
-  return std::forward<T>(msg);
+  return msg;
 }
 
 // Int16 count followed by that many Int16 format codes, into `out`
@@ -179,7 +179,7 @@ Result<CancelRequest> CancelRequest::decode(Bytes body, uint64_t offset) {
   }
   m.process_id = r.i32();
   m.secret_key = cancel_key(r, "CancelRequest");
-  return done(r, std::move(m), "CancelRequest");
+  return done(r, m, "CancelRequest");
 }
 void CancelRequest::encode(Buffer& out) const {
   size_t at = out.begin_packet();
@@ -192,7 +192,7 @@ void CancelRequest::encode(Buffer& out) const {
 Result<Query> Query::decode(Bytes body, uint64_t offset) {
   Reader r(body, offset);
   Query m{r.cstring()};
-  return done(r, std::move(m), "Query");
+  return done(r, m, "Query");
 }
 void Query::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);
@@ -264,7 +264,7 @@ Result<Describe> Describe::decode(Bytes body, uint64_t offset) {
   Describe m;
   m.target = read_target(r, "Describe");
   m.name = r.cstring();
-  return done(r, std::move(m), "Describe");
+  return done(r, m, "Describe");
 }
 void Describe::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);
@@ -278,7 +278,7 @@ Result<Close> Close::decode(Bytes body, uint64_t offset) {
   Close m;
   m.target = read_target(r, "Close");
   m.name = r.cstring();
-  return done(r, std::move(m), "Close");
+  return done(r, m, "Close");
 }
 void Close::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);
@@ -292,7 +292,7 @@ Result<Execute> Execute::decode(Bytes body, uint64_t offset) {
   Execute m;
   m.portal = r.cstring();
   m.max_rows = r.i32();
-  return done(r, std::move(m), "Execute");
+  return done(r, m, "Execute");
 }
 void Execute::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);
@@ -304,7 +304,7 @@ void Execute::encode(Buffer& out) const {
 Result<CopyFail> CopyFail::decode(Bytes body, uint64_t offset) {
   Reader r(body, offset);
   CopyFail m{r.cstring()};
-  return done(r, std::move(m), "CopyFail");
+  return done(r, m, "CopyFail");
 }
 void CopyFail::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);
@@ -345,7 +345,7 @@ void FunctionCall::encode(Buffer& out) const {
 Result<PasswordMessage> PasswordMessage::decode(Bytes body, uint64_t offset) {
   Reader r(body, offset);
   PasswordMessage m{r.cstring()};
-  return done(r, std::move(m), "PasswordMessage");
+  return done(r, m, "PasswordMessage");
 }
 void PasswordMessage::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);
@@ -358,7 +358,7 @@ Result<SaslInitialResponse> SaslInitialResponse::decode(Bytes body, uint64_t off
   SaslInitialResponse m;
   m.mechanism = r.cstring();
   m.data = r.nullable_bytes();
-  return done(r, std::move(m), "SASLInitialResponse");
+  return done(r, m, "SASLInitialResponse");
 }
 void SaslInitialResponse::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);
@@ -429,7 +429,7 @@ Result<BackendKeyData> BackendKeyData::decode(Bytes body, uint64_t offset) {
   BackendKeyData m;
   m.process_id = r.i32();
   m.secret_key = cancel_key(r, "BackendKeyData");
-  return done(r, std::move(m), "BackendKeyData");
+  return done(r, m, "BackendKeyData");
 }
 void BackendKeyData::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);
@@ -441,7 +441,7 @@ void BackendKeyData::encode(Buffer& out) const {
 Result<CommandComplete> CommandComplete::decode(Bytes body, uint64_t offset) {
   Reader r(body, offset);
   CommandComplete m{r.cstring()};
-  return done(r, std::move(m), "CommandComplete");
+  return done(r, m, "CommandComplete");
 }
 void CommandComplete::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);
@@ -517,7 +517,7 @@ template struct FieldResponse<'N'>;
 Result<FunctionCallResponse> FunctionCallResponse::decode(Bytes body, uint64_t offset) {
   Reader r(body, offset);
   FunctionCallResponse m{r.nullable_bytes()};
-  return done(r, std::move(m), "FunctionCallResponse");
+  return done(r, m, "FunctionCallResponse");
 }
 void FunctionCallResponse::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);
@@ -550,7 +550,7 @@ Result<NotificationResponse> NotificationResponse::decode(Bytes body, uint64_t o
   m.process_id = r.i32();
   m.channel = r.cstring();
   m.payload = r.cstring();
-  return done(r, std::move(m), "NotificationResponse");
+  return done(r, m, "NotificationResponse");
 }
 void NotificationResponse::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);
@@ -582,7 +582,7 @@ Result<ParameterStatus> ParameterStatus::decode(Bytes body, uint64_t offset) {
   ParameterStatus m;
   m.name = r.cstring();
   m.value = r.cstring();
-  return done(r, std::move(m), "ParameterStatus");
+  return done(r, m, "ParameterStatus");
 }
 void ParameterStatus::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);
@@ -597,7 +597,7 @@ Result<ReadyForQuery> ReadyForQuery::decode(Bytes body, uint64_t offset) {
   m.status = static_cast<char>(r.u8());
   if (r.ok() && m.status != 'I' && m.status != 'T' && m.status != 'E')
     r.fail_at(0, Errc::kBadValue, fmt::format("ReadyForQuery status 0x{:02x}", static_cast<uint8_t>(m.status)));
-  return done(r, std::move(m), "ReadyForQuery");
+  return done(r, m, "ReadyForQuery");
 }
 void ReadyForQuery::encode(Buffer& out) const {
   size_t at = out.begin_message(kType);

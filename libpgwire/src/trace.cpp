@@ -54,9 +54,7 @@ void append_escaped(std::string& out, std::string_view s, char quote) {
     } else if (c == '\\' || (quote != 0 && c == static_cast<unsigned char>(quote))) {
       out.push_back('\\');
       out.push_back(static_cast<char>(c));
-    } else if (c < 0x20 || c == 0x7f) {
-      append_hex_byte(out, c);
-    } else if (size_t n = utf8_sequence(s, i); n == 0) {
+    } else if (size_t n = c < 0x20 || c == 0x7f ? 0 : utf8_sequence(s, i); n == 0) {  // control or not UTF-8
       append_hex_byte(out, c);
     } else {
       out.append(s.substr(i, n));

@@ -52,7 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (;;) {
     Result<bool> r = reader.next(rec);
     if (!r) {
-      const Error e = r.error();
+      const Error& e = r.error();
       // Damage is reported where the bad record starts, which is not consumed.
       check(e.offset == reader.offset() && e.offset >= previous_end);
       check(e.offset < size);

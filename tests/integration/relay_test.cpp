@@ -20,7 +20,7 @@ std::string text_of(const std::vector<std::byte>& bytes) {
 
 // Runs a client command against the relay instead of the server.
 pt::CommandResult via_relay(const pt::TempPostgres& pg, const pt::RecordRelay& relay, std::vector<std::string> argv,
-                            std::map<std::string, std::string> extra_env = {}) {
+                            const std::map<std::string, std::string>& extra_env = {}) {
   pt::CommandOptions opts;
   opts.env = pg.client_env();
   opts.env["PGPORT"] = std::to_string(relay.port());

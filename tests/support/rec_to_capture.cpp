@@ -29,7 +29,7 @@ bool recording_to_capture(const std::string& rec_path, const std::string& captur
   std::map<int, ConnectionFramer> framers;
   int64_t last = base_ns;
   for (const Chunk& c : rec.chunks) {
-    const auto session = static_cast<uint64_t>(c.conn + 1);
+    const auto session = static_cast<uint64_t>(c.conn) + 1;
     const int64_t ts = base_ns + static_cast<int64_t>(c.usec) * 1000;
     last = ts;
     if (!framers.count(c.conn)) {
@@ -60,7 +60,7 @@ bool recording_to_capture(const std::string& rec_path, const std::string& captur
     }
   }
   for (const auto& [conn, framer] : framers) {
-    (void)writer.session_close(static_cast<uint64_t>(conn + 1), last, "client closed");
+    (void)writer.session_close(static_cast<uint64_t>(conn) + 1, last, "client closed");
   }
   if (Status s = writer.close(); !s) {
     *error = s.error().describe();

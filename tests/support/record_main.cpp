@@ -12,6 +12,8 @@
 // A test tool: not installed. scripts/record-corpus.sh rebuilds the whole corpus with it.
 
 #include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -203,7 +205,9 @@ int record(const Args& args) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   CLI::App app{"Records a real PostgreSQL conversation through a relay into a .rec file"};
   Args args;
   app.add_option("--out", args.out, "the .rec file to write")->required();
@@ -224,6 +228,17 @@ int main(int argc, char** argv) {
     return record(args);
   } catch (const std::exception& e) {
     std::cerr << "pgwire-record: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // the data path does not throw: only set-up or allocation failure
+    std::fprintf(stderr, "pgwire-record: fatal: %s\n", e.what());
     return 1;
   }
 }

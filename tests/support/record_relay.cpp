@@ -20,7 +20,7 @@ namespace {
 
 // Stop reading a side while this much is still waiting to be written to the other one.
 constexpr size_t kHighWater = 1 << 20;
-constexpr size_t kReadSize = 64 * 1024;
+constexpr size_t kReadSize = size_t{64} * 1024;
 
 void close_fd(int& fd) {
   if (fd >= 0) close(fd);

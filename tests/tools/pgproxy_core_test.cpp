@@ -164,7 +164,7 @@ class Loop {
     ctx.capture_enabled = true;
     ctx.capture_backend = true;
     ctx.batch = &batch_;
-    ctx.scratch.resize(64 * 1024);
+    ctx.scratch.resize(size_t{64} * 1024);
     ctx.connect = [this](const pgwire::SocketAddress&, bool& in_progress, int& err) {
       ++connects;
       if (refuse_connect) {
@@ -579,7 +579,7 @@ TEST_P(SendBatchTest, PartialWritesStayQueuedAndArriveInOrder) {
   Entry& e = logged_in(loop);
   int small = 4096;
   ASSERT_EQ(setsockopt(e.session->client_fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-  const ByteVec data = pattern(600 * 1024, 7);
+  const ByteVec data = pattern(size_t{600} * 1024, 7);
   const int client_fd = e.client.fd;
   e.client.fd = -1;  // the client reads nothing for now
   std::thread writer([&] { e.server.send_all(data); });

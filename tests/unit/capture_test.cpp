@@ -217,7 +217,7 @@ template <class Fn>
 ByteVec write_capture(Fn&& fn, CaptureWriterOptions opts = {}) {
   TempDir dir;
   std::string path = dir.file("c.pgwcap");
-  auto w = CaptureWriter::create(path, opts);
+  auto w = CaptureWriter::create(path, std::move(opts));
   EXPECT_TRUE(w.ok()) << w.error().describe();
   if (!w) return {};
   fn(**w);
@@ -490,7 +490,7 @@ TEST(CaptureRoundTrip, SameBytesWhateverTheBufferSize) {
 
 TEST(CaptureRoundTrip, LargeFrameIsSplitAcrossRecords) {
   // A 2.5 MiB CopyData frame, whole: more than two records' worth.
-  ByteVec body(5 * (1 << 19));
+  ByteVec body(size_t{5} << 19);
   for (size_t i = 0; i < body.size(); ++i) body[i] = std::byte((i * 131) >> 3);
   Frame f = typed_frame('d', body);
   ByteVec wire = cat({hex("64"), hex("00280004"), body});  // 'd', length 2621444

@@ -69,6 +69,7 @@ std::string bin(std::string_view h) { return str(hex(h)); }
 Opt opt(const Value& v) { return v ? Opt(str(*v)) : std::nullopt; }
 std::vector<Opt> opts(const std::vector<Value>& vs) {
   std::vector<Opt> out;
+  out.reserve(vs.size());
   for (const Value& v : vs) out.push_back(opt(v));
   return out;
 }
@@ -340,7 +341,7 @@ std::function<void(const be::Message&)> is() {
   return [](const be::Message& msg) { EXPECT_TRUE(std::holds_alternative<T>(msg)); };
 }
 
-std::function<void(const be::Message&)> auth(AuthCode code, std::string data = {}) {
+std::function<void(const be::Message&)> auth(AuthCode code, const std::string& data = {}) {
   return [code, data](const be::Message& msg) {
     DECODED_AS(be::Authentication);
     EXPECT_EQ(m->code, static_cast<int32_t>(code));

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <optional>
 #include <regex>
 #include <set>
@@ -102,7 +103,9 @@ class Progress {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   CLI::App app{"pgdump-log: decode pgwire-toolkit captures offline (SQL log, JSON, trace, statistics)."};
   app.footer(
       "Exit status: 0 all input read; 1 some input was damaged (truncated, bad checksum, impossible frame) —\n"
@@ -253,4 +256,15 @@ int main(int argc, char** argv) {
   }
   if (damaged) return kExitDamaged;
   return open_errors.empty() ? kExitOk : kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // the data path does not throw: only set-up or allocation failure
+    std::fprintf(stderr, "pgdump-log: fatal: %s\n", e.what());
+    return kExitUsage;
+  }
 }

@@ -10,7 +10,6 @@ namespace pgreplay {
 
 using pgwire::CaptureRecord;
 using pgwire::CaptureRecordType;
-using pgwire::Direction;
 using pgwire::StatementEvent;
 
 namespace {

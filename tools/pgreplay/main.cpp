@@ -1,6 +1,8 @@
 // pgreplay: replays captured PostgreSQL sessions (pgproxy captures) against a
 // server, with the original timing and waits, and reports what happened.
+#include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -62,7 +64,9 @@ Exit codes: 0 everything replayed (and, with --compare, no divergence); 1 a sess
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   pgreplay::ReplayOptions o;
   CLI::App app{"pgreplay: replay captured PostgreSQL sessions against a server and report how it went."};
   app.set_help_flag("--help", "Print this help and exit");
@@ -152,4 +156,15 @@ int main(int argc, char** argv) {
   if (force_progress) o.progress = 1;
 
   return o.dry_run ? pgreplay::run_dry_run(o) : pgreplay::run_replay(o);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // the data path does not throw: only set-up or allocation failure
+    std::fprintf(stderr, "pgreplay: fatal: %s\n", e.what());
+    return pgreplay::kExitUsage;
+  }
 }
