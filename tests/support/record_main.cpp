@@ -13,12 +13,12 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <exception>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include "pg_server.hpp"
+#include "pgwire/system.hpp"
 #include "record_relay.hpp"
 #include "recording.hpp"
 #include "subprocess.hpp"
@@ -234,11 +234,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {  // the data path does not throw: only set-up or allocation failure
-    std::fprintf(stderr, "pgwire-record: fatal: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return pgwire::run_main("pgwire-record", 1, run, argc, argv); }

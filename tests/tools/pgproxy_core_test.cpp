@@ -642,6 +642,20 @@ struct TempDir {
   std::string path;
 };
 
+// An AsyncWriter writing its SQL log and/or capture into a fresh directory.
+struct WriterInDir {
+  WriterInDir(bool log, bool capture) {
+    if (log) opts.sql_log_path = dir.path + "/sql.log";
+    if (capture) opts.capture_path = dir.path + "/c.pgwcap";
+    std::string error;
+    writer = AsyncWriter::start(opts, error);
+    EXPECT_TRUE(writer) << error;
+  }
+  TempDir dir;
+  WriterOptions opts;
+  std::unique_ptr<AsyncWriter> writer;
+};
+
 bool wait_for(const std::function<bool()>& cond) {
   for (int i = 0; i < 500 && !cond(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   return cond();
@@ -650,12 +664,9 @@ bool wait_for(const std::function<bool()>& cond) {
 // Regression: every submit exchanged the batch for a new empty one, so the
 // loop allocated its buffers again every 10 ms.
 TEST(AsyncWriter, SubmitHandsBackAWrittenBatchWithItsMemory) {
-  TempDir dir;
-  WriterOptions wo;
-  wo.sql_log_path = dir.path + "/sql.log";
-  std::string error;
-  auto writer = AsyncWriter::start(wo, error);
-  ASSERT_TRUE(writer) << error;
+  WriterInDir w(true, false);
+  ASSERT_TRUE(w.writer);
+  AsyncWriter* writer = w.writer.get();
   WriteBatch batch = writer->new_batch();
   const std::string line(10000, 'x');
   batch.log = line + "\n";
@@ -675,12 +686,9 @@ TEST(AsyncWriter, SubmitHandsBackAWrittenBatchWithItsMemory) {
 }
 
 TEST(AsyncWriter, WritesTheRecordsTheLoopEncodedAndCountsThem) {
-  TempDir dir;
-  WriterOptions wo;
-  wo.capture_path = dir.path + "/c.pgwcap";
-  std::string error;
-  auto writer = AsyncWriter::start(wo, error);
-  ASSERT_TRUE(writer) << error;
+  WriterInDir w(false, true);
+  ASSERT_TRUE(w.writer);
+  AsyncWriter* writer = w.writer.get();
   WriteBatch batch = writer->new_batch();
   ByteVec query = golden("frontend/query.hex");
   pgwire::Frame f;
@@ -700,9 +708,10 @@ TEST(AsyncWriter, WritesTheRecordsTheLoopEncodedAndCountsThem) {
   writer->join();
   EXPECT_EQ(writer->stats().records_written.load(), 4u);
   EXPECT_EQ(writer->stats().records_lost.load(), 0u);
-  EXPECT_EQ(fs::status(wo.capture_path).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(w.opts.capture_path).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
 
-  auto r = pgwire::CaptureReader::open(wo.capture_path);
+  auto r = pgwire::CaptureReader::open(w.opts.capture_path);
   ASSERT_TRUE(r.ok());
   pgwire::CaptureRecord rec;
   std::vector<std::string> seen;
@@ -720,14 +729,11 @@ TEST(AsyncWriter, WritesTheRecordsTheLoopEncodedAndCountsThem) {
 }
 
 TEST(AsyncWriter, RecordsThatCannotBeWrittenAreCountedLost) {
-  TempDir dir;
-  WriterOptions wo;
-  wo.capture_path = dir.path + "/c.pgwcap";
-  std::string error;
-  auto writer = AsyncWriter::start(wo, error);
-  ASSERT_TRUE(writer) << error;
+  WriterInDir w(false, true);
+  ASSERT_TRUE(w.writer);
+  AsyncWriter* writer = w.writer.get();
   // The file may not grow past its header: writes fail with EFBIG (SIGXFSZ ignored).
-  const auto header = static_cast<rlim_t>(fs::file_size(wo.capture_path));
+  const auto header = static_cast<rlim_t>(fs::file_size(w.opts.capture_path));
   rlimit old{};
   ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
   auto old_handler = signal(SIGXFSZ, SIG_IGN);

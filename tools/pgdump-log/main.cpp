@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <exception>
 #include <optional>
 #include <regex>
 #include <set>
@@ -18,6 +17,7 @@
 #include "pgwire/capture_merge.hpp"
 #include "pgwire/session_monitor.hpp"
 #include "pgwire/statement_log.hpp"
+#include "pgwire/system.hpp"
 #include "pgwire/text.hpp"
 #include "pgwire/trace.hpp"
 #include "pgwire/version.hpp"
@@ -260,11 +260,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {  // the data path does not throw: only set-up or allocation failure
-    std::fprintf(stderr, "pgdump-log: fatal: %s\n", e.what());
-    return kExitUsage;
-  }
-}
+int main(int argc, char** argv) { return pgwire::run_main("pgdump-log", kExitUsage, run, argc, argv); }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include "pgwire/system.hpp"
 #include "proxy.hpp"
 
 namespace {
@@ -49,11 +50,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {  // the data path does not throw: only set-up or allocation failure
-    fmt::print(stderr, "pgproxy: fatal: {}\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return pgwire::run_main("pgproxy", 1, run, argc, argv); }

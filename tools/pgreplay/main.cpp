@@ -1,8 +1,6 @@
 // pgreplay: replays captured PostgreSQL sessions (pgproxy captures) against a
 // server, with the original timing and waits, and reports what happened.
-#include <cstdio>
 #include <cstdlib>
-#include <exception>
 #include <string>
 #include <vector>
 
@@ -10,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "options.hpp"
+#include "pgwire/system.hpp"
 #include "replayer.hpp"
 #include "report.hpp"
 
@@ -160,11 +159,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {  // the data path does not throw: only set-up or allocation failure
-    std::fprintf(stderr, "pgreplay: fatal: %s\n", e.what());
-    return pgreplay::kExitUsage;
-  }
-}
+int main(int argc, char** argv) { return pgwire::run_main("pgreplay", pgreplay::kExitUsage, run, argc, argv); }
