@@ -44,6 +44,13 @@ Framer::Framer(Direction dir, FramerOptions opts)
   opts_.max_buffered = std::max(opts_.max_buffered, kMaxStartupPacket);
 }
 
+void Framer::resume_decrypted() {
+  if (state_ == State::kFailed) return;
+  if (state_ == State::kOpaque || (state_ == State::kAwaitAnswer && dir_ == Direction::kFrontend)) {
+    state_ = dir_ == Direction::kFrontend ? State::kStartup : State::kTyped;
+  }
+}
+
 FrameResult Framer::fail(Errc code, uint64_t at, std::string message) {
   set_failed(code, at, std::move(message));
   return FrameResult::failure(error_);

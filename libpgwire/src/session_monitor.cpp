@@ -95,7 +95,16 @@ void CaptureDecoder::on_record(const CaptureRecord& rec) {
     }
     case CaptureRecordType::kSessionMeta: {
       DecodedSession& s = session(rec.session_id);
-      if (rec.key == kMetaCaptureBackend) s.frontend_only = as_string_view(rec.value) == "0";
+      if (rec.key == kMetaCaptureBackend) {
+        s.frontend_only = as_string_view(rec.value) == "0";
+      } else if (rec.key == kMetaClientTls) {
+        // The frames that follow are the decrypted stream.
+        s.current().client_tls = std::string(as_string_view(rec.value));
+        if (s.monitor) s.monitor->tls_terminated();
+      } else if (rec.key == kMetaServerTls) {
+        s.current().server_tls = std::string(as_string_view(rec.value));
+      }
+      if (cb_.session_meta) cb_.session_meta(s.current(), rec.ts_ns, rec.key, rec.value);
       return;
     }
     case CaptureRecordType::kSessionClose: {

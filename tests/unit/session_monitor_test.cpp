@@ -165,5 +165,109 @@ TEST(CaptureDecoder, RecordedAnswerIsNotInferredAgain) {
   EXPECT_EQ(d.inferred_answers(), 0u);
 }
 
+CaptureRecord meta_record(uint64_t session, int64_t ts, std::string_view key, const std::string& value) {
+  CaptureRecord r;
+  r.type = CaptureRecordType::kSessionMeta;
+  r.session_id = session;
+  r.ts_ns = ts;
+  r.key = key;
+  r.value = Bytes{reinterpret_cast<const std::byte*>(value.data()), value.size()};
+  return r;
+}
+
+// pgproxy with --tls-cert answers 'S' and hands the monitor the decrypted
+// stream: the startup packet and everything after it, in plaintext.
+TEST(SessionMonitor, AfterTlsTerminatedTheDecryptedStreamIsFramedAndTracked) {
+  Collected c;
+  SessionMonitor m(TrackerOptions{}, c.sink());
+  ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{ssl_request().bytes()}, 0).ok());
+  FrameResult r = m.answer_locally(kEncryptionAccepted, 1);
+  ASSERT_TRUE(r.has_frame());
+  EXPECT_EQ(r.frame().kind, FrameKind::kAnswer);
+  EXPECT_EQ(r.frame().type, 'S');
+  EXPECT_TRUE(m.framer().frontend().encrypted()) << "after 'S' the bytes are TLS until said otherwise";
+  m.tls_terminated();
+  EXPECT_FALSE(m.framer().frontend().encrypted());
+  EXPECT_FALSE(m.framer().backend().encrypted());
+  ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{startup().bytes()}, 2).ok());
+  EXPECT_EQ(m.tracker().session().user, "alice");
+  ASSERT_TRUE(m.feed(Direction::kBackend, Bytes{W().msg('R', W().i32(0)).append(ready()).bytes()}, 3).ok());
+  ASSERT_TRUE(m.feed(Direction::kFrontend, Bytes{W().msg('Q', W().str("SELECT 1")).bytes()}, 4).ok());
+  ASSERT_TRUE(m.feed(Direction::kBackend, Bytes{W().msg('C', W().str("SELECT 1")).append(ready()).bytes()}, 5).ok());
+  ASSERT_EQ(c.events.size(), 1u);
+  EXPECT_EQ(c.events[0].sql, "SELECT 1");
+  EXPECT_EQ(c.events[0].outcome, Outcome::kOk);
+  EXPECT_TRUE(m.at_backend_boundary());
+}
+
+// The capture of such a session: SSLRequest, 'S', the client_tls record,
+// then the decrypted frames. Without the record the frames after 'S' are
+// encrypted bytes to a reader, and nothing is made up from them.
+TEST(CaptureDecoder, ClientTlsRecordMakesTheFramesAfterSDecrypted) {
+  for (bool with_meta : {true, false}) {
+    SCOPED_TRACE(with_meta ? "with client_tls" : "without client_tls");
+    std::vector<std::string> sql;
+    std::vector<std::string> tls;
+    std::vector<std::string> errors;
+    CaptureDecoder::Callbacks cb;
+    cb.event = [&](const StatementEvent& ev, const SessionInfo& s) {
+      sql.push_back(ev.sql);
+      tls.push_back(s.client_tls + "/" + s.server_tls);
+    };
+    std::vector<std::string> metas;
+    cb.session_meta = [&](const SessionInfo&, int64_t, std::string_view key, Bytes value) {
+      metas.push_back(std::string(key) + "=" + std::string(as_string_view(value)));
+    };
+    cb.error = [&](const SessionInfo&, const Error& e) { errors.push_back(e.describe()); };
+    CaptureDecoder d(TrackerOptions{}, cb);
+    Wire ssl = ssl_request(), yes = W().byte('S'), start = startup();
+    Wire auth = W().msg('R', W().i32(0)).append(ready());
+    Wire query = W().msg('Q', W().str("SELECT 1")), answer = W().msg('C', W().str("SELECT 1")).append(ready());
+    d.on_record(frame_record(1, 1, Direction::kFrontend, FrameKind::kStartup, ssl));
+    d.on_record(frame_record(1, 2, Direction::kBackend, FrameKind::kAnswer, yes));
+    if (with_meta) {
+      d.on_record(meta_record(1, 3, kMetaClientTls, "TLSv1.3 TLS_AES_256_GCM_SHA384"));
+      d.on_record(meta_record(1, 3, kMetaServerTls, "TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384"));
+    }
+    d.on_record(frame_record(1, 4, Direction::kFrontend, FrameKind::kStartup, start));
+    d.on_record(frame_record(1, 5, Direction::kBackend, FrameKind::kTyped, auth));
+    d.on_record(frame_record(1, 6, Direction::kFrontend, FrameKind::kTyped, query));
+    d.on_record(frame_record(1, 7, Direction::kBackend, FrameKind::kTyped, answer));
+    d.finish(8);
+    EXPECT_TRUE(errors.empty()) << errors.front();
+    if (with_meta) {
+      EXPECT_EQ(sql, std::vector<std::string>{"SELECT 1"});
+      EXPECT_EQ(tls, std::vector<std::string>{"TLSv1.3 TLS_AES_256_GCM_SHA384/TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384"});
+      EXPECT_EQ(metas, (std::vector<std::string>{"client_tls=TLSv1.3 TLS_AES_256_GCM_SHA384",
+                                                 "server_tls=TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384"}));
+    } else {
+      EXPECT_TRUE(sql.empty());
+    }
+    EXPECT_EQ(d.inferred_answers(), 0u);
+  }
+}
+
+// A direct-TLS session (no SSLRequest): the record comes before any frame.
+TEST(CaptureDecoder, DirectTlsSessionStartsWithItsStartupPacket) {
+  std::vector<std::string> sql;
+  std::vector<std::string> tls;
+  CaptureDecoder::Callbacks cb;
+  cb.event = [&](const StatementEvent& ev, const SessionInfo& s) {
+    sql.push_back(ev.sql);
+    tls.push_back(s.client_tls);
+  };
+  CaptureDecoder d(TrackerOptions{}, cb);
+  Wire start = startup(), auth = W().msg('R', W().i32(0)).append(ready());
+  Wire query = W().msg('Q', W().str("SELECT 2")), answer = W().msg('C', W().str("SELECT 1")).append(ready());
+  d.on_record(meta_record(1, 1, kMetaClientTls, "TLSv1.3 TLS_AES_128_GCM_SHA256 direct"));
+  d.on_record(frame_record(1, 2, Direction::kFrontend, FrameKind::kStartup, start));
+  d.on_record(frame_record(1, 3, Direction::kBackend, FrameKind::kTyped, auth));
+  d.on_record(frame_record(1, 4, Direction::kFrontend, FrameKind::kTyped, query));
+  d.on_record(frame_record(1, 5, Direction::kBackend, FrameKind::kTyped, answer));
+  d.finish(6);
+  EXPECT_EQ(sql, std::vector<std::string>{"SELECT 2"});
+  EXPECT_EQ(tls, std::vector<std::string>{"TLSv1.3 TLS_AES_128_GCM_SHA256 direct"});
+}
+
 }  // namespace
 }  // namespace pgwire

@@ -220,6 +220,25 @@ int run(int argc, char** argv) {
   cb.session_close = [&](const SessionInfo& s, int64_t ts, std::string_view) {
     if (stats && filters.session_ok(s)) report.session_close(s, ts);
   };
+  // The trace shows how each leg of a session was protected.
+  if (trace) {
+    cb.session_meta = [&](const SessionInfo& s, int64_t ts, std::string_view key, Bytes value) {
+      if (key != kMetaClientTls && key != kMetaServerTls) return;
+      if (!filters.session_ok(s) || !filters.time_ok(ts)) return;
+      std::string line;
+      if (hide_volatile) {
+        line = "-";
+      } else {
+        append_iso8601_utc(line, ts);
+      }
+      fmt::format_to(std::back_inserter(line), " {} {} TLS {}", s.session_id,
+                     key == kMetaClientTls ? "client leg" : "server leg", as_string_view(value));
+      if (!filters.text_ok(line)) return;
+      out.buffer() += line;
+      out.buffer() += '\n';
+      out.maybe_flush();
+    };
+  }
   cb.error = [&](const SessionInfo& s, const Error& e) {
     ++framing_errors;
     std::fprintf(stderr, "pgdump-log: %s: session %llu: cannot frame the stream: %s\n", reader.current_file().c_str(),

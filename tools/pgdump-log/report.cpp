@@ -24,6 +24,8 @@ std::string host_of(std::string_view client) {
 
 double ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
 
+constexpr std::string_view kPlaintextBothLegs = "plaintext | plaintext";
+
 }  // namespace
 
 void Report::session_open(const SessionInfo& s, int64_t ts) {
@@ -49,6 +51,9 @@ void Report::session_close(const SessionInfo& s, int64_t ts) {
   count(by_user_, s.user);
   count(by_database_, s.database);
   count(by_client_, host_of(s.client));
+  // pgproxy records the TLS of each leg it used (before it had TLS, it had none).
+  count(by_tls_, fmt::format("{} | {}", s.client_tls.empty() ? "plaintext" : s.client_tls,
+                             s.server_tls.empty() || s.server_tls == "none" ? "plaintext" : s.server_tls));
 }
 
 void Report::frame(Direction dir, const Frame& f) {
@@ -95,11 +100,15 @@ std::string Report::text(size_t top_n) const {
   put_line(out, "Sessions: {}  (span {:.3f} s, median duration {:.3f} ms, max {:.3f} ms)", sessions_,
            static_cast<double>(last_ns_ - first_ns_) / 1e9, ms(session_durations_.percentile_ns(50)),
            ms(session_durations_.max_ns()));
-  for (auto [title, map] :
-       {std::pair{"user", &by_user_}, std::pair{"database", &by_database_}, std::pair{"client", &by_client_}}) {
+  for (auto [title, map] : {std::pair{"user", &by_user_}, std::pair{"database", &by_database_},
+                            std::pair{"client", &by_client_}, std::pair{"TLS (client leg | server leg)", &by_tls_}}) {
+    // Without TLS anywhere the TLS lines say nothing; JSON has them always.
+    if (map == &by_tls_ && by_tls_.size() == 1 && by_tls_.begin()->first == kPlaintextBothLegs) continue;
     put_line(out, "  by {}:", title);
+    size_t width = 30;
+    for (const auto& [k, g] : *map) width = std::max(width, k.size());
     for (const auto& [k, g] : *map)
-      put_line(out, "    {:<30} {:>8} sessions  {:>12.3f} s", k, g.sessions, g.total_ns / 1e9);
+      put_line(out, "    {:<{}} {:>8} sessions  {:>12.3f} s", k, width, g.sessions, g.total_ns / 1e9);
   }
   out += '\n';
   put_line(out, "Messages:");
@@ -197,6 +206,8 @@ std::string Report::json(size_t top_n) const {
   groups(by_database_);
   j.key("by_client");
   groups(by_client_);
+  j.key("by_tls");
+  groups(by_tls_);
   j.end_object();
   j.key("messages").begin_object().key("frontend");
   counts(frontend_messages_);

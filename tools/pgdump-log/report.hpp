@@ -32,6 +32,7 @@ class Report {
   pgwire::LatencyHistogram session_durations_;
   std::unordered_map<uint64_t, int64_t> open_;  // session id -> open time (open sessions only)
   std::map<std::string, Group> by_user_, by_database_, by_client_;
+  std::map<std::string, Group> by_tls_;  // "client leg | server leg"
   std::map<std::string, uint64_t> frontend_messages_, backend_messages_;
   std::map<std::string, uint64_t> by_kind_, by_outcome_, by_sqlstate_;
   pgwire::StatementStats statements_;

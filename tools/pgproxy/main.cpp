@@ -37,10 +37,62 @@ int run(int argc, char** argv) {
   app.add_option("--stats-interval", o.stats_interval, "seconds between statistics lines on stderr (0 = off)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--startup-timeout", o.startup_timeout,
+                 "seconds a client has for its TLS handshake and startup packet, and the server for its TLS handshake")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+
+  // TLS toward clients.
+  const char* kTls = "TLS toward clients (without --tls-cert: SSLRequest is answered N)";
+  app.add_option("--tls-cert", o.client_tls.cert_file, "certificate (chain) pgproxy presents to clients, PEM")
+      ->group(kTls);
+  app.add_option("--tls-key", o.client_tls.key_file, "its private key, PEM; mode 0600 (0640 if owned by root)")
+      ->group(kTls);
+  app.add_option("--tls-ca", o.client_tls.ca_file, "CA of the client certificates (with --tls-client-verify)")
+      ->group(kTls);
+  std::string client_verify = "none";
+  app.add_option("--tls-client-verify", client_verify,
+                 "client certificates: none, verify-ca (required, signed by --tls-ca), verify-full (and CN = user)")
+      ->check(CLI::IsMember({"none", "verify-ca", "verify-full"}))
+      ->capture_default_str()
+      ->group(kTls);
+  app.add_option("--tls-min-version", o.client_tls.min_version, "oldest TLS version accepted")
+      ->check(CLI::IsMember({"TLSv1.2", "TLSv1.3"}))
+      ->capture_default_str()
+      ->group(kTls);
+  app.add_option("--tls-ciphers", o.client_tls.ciphers, "TLS 1.2 cipher list (OpenSSL syntax)")->group(kTls);
+  app.add_option("--tls-keylog", o.tls_keylog,
+                 "append both legs' TLS secrets to FILE (NSS key log format, for Wireshark); for debugging only")
+      ->group(kTls);
+
+  // TLS toward the server.
+  const char* kUpstreamTls = "TLS toward the server (libpq's sslmode and files)";
+  std::string sslmode = "disable";
+  app.add_option("--upstream-sslmode", sslmode, "disable, prefer, require, verify-ca or verify-full")
+      ->check(CLI::IsMember({"disable", "prefer", "require", "verify-ca", "verify-full"}))
+      ->capture_default_str()
+      ->group(kUpstreamTls);
+  app.add_option("--upstream-sslrootcert", o.server_tls.root_cert,
+                 "CA file the server's certificate is checked against, or 'system'")
+      ->group(kUpstreamTls);
+  app.add_option("--upstream-sslcert", o.server_tls.cert_file,
+                 "client certificate pgproxy presents to the server (pg_hba `cert`)")
+      ->group(kUpstreamTls);
+  app.add_option("--upstream-sslkey", o.server_tls.key_file, "its private key")->group(kUpstreamTls);
+
   bool no_io_uring = false;
   app.add_flag("--no-io-uring", no_io_uring, "send each write with send() instead of one io_uring call per poll round");
   CLI11_PARSE(app, argc, argv);
   o.io_uring = !no_io_uring;
+  o.client_tls.verify = client_verify == "verify-full" ? pgproxy::ClientVerify::kVerifyFull
+                        : client_verify == "verify-ca" ? pgproxy::ClientVerify::kVerifyCa
+                                                       : pgproxy::ClientVerify::kNone;
+  using pgproxy::UpstreamSslMode;
+  o.server_tls.mode = sslmode == "prefer"        ? UpstreamSslMode::kPrefer
+                      : sslmode == "require"     ? UpstreamSslMode::kRequire
+                      : sslmode == "verify-ca"   ? UpstreamSslMode::kVerifyCa
+                      : sslmode == "verify-full" ? UpstreamSslMode::kVerifyFull
+                                                 : UpstreamSslMode::kDisable;
   if (!o.sql_log.empty() && o.sql_log == o.capture) {
     fmt::print(stderr, "pgproxy: --sql-log and --capture cannot both be {}\n", o.sql_log == "-" ? "stdout" : o.sql_log);
     return 2;

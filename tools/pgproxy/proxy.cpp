@@ -1,15 +1,18 @@
 #include "proxy.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+
 #include <memory>
 #include <vector>
 
@@ -67,6 +70,7 @@ class Proxy {
     sessions_.clear();
     close_listeners();
     if (signal_fd_ >= 0) close(signal_fd_);
+    if (keylog_fd_ >= 0) close(keylog_fd_);
   }
 
   int run() {
@@ -92,6 +96,8 @@ class Proxy {
   void close_listeners();
   int read_signal();
   void reopen_files();
+  bool setup_tls(const pgwire::HostPort& upstream);
+  void reload_tls();
   void reap();
   void maybe_submit(int64_t now, bool force);
   void report_stats(int64_t now);
@@ -103,6 +109,7 @@ class Proxy {
   std::unique_ptr<AsyncWriter> writer_;
   std::unique_ptr<SendBatch> sends_;
   int signal_fd_ = -1;
+  int keylog_fd_ = -1;
   std::vector<int> listeners_;
   std::vector<std::string> socket_files_;  // our Unix sockets, removed when we stop listening
   int64_t listen_paused_until_ms_ = 0;
@@ -153,6 +160,8 @@ bool Proxy::setup() {
     return false;
   }
   ctx_.upstream_text = pgwire::format_address(ctx_.upstream.front());
+  ctx_.startup_timeout_ms = static_cast<int64_t>(opts_.startup_timeout * 1000);
+  if (!setup_tls(*up)) return false;
 
   auto lh = pgwire::parse_host_port(opts_.listen, "6432", error);
   if (!lh) {
@@ -205,6 +214,13 @@ bool Proxy::setup() {
        opts_.sql_log.empty() ? "off" : (opts_.sql_log == "-" ? "stdout" : opts_.sql_log),
        opts_.capture.empty() ? "off" : (opts_.capture == "-" ? "stdout" : opts_.capture),
        opts_.capture_backend ? " (with backend frames)" : "");
+  if (ctx_.client_tls) {
+    diag("TLS toward clients: {} ({} or newer{})", opts_.client_tls.cert_file, opts_.client_tls.min_version,
+         opts_.client_tls.verify == ClientVerify::kNone       ? ""
+         : opts_.client_tls.verify == ClientVerify::kVerifyCa ? ", client certificates required"
+                                                              : ", client certificates required, CN = user");
+  }
+  if (ctx_.server_tls) diag("TLS toward the server: sslmode {}", upstream_sslmode_name(ctx_.upstream_sslmode));
   if (sends_->uses_io_uring()) {
     diag("writes: io_uring, one call per poll() round");
   } else if (opts_.io_uring) {
@@ -216,6 +232,89 @@ bool Proxy::setup() {
   last_stats_ms_ = pgwire::monotonic_ms();
   next_stats_ms_ = stats_every_ms_ > 0 ? last_stats_ms_ + stats_every_ms_ : 0;
   return true;
+}
+
+bool Proxy::setup_tls(const pgwire::HostPort& upstream) {
+  std::string error;
+  const ClientTlsOptions& co = opts_.client_tls;
+  if (co.enabled() != !co.key_file.empty()) {
+    diag("--tls-cert and --tls-key go together");
+    return false;
+  }
+  if (!co.enabled() && (!co.ca_file.empty() || co.verify != ClientVerify::kNone)) {
+    diag("--tls-ca and --tls-client-verify need --tls-cert and --tls-key");
+    return false;
+  }
+  if (co.enabled()) {
+    ctx_.client_tls = TlsContext::for_clients(co, error);
+    if (!ctx_.client_tls) {
+      diag("{}", error);
+      return false;
+    }
+  }
+  ServerTlsOptions so = opts_.server_tls;
+  ctx_.upstream_sslmode = so.mode;
+  if (so.mode != UpstreamSslMode::kDisable) {
+    if (upstream.is_unix()) {
+      // As libpq: a Unix socket is never encrypted.
+      if (so.mode != UpstreamSslMode::kPrefer) {
+        diag("--upstream-sslmode {}: there is no TLS over a Unix socket; give --upstream a TCP address",
+             upstream_sslmode_name(so.mode));
+        return false;
+      }
+    } else {
+      so.host = upstream.host;
+      ctx_.upstream_host = so.host;
+      ctx_.server_tls = TlsContext::for_server(so, error);
+      if (!ctx_.server_tls) {
+        diag("{}", error);
+        return false;
+      }
+    }
+  }
+  if (!opts_.tls_keylog.empty()) {
+    keylog_fd_ = open(opts_.tls_keylog.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (keylog_fd_ < 0 || fchmod(keylog_fd_, 0600) != 0) {
+      diag("--tls-keylog {}: {}", opts_.tls_keylog, pgwire::errno_text(errno));
+      return false;
+    }
+    diag(
+        "warning: --tls-keylog: the TLS secrets of every connection go to {}; whoever reads it can decrypt "
+        "recorded traffic",
+        opts_.tls_keylog);
+    if (ctx_.client_tls) ctx_.client_tls->set_keylog_fd(keylog_fd_);
+    if (ctx_.server_tls) ctx_.server_tls->set_keylog_fd(keylog_fd_);
+  }
+  return true;
+}
+
+// SIGHUP: new certificates and keys for new connections (rotation); open
+// sessions keep the context they started with. A file that does not load
+// keeps the old context, and says why.
+void Proxy::reload_tls() {
+  std::string error;
+  if (ctx_.client_tls) {
+    auto fresh = TlsContext::for_clients(opts_.client_tls, error);
+    if (fresh) {
+      if (keylog_fd_ >= 0) fresh->set_keylog_fd(keylog_fd_);
+      ctx_.client_tls = std::move(fresh);
+      diag("SIGHUP: reloaded the certificate and key for clients ({})", opts_.client_tls.cert_file);
+    } else {
+      ++ctx_.stats.errors;
+      diag("SIGHUP: keeping the previous certificate and key for clients: {}", error);
+    }
+  }
+  if (ctx_.server_tls) {
+    ServerTlsOptions so = ctx_.server_tls->server_options();
+    auto fresh = TlsContext::for_server(so, error);
+    if (fresh) {
+      if (keylog_fd_ >= 0) fresh->set_keylog_fd(keylog_fd_);
+      ctx_.server_tls = std::move(fresh);
+    } else {
+      ++ctx_.stats.errors;
+      diag("SIGHUP: keeping the previous TLS settings toward the server: {}", error);
+    }
+  }
 }
 
 void Proxy::build_poll_set(int64_t now, int64_t& next_deadline) {
@@ -281,6 +380,7 @@ int Proxy::loop() {
           int sig = read_signal();
           if (sig == SIGHUP) {
             reopen_files();
+            reload_tls();
           } else if (sig != 0) {
             return sig;
           }
@@ -415,7 +515,7 @@ void Proxy::report_stats(int64_t now) {
   diag(
       "stats: connections={} accepted={} rejected={} statements/s={:.1f} client_bytes/s={:.0f} "
       "server_bytes/s={:.0f} wakeups/s={:.0f} ready_per_wakeup={:.2f} errors={} lost_lines={} lost_records={} "
-      "writer_queue_bytes={}{}",
+      "writer_queue_bytes={}{}{}",
       s.active, s.accepted, s.rejected, rate(s.statements, last_stats_.statements),
       rate(s.client_bytes, last_stats_.client_bytes), rate(s.server_bytes, last_stats_.server_bytes),
       rate(s.polls, last_stats_.polls),
@@ -423,6 +523,10 @@ void Proxy::report_stats(int64_t now) {
           ? 0.0
           : static_cast<double>(s.ready - last_stats_.ready) / static_cast<double>(s.polls - last_stats_.polls),
       s.errors + w.write_errors.load(), w.lines_lost.load(), w.records_lost.load(), writer_->queued_bytes(),
+      ctx_.client_tls || ctx_.server_tls
+          ? fmt::format(" tls_clients={} tls_servers={} tls_failures={} channel_binding_removed={}", s.tls_clients,
+                        s.tls_servers, s.tls_failures, s.channel_binding_removed)
+          : std::string(),
       throttled_ ? " (throttled: the writer is behind)" : "");
   last_stats_ = s;
   last_stats_ms_ = now;

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "pgwire/version.hpp"
+#include "tls.hpp"
 
 namespace pgproxy {
 
@@ -20,8 +21,12 @@ struct ProxyOptions {
   bool capture_backend = false;
   bool capture_secrets = false;
   uint64_t max_connections = 1000;
-  double stats_interval = 60;  // seconds, 0 = off
-  bool io_uring = true;        // batch each poll round's writes through io_uring when the kernel allows
+  double stats_interval = 60;   // seconds, 0 = off
+  bool io_uring = true;         // batch each poll round's writes through io_uring when the kernel allows
+  double startup_timeout = 60;  // seconds for a client's startup (TLS handshake included)
+  ClientTlsOptions client_tls;  // --tls-*: TLS toward clients
+  ServerTlsOptions server_tls;  // --upstream-ssl*: TLS toward the server (host filled in from --upstream)
+  std::string tls_keylog;       // NSS key log file of both legs' secrets; "" = none
 };
 
 // Serves until SIGINT / SIGTERM; returns the process exit code.

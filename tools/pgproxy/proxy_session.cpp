@@ -14,8 +14,7 @@ namespace pgproxy {
 
 namespace {
 
-constexpr int64_t kStartupTimeoutMs = 60'000;  // like PostgreSQL's authentication_timeout
-constexpr int64_t kRejectTimeoutMs = 5'000;    // a refused client gets this long to send its startup packet
+constexpr int64_t kRejectTimeoutMs = 5'000;  // a refused client gets this long to send its startup packet
 constexpr int64_t kConnectTimeoutMs = 10'000;
 constexpr int64_t kDrainTimeoutMs = 10'000;  // without progress
 constexpr int64_t kLingerTimeoutMs = 2'000;
@@ -39,7 +38,7 @@ ProxySession::ProxySession(SessionContext& ctx, uint64_t id, int client_fd, std:
                [this](const pgwire::StatementEvent& ev, const pgwire::SessionInfo& info) { on_statement(ev, info); }) {
   open_ts_ns_ = pgwire::realtime_ns();
   bool reject = !reject_message_.empty();
-  deadline_ms_ = pgwire::monotonic_ms() + (reject ? kRejectTimeoutMs : kStartupTimeoutMs);
+  deadline_ms_ = pgwire::monotonic_ms() + (reject ? kRejectTimeoutMs : ctx_.startup_timeout_ms);
   counted_ = !reject;
   capturing_ = ctx_.capture_enabled && !reject;
   pgwire::SessionInfo& info = monitor_.tracker().session();
@@ -89,7 +88,7 @@ short ProxySession::client_events(bool throttled) const {
   switch (phase_) {
     case Phase::kStartup:
     case Phase::kForwarding:
-      if (client_readable_ && !to_server_.full() && !throttled) ev |= POLLIN;
+      if (client_readable_ && !to_server_.full() && !held_for_server_.full() && !throttled) ev |= POLLIN;
       break;
     case Phase::kLinger:
       ev |= POLLIN;  // read and discard until EOF
@@ -158,6 +157,8 @@ void ProxySession::on_timer(int64_t now_ms) {
         close_fd(server_fd_);
         ++upstream_index_;
         upstream_failed(ETIMEDOUT);
+      } else if (upstream_ == Upstream::kNegotiating) {
+        upstream_tls_failed("timed out");
       }
       break;
     case Phase::kDraining:
@@ -188,7 +189,7 @@ void ProxySession::read_client() {
   }
   ctx_.stats.client_bytes += static_cast<uint64_t>(n);
   if (phase_ == Phase::kLinger) return;  // discarded: the session is over
-  client_data({ctx_.scratch.data(), static_cast<size_t>(n)}, pgwire::realtime_ns());
+  client_received({ctx_.scratch.data(), static_cast<size_t>(n)});
 }
 
 void ProxySession::read_server() {
@@ -206,7 +207,235 @@ void ProxySession::read_server() {
     return;
   }
   ctx_.stats.server_bytes += static_cast<uint64_t>(n);
-  server_data({ctx_.scratch.data(), static_cast<size_t>(n)}, pgwire::realtime_ns());
+  server_received({ctx_.scratch.data(), static_cast<size_t>(n)});
+}
+
+// --- TLS ---------------------------------------------------------------------
+
+// Bytes from the client's socket: decrypted first when its TLS is on. A
+// connection that opens with a TLS ClientHello (direct TLS, PostgreSQL 17's
+// sslnegotiation=direct) is taken as such when TLS is configured.
+void ProxySession::client_received(pgwire::Bytes raw) {
+  const int64_t ts = pgwire::realtime_ns();
+  if (!client_tls_ && ctx_.client_tls && phase_ == Phase::kStartup && monitor_.framer().frontend().offset() == 0 &&
+      std::to_integer<uint8_t>(raw[0]) == pgwire::kTlsHandshakeByte) {
+    start_client_tls(true);
+  }
+  if (!client_tls_) {
+    client_data(raw, ts);
+    return;
+  }
+  ctx_.plain.clear();
+  bool ok = client_tls_->receive(raw, ctx_.plain, to_client_);
+  if (!to_client_.empty()) mark_dirty();
+  if (!ok) {
+    ++ctx_.stats.tls_failures;
+    ++ctx_.stats.errors;
+    diag("session {} client {}: {}", id_, client_addr_, client_tls_->error());
+    // What OpenSSL queued (an alert) still goes out; then the session ends.
+    client_readable_ = false;
+    begin_drain(client_tls_->error());
+    return;
+  }
+  if (client_tls_->take_handshake_done()) client_tls_established();
+  if (done()) return;
+  if (!ctx_.plain.empty()) client_data({ctx_.plain.data(), ctx_.plain.size()}, ts);
+  if (!done() && client_tls_->state() == TlsChannel::State::kClosed) client_gone("client closed the TLS connection");
+}
+
+void ProxySession::start_client_tls(bool direct) {
+  std::string error;
+  client_tls_ = TlsChannel::make(ctx_.client_tls, {}, direct, error);
+  if (!client_tls_) {
+    ++ctx_.stats.errors;
+    diag("session {} client {}: {}", id_, client_addr_, error);
+    finish(error);
+  }
+}
+
+// The client's handshake is done: the decrypted stream goes on from its
+// startup packet, and the capture says so before its first decrypted frame.
+void ProxySession::client_tls_established() {
+  ++ctx_.stats.tls_clients;
+  const int64_t ts = pgwire::realtime_ns();
+  std::string what = client_tls_->describe();
+  if (monitor_.framer().frontend().offset() == 0) what += " direct";
+  monitor_.tls_terminated();
+  monitor_.tracker().session().client_tls = what;
+  if (capturing_) {
+    capture(ctx_.batch->capture.session_meta(id_, ts, pgwire::kMetaClientTls,
+                                             {reinterpret_cast<const std::byte*>(what.data()), what.size()}));
+  }
+}
+
+// Bytes from the server's socket: its answer to our SSLRequest, then the
+// handshake, then records to decrypt.
+void ProxySession::server_received(pgwire::Bytes raw) {
+  if (upstream_ == Upstream::kNegotiating && !server_tls_) {
+    server_answered_ssl(raw);
+    return;
+  }
+  if (!server_tls_) {
+    server_data(raw, pgwire::realtime_ns());
+    return;
+  }
+  const int64_t ts = pgwire::realtime_ns();
+  ctx_.plain.clear();
+  bool ok = server_tls_->receive(raw, ctx_.plain, to_server_);
+  if (!to_server_.empty()) mark_dirty();
+  if (!ok) {
+    if (upstream_ == Upstream::kNegotiating) {
+      upstream_tls_failed(server_tls_->error());
+    } else {
+      server_gone(server_tls_->error());
+    }
+    return;
+  }
+  if (server_tls_->take_handshake_done()) server_tls_established();
+  if (done()) return;
+  if (!ctx_.plain.empty()) server_data({ctx_.plain.data(), ctx_.plain.size()}, ts);
+  if (!done() && server_tls_->state() == TlsChannel::State::kClosed) server_gone("server closed the TLS connection");
+}
+
+void ProxySession::server_answered_ssl(pgwire::Bytes raw) {
+  const char answer = static_cast<char>(raw[0]);
+  if (answer == 'S') {
+    if (raw.size() > 1) {  // CVE-2021-23222: nothing may come before the handshake
+      upstream_tls_failed("the server sent unencrypted bytes after its answer to SSLRequest");
+      return;
+    }
+    std::string error;
+    server_tls_ = TlsChannel::make(ctx_.server_tls, ctx_.upstream_host, false, error);
+    if (!server_tls_ || !server_tls_->start(to_server_)) {
+      upstream_tls_failed(server_tls_ ? server_tls_->error() : error);
+      return;
+    }
+    mark_dirty();
+    return;
+  }
+  if (answer == 'N' && ctx_.upstream_sslmode == UpstreamSslMode::kPrefer) {
+    static constexpr std::string_view kNone = "none";
+    monitor_.tracker().session().server_tls = std::string(kNone);
+    if (capturing_) {
+      capture(ctx_.batch->capture.session_meta(id_, pgwire::realtime_ns(), pgwire::kMetaServerTls,
+                                               {reinterpret_cast<const std::byte*>(kNone.data()), kNone.size()}));
+    }
+    if (raw.size() > 1) {
+      upstream_tls_failed("the server sent more than its answer to SSLRequest");
+      return;
+    }
+    upstream_ready();
+    return;
+  }
+  upstream_tls_failed(answer == 'N' ? fmt::format("the server does not accept TLS, and --upstream-sslmode is {}",
+                                                  upstream_sslmode_name(ctx_.upstream_sslmode))
+                                    : fmt::format("the server answered SSLRequest with byte 0x{:02x}, not S or N",
+                                                  static_cast<uint8_t>(answer)));
+}
+
+void ProxySession::server_tls_established() {
+  ++ctx_.stats.tls_servers;
+  std::string what = server_tls_->describe();
+  monitor_.tracker().session().server_tls = what;
+  if (capturing_) {
+    capture(ctx_.batch->capture.session_meta(id_, pgwire::realtime_ns(), pgwire::kMetaServerTls,
+                                             {reinterpret_cast<const std::byte*>(what.data()), what.size()}));
+  }
+  // A client's SCRAM channel binding hashes the certificate it sees, which
+  // is the server's only when pgproxy presents that same certificate.
+  X509* ours = ctx_.client_tls && client_tls_ ? ctx_.client_tls->certificate() : nullptr;
+  framewise_ = !(client_tls_ && ours != nullptr && server_tls_->peer_certificate_is(ours));
+  upstream_ready();
+}
+
+void ProxySession::upstream_tls_failed(std::string why) {
+  ++ctx_.stats.tls_failures;
+  ++ctx_.stats.errors;
+  diag("session {} client {}: no TLS connection to the server {}: {}", id_, client_addr_, ctx_.upstream_text, why);
+  if (phase_ == Phase::kDraining) {
+    close_server();
+    check_drained();
+    return;
+  }
+  fail_client("08001",
+              fmt::format("pgproxy could not open a TLS connection to the server {}: {}", ctx_.upstream_text, why),
+              fmt::format("server TLS failed: {}", why));
+}
+
+// While authentication is under way and channel binding cannot pass (see
+// server_tls_established), the server's frames are forwarded one by one, so
+// that AuthenticationSASL can be sent on without SCRAM-SHA-256-PLUS: a
+// client that prefers channel binding then does without, one that requires it
+// stops with libpq's own message. Frames the framer holds incomplete stay
+// there until whole; once authentication is over and nothing is held, the
+// server's bytes are forwarded as read again.
+void ProxySession::server_frames(pgwire::Bytes data, int64_t ts) {
+  pgwire::Buffer out;
+  pgwire::Bytes in = data;
+  while (!in.empty()) {
+    pgwire::FrameResult r = monitor_.next(pgwire::Direction::kBackend, in, ts);
+    if (r.needs_more()) break;
+    if (r.failed()) {
+      ++ctx_.stats.errors;
+      server_gone(fmt::format("cannot frame the server's authentication: {}", r.error().describe()));
+      return;
+    }
+    pgwire::Frame f = r.frame();
+    pgwire::Buffer rewritten;
+    if (f.kind == pgwire::FrameKind::kTyped && f.type == 'R' && f.whole()) {
+      auto auth = pgwire::be::Authentication::decode(f.body, f.offset);
+      if (auth && auth->code == static_cast<int32_t>(pgwire::AuthCode::kSasl)) {
+        pgwire::be::Authentication without = *auth;
+        std::erase(without.mechanisms, std::string_view("SCRAM-SHA-256-PLUS"));
+        if (without.mechanisms.size() != auth->mechanisms.size()) {
+          without.encode(rewritten);
+          f.length = static_cast<uint32_t>(rewritten.size() - 1);
+          f.body = rewritten.view().subspan(5);
+          plus_removed_ = true;
+          ++ctx_.stats.channel_binding_removed;
+          if (!ctx_.channel_binding_reported) {
+            ctx_.channel_binding_reported = true;
+            diag(
+                "session {} client {}: SCRAM-SHA-256-PLUS removed from the server's mechanisms: channel binding "
+                "cannot pass through pgproxy's TLS (the client sees pgproxy's certificate, not the server's); "
+                "stats count the next ones (channel_binding_removed)",
+                id_, client_addr_);
+          }
+        }
+      } else if (auth && auth->code == static_cast<int32_t>(pgwire::AuthCode::kOk)) {
+        auth_over_ = true;
+      }
+    } else if (f.kind == pgwire::FrameKind::kTyped && f.type != 'R') {
+      auth_over_ = true;  // an error, or the session's first messages
+    }
+    capture_frame(pgwire::Direction::kBackend, f, ts);
+    if (f.first) f.append_header(out);
+    out.append(f.body);
+  }
+  if (client_writable_) send_to_client(out.view());
+  if (auth_over_ && monitor_.at_backend_boundary()) framewise_ = false;
+}
+
+// A client that prefers channel binding, on TLS, seeing no SCRAM-SHA-256-PLUS
+// says so in its SASLInitialResponse (gs2 flag 'y'); PostgreSQL, on TLS too,
+// takes that for a downgrade attack and refuses with a message that does not
+// say what happened. pgproxy says it instead.
+bool ProxySession::refuses_channel_binding_downgrade(const pgwire::Frame& f) {
+  if (!plus_removed_ || f.kind != pgwire::FrameKind::kTyped || f.type != 'p' || !f.whole()) return false;
+  plus_removed_ = false;  // only the first 'p' after the list is the initial response
+  auto init = pgwire::fe::SaslInitialResponse::decode(f.body, f.offset);
+  if (!init || !init->data || init->data->empty() || static_cast<char>((*init->data)[0]) != 'y') return false;
+  ++ctx_.stats.errors;
+  diag(
+      "session {} client {}: refused: the client uses channel_binding=prefer over TLS and the server leg is TLS "
+      "too; PostgreSQL would take the missing channel binding for a downgrade attack",
+      id_, client_addr_);
+  fail_client("08P01",
+              "pgproxy: SCRAM channel binding cannot pass through pgproxy, which terminates TLS with its own "
+              "certificate; connect with channel_binding=disable, or give pgproxy the server's certificate and key "
+              "(--tls-cert/--tls-key), or use --upstream-sslmode disable",
+              "channel binding refused");
+  return true;
 }
 
 // Frames everything the client sent in this read. Bytes are forwarded as they
@@ -232,22 +461,42 @@ void ProxySession::client_data(pgwire::Bytes data, int64_t ts) {
     }
     const pgwire::Frame& f = r.frame();
     if (f.kind == pgwire::FrameKind::kOpaque) {
-      // A direct-TLS ClientHello: the session could not be logged, and the
-      // client never falls back to plaintext.
-      diag("session {} client {}: direct TLS connection refused (pgproxy only proxies plaintext sessions)", id_,
-           client_addr_);
+      // A direct-TLS ClientHello without --tls-cert: the session could not be
+      // logged, and the client never falls back to plaintext.
+      diag("session {} client {}: direct TLS connection refused (pgproxy runs without --tls-cert)", id_, client_addr_);
       ++ctx_.stats.errors;
       finish("direct TLS refused");
       return;
     }
+    if (refuses_channel_binding_downgrade(f)) return;
     capture_frame(pgwire::Direction::kFrontend, f, ts);
     const pgwire::StartupRequest request = pgwire::startup_request(f);
     if (request == pgwire::StartupRequest::kNone) continue;
     if (request == pgwire::StartupRequest::kEncryption) {
+      if (client_tls_) {  // inside TLS already: as PostgreSQL, a protocol violation
+        failed = true;
+        error = pgwire::Error{pgwire::Errc::kUnexpected, f.offset, "encryption request inside a TLS connection"};
+        forward_to = pos;
+        break;
+      }
       // Bytes after the request in the same read: the framer fails on them
       // (the client did not wait for the answer); only answer a well-behaved client.
-      if (in.empty()) refuse_encryption(ts);
+      if (in.empty()) answer_encryption_request(f, ts);
+      if (done()) return;
       continue;
+    }
+    if (request == pgwire::StartupRequest::kStartup && client_tls_ &&
+        ctx_.client_tls->client_verify() == ClientVerify::kVerifyFull) {
+      const std::string& user = monitor_.tracker().session().user;
+      std::string cn = client_tls_->peer_common_name();
+      if (cn != user) {
+        ++ctx_.stats.errors;
+        diag("session {} client {}: certificate CN \"{}\" is not the user \"{}\" (--tls-client-verify verify-full)",
+             id_, client_addr_, cn, user);
+        fail_client("28000", fmt::format("certificate authentication failed for user \"{}\"", user),
+                    "client certificate does not match the user");
+        return;
+      }
     }
     if (!reject_message_.empty() && request != pgwire::StartupRequest::kCancel) {
       fail_client("53300", reject_message_, "too many connections");
@@ -257,7 +506,7 @@ void ProxySession::client_data(pgwire::Bytes data, int64_t ts) {
     pgwire::Buffer packet;
     f.append_header(packet);
     packet.append(f.body);
-    to_server_.append(packet.view());
+    held_for_server_.append(packet.view());
     forward_from = data.size() - in.size();
     start_upstream();
     if (phase_ != Phase::kForwarding) return;  // the upstream failed at once
@@ -269,6 +518,10 @@ void ProxySession::client_data(pgwire::Bytes data, int64_t ts) {
 }
 
 void ProxySession::server_data(pgwire::Bytes data, int64_t ts) {
+  if (framewise_ && analysing_) {
+    server_frames(data, ts);
+    return;
+  }
   pgwire::Bytes in = data;
   while (analysing_ && !in.empty()) {
     pgwire::FrameResult r = monitor_.next(pgwire::Direction::kBackend, in, ts);
@@ -301,14 +554,18 @@ void ProxySession::capture_frame(pgwire::Direction dir, const pgwire::Frame& f, 
   }
 }
 
-// The proxy keeps sessions plaintext (so it can log them): it answers 'N' to
-// SSLRequest and GSSENCRequest itself.
-void ProxySession::refuse_encryption(int64_t ts) {
-  pgwire::FrameResult r = monitor_.answer_locally(pgwire::kEncryptionRefused, ts);
+// The proxy answers encryption requests itself, so it can log the session:
+// 'S' to an SSLRequest when it has a certificate (it terminates the TLS),
+// 'N' otherwise and to every GSSENCRequest (the client goes on in plaintext).
+void ProxySession::answer_encryption_request(const pgwire::Frame& request, int64_t ts) {
+  const bool tls = ctx_.client_tls && request.startup_code() == pgwire::kSslRequestCode;
+  const char answer = tls ? pgwire::kEncryptionAccepted : pgwire::kEncryptionRefused;
+  pgwire::FrameResult r = monitor_.answer_locally(answer, ts);
   if (!r.has_frame()) return;  // cannot happen: the framer just returned the request
   capture_frame(pgwire::Direction::kBackend, r.frame(), ts);
-  static constexpr std::byte kNo[] = {std::byte{pgwire::kEncryptionRefused}};
-  send_to_client(kNo);
+  const std::byte byte{static_cast<uint8_t>(answer)};
+  send_to_client({&byte, 1});  // before the channel exists: the answer is plaintext
+  if (tls) start_client_tls(false);
 }
 
 void ProxySession::stop_analysis(std::string_view why) {
@@ -350,6 +607,7 @@ void ProxySession::upstream_failed(int err) {
   }
   upstream_ = Upstream::kClosed;
   to_server_.release();
+  held_for_server_.release();
   ++ctx_.stats.errors;
   std::string why = pgwire::errno_text(err);
   diag("session {} client {}: cannot connect to the server {}: {}", id_, client_addr_, ctx_.upstream_text, why);
@@ -361,9 +619,30 @@ void ProxySession::upstream_failed(int err) {
               fmt::format("upstream connection failed: {}", why));
 }
 
+// Connected. With TLS toward the server, an SSLRequest first (its answer
+// comes to server_answered_ssl); the connect deadline still runs until the
+// connection is ready.
 void ProxySession::upstream_connected() {
+  if (ctx_.server_tls) {
+    upstream_ = Upstream::kNegotiating;
+    pgwire::Buffer req;
+    req.u32(8);
+    req.u32(pgwire::kSslRequestCode);
+    to_server_.append(req.view());
+    mark_dirty();
+    return;
+  }
+  upstream_ready();
+}
+
+// The server connection is ready: what the client sent meanwhile goes out.
+void ProxySession::upstream_ready() {
   upstream_ = Upstream::kConnected;
   if (phase_ == Phase::kForwarding) deadline_ms_ = 0;
+  if (!held_for_server_.empty()) {
+    send_to_server(held_for_server_.view());
+    held_for_server_.release();
+  }
   flush_server();
 }
 
@@ -389,16 +668,40 @@ bool ProxySession::write_some(int fd, OutBuf& buf, int& err, size_t& written) {
 // Output is queued, not sent: the proxy sends for every session it touched in
 // one go once the events of a poll() are handled (see SendBatch), so one
 // wake-up's worth of responses costs one system call where io_uring is there.
+// With TLS on a leg the bytes are encrypted into its buffer here, so the
+// round's writes still go out together. Nothing goes to a TLS client before
+// its handshake is done.
 void ProxySession::send_to_client(pgwire::Bytes b) {
   if (b.empty() || !client_writable_) return;
-  to_client_.append(b);
+  if (client_tls_) {
+    if (!client_tls_->open()) return;
+    if (!client_tls_->send(b, to_client_)) {
+      client_writable_ = false;
+      to_client_.release();
+      client_gone(client_tls_->error());
+      return;
+    }
+  } else {
+    to_client_.append(b);
+  }
   mark_dirty();
 }
 
 void ProxySession::send_to_server(pgwire::Bytes b) {
   if (b.empty() || upstream_ == Upstream::kClosed) return;
-  to_server_.append(b);
-  if (upstream_ == Upstream::kConnected) mark_dirty();
+  if (upstream_ != Upstream::kConnected) {
+    held_for_server_.append(b);
+    return;
+  }
+  if (server_tls_) {
+    if (!server_tls_->send(b, to_server_)) {
+      server_gone(server_tls_->error());
+      return;
+    }
+  } else {
+    to_server_.append(b);
+  }
+  mark_dirty();
 }
 
 void ProxySession::mark_dirty() {
@@ -423,7 +726,10 @@ bool ProxySession::client_write(PendingWrite& w) const {
 }
 
 bool ProxySession::server_write(PendingWrite& w) const {
-  if (upstream_ != Upstream::kConnected || server_fd_ < 0 || to_server_.empty()) return false;
+  if ((upstream_ != Upstream::kConnected && upstream_ != Upstream::kNegotiating) || server_fd_ < 0 ||
+      to_server_.empty()) {
+    return false;
+  }
   w = {server_fd_, to_server_.view()};
   return true;
 }
@@ -459,7 +765,7 @@ void ProxySession::client_written(size_t written, int err) {
 }
 
 void ProxySession::flush_server() {
-  if (upstream_ != Upstream::kConnected || to_server_.empty()) {
+  if ((upstream_ != Upstream::kConnected && upstream_ != Upstream::kNegotiating) || to_server_.empty()) {
     if (phase_ == Phase::kDraining) check_drained();
     return;
   }
@@ -470,7 +776,7 @@ void ProxySession::flush_server() {
 }
 
 void ProxySession::server_written(size_t written, int err) {
-  if (done() || upstream_ != Upstream::kConnected) return;
+  if (done() || (upstream_ != Upstream::kConnected && upstream_ != Upstream::kNegotiating)) return;
   to_server_.consume(written);
   if (err != 0) {
     server_gone(fmt::format("server connection error: {}", pgwire::errno_text(err)));
@@ -528,6 +834,7 @@ void ProxySession::server_gone(std::string reason) {
 void ProxySession::close_server() {
   close_fd(server_fd_);
   to_server_.release();
+  held_for_server_.release();
   if (upstream_ != Upstream::kNone) upstream_ = Upstream::kClosed;
 }
 
@@ -545,8 +852,14 @@ void ProxySession::begin_drain(std::string reason) {
 // connected (or connecting) and toward a client still there.
 void ProxySession::check_drained() {
   if (phase_ == Phase::kDone) return;
-  bool server_pending =
-      (upstream_ == Upstream::kConnecting || upstream_ == Upstream::kConnected) && !to_server_.empty();
+  bool server_pending = (upstream_ == Upstream::kConnecting || upstream_ == Upstream::kNegotiating ||
+                         upstream_ == Upstream::kConnected) &&
+                        (!to_server_.empty() || !held_for_server_.empty());
+  // A TLS client gets close_notify before the connection is shut down.
+  if (client_tls_ && client_writable_ && client_tls_->open()) {
+    client_tls_->close(to_client_);
+    if (!to_client_.empty()) mark_dirty();
+  }
   bool client_pending = client_writable_ && !to_client_.empty();
   if (server_pending || client_pending) return;
   if (phase_ == Phase::kLinger) return;

@@ -21,6 +21,7 @@
 #include "pgwire/net.hpp"
 #include "pgwire/session_monitor.hpp"
 #include "pgwire/statement_log.hpp"
+#include "tls.hpp"
 
 namespace pgproxy {
 
@@ -32,9 +33,13 @@ struct ProxyStats {
   uint64_t statements = 0;  // tracker events
   uint64_t client_bytes = 0;
   uint64_t server_bytes = 0;
-  uint64_t errors = 0;  // protocol violations, upstream failures, accept errors, ...
-  uint64_t polls = 0;   // poll() calls that returned something
-  uint64_t ready = 0;   // descriptors they returned ready
+  uint64_t errors = 0;                   // protocol violations, upstream failures, accept errors, ...
+  uint64_t tls_clients = 0;              // client connections whose TLS pgproxy terminated
+  uint64_t tls_servers = 0;              // server connections pgproxy opened with TLS
+  uint64_t tls_failures = 0;             // handshakes that failed, either leg
+  uint64_t channel_binding_removed = 0;  // AuthenticationSASL lists without SCRAM-SHA-256-PLUS
+  uint64_t polls = 0;                    // poll() calls that returned something
+  uint64_t ready = 0;                    // descriptors they returned ready
 };
 
 class ProxySession;
@@ -51,9 +56,19 @@ struct SessionContext {
   bool log_enabled = false;
   bool capture_enabled = false;
   bool capture_backend = false;
-  WriteBatch* batch = nullptr;       // SQL log lines and capture records go here
-  std::vector<ProxySession*> dirty;  // sessions with output queued in this poll round
-  std::vector<std::byte> scratch;    // one read buffer for the whole loop
+  // TLS toward clients (null: SSLRequest answered 'N', direct TLS refused)
+  // and toward the server (null: plaintext), and the name the server's
+  // certificate is checked against.
+  std::shared_ptr<TlsContext> client_tls;
+  std::shared_ptr<TlsContext> server_tls;
+  UpstreamSslMode upstream_sslmode = UpstreamSslMode::kDisable;
+  std::string upstream_host;
+  int64_t startup_timeout_ms = 60'000;  // like PostgreSQL's authentication_timeout
+  WriteBatch* batch = nullptr;          // SQL log lines and capture records go here
+  std::vector<ProxySession*> dirty;     // sessions with output queued in this poll round
+  std::vector<std::byte> scratch;       // one read buffer for the whole loop
+  std::vector<std::byte> plain;         // what TLS decrypted of one read
+  bool channel_binding_reported = false;
   ProxyStats stats;
 };
 
@@ -95,7 +110,9 @@ class ProxySession {
   // Monotonic ms of the next timeout, 0 = none.
   int64_t deadline_ms() const { return deadline_ms_; }
   size_t pending_to_client() const { return to_client_.size(); }
-  size_t pending_to_server() const { return to_server_.size(); }
+  size_t pending_to_server() const { return to_server_.size() + held_for_server_.size(); }
+  bool client_tls() const { return client_tls_ != nullptr; }
+  bool server_tls() const { return server_tls_ != nullptr; }
   const pgwire::SessionMonitor& monitor() const { return monitor_; }
 
   // Poll interest; `throttled` = the writer is behind, read nothing.
@@ -122,20 +139,36 @@ class ProxySession {
   void capture_reopened();
 
  private:
-  enum class Upstream : uint8_t { kNone, kConnecting, kConnected, kClosed };
+  enum class Upstream : uint8_t {
+    kNone,
+    kConnecting,
+    kNegotiating,  // connected; SSLRequest sent, or the TLS handshake under way
+    kConnected,    // ready: the client's bytes flow
+    kClosed,
+  };
 
   void read_client();
   void read_server();
+  void client_received(pgwire::Bytes raw);
+  void server_received(pgwire::Bytes raw);
   void client_data(pgwire::Bytes data, int64_t ts);
   void server_data(pgwire::Bytes data, int64_t ts);
+  void server_frames(pgwire::Bytes data, int64_t ts);
+  bool refuses_channel_binding_downgrade(const pgwire::Frame& f);
+  void start_client_tls(bool direct);
+  void client_tls_established();
+  void server_answered_ssl(pgwire::Bytes raw);
+  void server_tls_established();
+  void upstream_ready();
   void on_statement(const pgwire::StatementEvent& ev, const pgwire::SessionInfo& info);
   void capture_frame(pgwire::Direction dir, const pgwire::Frame& f, int64_t ts);
   void capture(const pgwire::Status& st);
   void open_capture_session();
-  void refuse_encryption(int64_t ts);
+  void answer_encryption_request(const pgwire::Frame& request, int64_t ts);
   void start_upstream();
   void upstream_connected();
   void upstream_failed(int err);
+  void upstream_tls_failed(std::string why);
 
   void send_to_client(pgwire::Bytes b);
   void send_to_server(pgwire::Bytes b);
@@ -175,8 +208,18 @@ class ProxySession {
   int64_t open_ts_ns_ = 0;
   std::string close_reason_;
 
-  OutBuf to_client_;
-  OutBuf to_server_;
+  OutBuf to_client_;  // bytes for the client's socket (encrypted when its TLS is on)
+  OutBuf to_server_;  // bytes for the server's socket (likewise)
+  // What the client sent before the server connection is ready (connected,
+  // and TLS set up if any): plaintext, encrypted when it moves to to_server_.
+  OutBuf held_for_server_;
+  std::unique_ptr<TlsChannel> client_tls_;
+  std::unique_ptr<TlsChannel> server_tls_;
+  // The server's frames are forwarded one by one (not as read) so that its
+  // AuthenticationSASL can go without SCRAM-SHA-256-PLUS; until authentication is over.
+  bool framewise_ = false;
+  bool plus_removed_ = false;  // the client's SASLInitialResponse is checked
+  bool auth_over_ = false;
   pgwire::SessionMonitor monitor_;
   std::vector<std::byte> backend_key_;  // BackendKeyData body, for capture_reopened()
 };

@@ -120,6 +120,12 @@ class Framer {
   // Cross-direction coupling: the startup phase of one direction depends on
   // what the other said. ConnectionFramer calls these for you.
   void on_peer_frame(const Frame& peer);
+  // The connection's TLS is terminated by whoever feeds this framer, who
+  // passes on the decrypted bytes from here: an encrypted stream (after an
+  // 'S', or a direct-TLS ClientHello) goes on as after an 'N' -- the frontend
+  // expects a startup packet, the backend typed messages. No effect on a
+  // failed framer or on one past the startup phase.
+  void resume_decrypted();
 
   Direction direction() const { return dir_; }
   uint64_t offset() const { return offset_; }  // bytes consumed so far

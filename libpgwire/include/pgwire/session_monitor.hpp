@@ -25,6 +25,13 @@ namespace pgwire {
 // Session metadata keys written by pgproxy.
 inline constexpr std::string_view kMetaBackendKeyData = "backend_key_data";  // BackendKeyData body
 inline constexpr std::string_view kMetaCaptureBackend = "capture_backend";   // "1" or "0"
+// The client's TLS was terminated by pgproxy, whose records from here on hold
+// the decrypted bytes: "TLSv1.3 TLS_AES_256_GCM_SHA384", with " direct" for a
+// connection that opened with TLS (no SSLRequest).
+inline constexpr std::string_view kMetaClientTls = "client_tls";
+// How pgproxy's own connection to the server is protected: as client_tls, or
+// "none" when the server refused TLS and --upstream-sslmode allowed plaintext.
+inline constexpr std::string_view kMetaServerTls = "server_tls";
 
 // What a startup-phase packet asks for.
 enum class StartupRequest : uint8_t {
@@ -35,9 +42,11 @@ enum class StartupRequest : uint8_t {
 };
 StartupRequest startup_request(const Frame& f);
 
-// The answer a proxy that keeps sessions readable gives to an encryption
-// request (SSLRequest or GSSENCRequest) itself: no, continue in plaintext.
+// The answers a proxy gives to an encryption request itself: no, continue in
+// plaintext (without TLS of its own, and always to GSSENCRequest); yes, a
+// TLS handshake follows (the proxy terminates the client's TLS).
 inline constexpr char kEncryptionRefused = 'N';
+inline constexpr char kEncryptionAccepted = 'S';
 
 class SessionMonitor {
  public:
@@ -68,7 +77,7 @@ class SessionMonitor {
   Status feed(Direction dir, Bytes bytes, int64_t ts_ns) { return feed_to(dir, bytes, ts_ns, nullptr); }
 
   // The proxy answers the client's encryption request itself (`answer`:
-  // kEncryptionRefused today). The answer goes through the server
+  // kEncryptionRefused or kEncryptionAccepted). The answer goes through the server
   // direction's framer as if the server had sent it, so both directions go
   // on exactly as after a real answer, and is returned for the caller to send
   // and record. Fails when no request is waiting for an answer.
@@ -76,6 +85,13 @@ class SessionMonitor {
   // True between an encryption request and its answer: the client may send
   // nothing until it has the answer.
   bool awaiting_answer() const { return framer_.backend().awaiting_answer(); }
+  // The caller terminates the client's TLS (after answering 'S', or on a
+  // direct-TLS connection) and hands over the decrypted bytes from now on:
+  // both directions go on in plaintext, the frontend with its startup packet.
+  void tls_terminated() {
+    framer_.frontend().resume_decrypted();
+    framer_.backend().resume_decrypted();
+  }
 
   // Whether a message of our own (an ErrorResponse) can be sent to the
   // client now without cutting into one of the server's: the server's stream
@@ -113,6 +129,8 @@ class CaptureDecoder {
     std::function<void(const SessionInfo&, Direction, const Frame&, int64_t ts_ns, PasswordKind, bool redacted)> frame;
     std::function<void(const SessionInfo&, int64_t ts_ns, std::string_view server)> session_open;
     std::function<void(const SessionInfo&, int64_t ts_ns, std::string_view reason)> session_close;
+    // A SessionMeta record, after the decoder has applied what it knows of it.
+    std::function<void(const SessionInfo&, int64_t ts_ns, std::string_view key, Bytes value)> session_meta;
     // A session's stream could not be framed; the session is ignored from there.
     std::function<void(const SessionInfo&, const Error&)> error;
   };

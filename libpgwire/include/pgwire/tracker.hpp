@@ -53,6 +53,10 @@ struct SessionInfo {
   std::vector<std::byte> cancel_key;
   bool authenticated = false;
   std::string auth_method;  // "trust", "password", "md5", "SCRAM-SHA-256", ...
+  // TLS of the client's and of the server's connection as a proxy recorded
+  // it (kMetaClientTls / kMetaServerTls): empty when not known or not used.
+  std::string client_tls;
+  std::string server_tls;
 };
 
 struct StatementParam {
