@@ -19,6 +19,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "test_pki.hpp"
+
 namespace pgwire::test {
 namespace fs = std::filesystem;
 namespace {
@@ -54,6 +56,9 @@ std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   return s;
 }
+
+// Whether host_auth checks a password (and the roles get one).
+bool uses_password(HostAuth auth) { return auth == HostAuth::scram_sha_256 || auth == HostAuth::md5; }
 
 bool process_alive(pid_t pid) { return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM); }
 
@@ -109,6 +114,7 @@ const char* host_auth_name(HostAuth auth) {
     case HostAuth::trust: return "trust";
     case HostAuth::scram_sha_256: return "scram-sha-256";
     case HostAuth::md5: return "md5";
+    case HostAuth::cert: return "cert";
   }
   return "?";
 }
@@ -159,6 +165,10 @@ uint16_t pick_free_port() {
 }
 
 TempPostgres::TempPostgres(TempPostgresOptions options) : options_(std::move(options)) {
+  if (options_.hostssl_only && !options_.tls) throw std::invalid_argument("TempPostgres: hostssl_only needs tls");
+  if (options_.host_auth == HostAuth::cert && (!options_.tls || options_.tls->ca_file.empty())) {
+    throw std::invalid_argument("TempPostgres: HostAuth::cert needs tls with a ca_file");
+  }
   bindir_ = options_.bindir.empty() ? find_postgres_bindir() : options_.bindir;
   user_ = options_.host_auth == HostAuth::trust ? superuser() : options_.user;
   if (geteuid() == 0) {
@@ -184,6 +194,10 @@ TempPostgres::TempPostgres(TempPostgresOptions options) : options_(std::move(opt
     CommandResult v = run_command({tool("postgres"), "--version"});
     version_ = trim(v.out);
     init_cluster();
+    if (options_.tls) {
+      install_tls_files();
+      write_hba_conf();
+    }
     start_server();
     if (options_.host_auth != HostAuth::trust) create_login_role();
   } catch (...) {
@@ -201,10 +215,12 @@ std::string TempPostgres::tool(const char* name) const {
 }
 
 std::string TempPostgres::password() const {
-  return options_.host_auth == HostAuth::trust ? std::string() : options_.password;
+  return uses_password(options_.host_auth) ? options_.password : std::string();
 }
 
 void TempPostgres::init_cluster() {
+  // With tls, write_hba_conf() replaces the pg_hba.conf that initdb writes.
+  const char* auth_host = options_.tls ? "trust" : host_auth_name(options_.host_auth);
   std::vector<std::string> argv = {tool("initdb"),
                                    "-D",
                                    data_dir_,
@@ -214,9 +230,9 @@ void TempPostgres::init_cluster() {
                                    "--locale=C",
                                    "--no-sync",
                                    "--auth-local=trust",
-                                   std::string("--auth-host=") + host_auth_name(options_.host_auth)};
+                                   std::string("--auth-host=") + auth_host};
   std::string pwfile = base_dir_ + "/pwfile";
-  if (options_.host_auth != HostAuth::trust) {
+  if (uses_password(options_.host_auth)) {
     int fd = open(pwfile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) throw std::runtime_error("create " + pwfile + ": " + std::strerror(errno));
     std::string line = options_.password + "\n";
@@ -268,6 +284,12 @@ bool TempPostgres::try_start_on(uint16_t port, std::string& failure) {
       {"shared_buffers", "32MB"},
       {"password_encryption", encryption},
   };
+  if (tls_) {
+    settings.emplace_back("ssl", "on");
+    settings.emplace_back("ssl_cert_file", tls_->cert_file);
+    settings.emplace_back("ssl_key_file", tls_->key_file);
+    if (!tls_->ca_file.empty()) settings.emplace_back("ssl_ca_file", tls_->ca_file);
+  }
   settings.insert(settings.end(), options_.settings.begin(), options_.settings.end());
   std::vector<std::string> argv = {tool("postgres"), "-D", data_dir_};
   for (const auto& [name, value] : settings) {
@@ -308,13 +330,53 @@ bool TempPostgres::try_start_on(uint16_t port, std::string& failure) {
   }
 }
 
+// The server's user must own the key (mode 0600): PostgreSQL refuses to start otherwise.
+void TempPostgres::install_tls_files() {
+  std::string dir = base_dir_ + "/tls";
+  if (mkdir(dir.c_str(), 0700) != 0) throw std::runtime_error("mkdir " + dir + ": " + std::strerror(errno));
+  if (run_as_ && chown(dir.c_str(), run_as_->uid, run_as_->gid) != 0) {
+    throw std::runtime_error("chown " + dir + ": " + std::strerror(errno));
+  }
+  CertKeyPair pair = TestPki::install_pair({options_.tls->cert_file, options_.tls->key_file}, dir, "server", run_as_);
+  tls_ = TempPostgresTls{pair.cert, pair.key, {}};
+  if (!options_.tls->ca_file.empty()) {
+    tls_->ca_file = dir + "/ca.crt";
+    install_file(options_.tls->ca_file, tls_->ca_file, 0644, run_as_);
+  }
+}
+
+// Replaces initdb's pg_hba.conf (which the server's user owns; truncating keeps the owner).
+// "all" databases do not include replication connections: they get lines of their own.
+void TempPostgres::write_hba_conf() const {
+  const bool hostssl = options_.hostssl_only || options_.host_auth == HostAuth::cert;
+  std::string method = host_auth_name(options_.host_auth);
+  if (options_.host_auth == HostAuth::cert) method += " clientcert=verify-full";
+  std::ostringstream hba;
+  hba << "# Written by TempPostgres (tests/support/pg_server.cpp).\n"
+      << "local all all trust\n"
+      << "local replication all trust\n";
+  for (const char* database : {"all", "replication"}) {
+    for (const char* address : {"127.0.0.1/32", "::1/128"}) {
+      if (options_.hostssl_only) hba << "hostnossl " << database << " all " << address << " reject\n";
+      hba << (hostssl ? "hostssl " : "host ") << database << " all " << address << " " << method << "\n";
+    }
+  }
+  std::string path = data_dir_ + "/pg_hba.conf";
+  std::ofstream out(path, std::ios::trunc);
+  out << hba.str();
+  out.close();
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
 void TempPostgres::create_login_role() {
   if (options_.user == superuser()) return;  // initdb --pwfile already set its password
   // psql variables quote the name and password (:"x" and :'x'): no SQL built from strings here.
+  const char* password_clause = uses_password(options_.host_auth) ? " PASSWORD :'login_password'" : "";
   CommandResult r = run_admin_psql(
       {"-q", "-v", "ON_ERROR_STOP=1", "-v", "login_role=" + options_.user, "-v", "login_password=" + options_.password},
-      "CREATE ROLE :\"login_role\" LOGIN CREATEDB PASSWORD :'login_password';\n"
-      "GRANT ALL ON SCHEMA public TO :\"login_role\";\n");
+      std::string("CREATE ROLE :\"login_role\" LOGIN CREATEDB") + password_clause +
+          ";\n"
+          "GRANT ALL ON SCHEMA public TO :\"login_role\";\n");
   if (!r.ok()) throw std::runtime_error("creating role " + options_.user + ": " + r.describe());
 }
 

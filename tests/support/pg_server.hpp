@@ -3,6 +3,15 @@
 //   pgwire::test::TempPostgres pg;                       // trust auth
 //   auto r = pg.run_psql({"-At", "-c", "SELECT 42"});    // r.exit_code, r.out, r.err
 //
+// With TLS (certificates from test_pki.hpp), TCP connections without it refused:
+//
+//   const TestPki& pki = TestPki::shared();
+//   TempPostgresOptions o;
+//   o.tls = TempPostgresTls{pki.server().cert, pki.server().key, pki.ca_cert()};
+//   o.hostssl_only = true;
+//   TempPostgres pg(o);
+//   pg.run_psql({"-h", "localhost", "-c", "SELECT 1"}, {}, pki.libpq_env("verify-full"));
+//
 // The constructor finds the newest installed server, runs initdb in a fresh directory under /tmp,
 // starts postgres on a free 127.0.0.1 port and waits until it accepts connections; the destructor
 // stops it (immediate shutdown) and removes the directory. When the test runs as root, initdb and
@@ -35,15 +44,30 @@ namespace pgwire::test {
 
 // What pg_hba.conf demands of TCP connections (127.0.0.1/32 and ::1/128). Unix-socket connections
 // are always `trust`: the harness uses them for its own setup.
-enum class HostAuth { trust, scram_sha_256, md5 };
+// cert: a client certificate signed by TempPostgresTls::ca_file whose CN is the role's name
+// (clientcert=verify-full), on TLS connections only; needs TempPostgresOptions::tls with a ca_file.
+enum class HostAuth { trust, scram_sha_256, md5, cert };
 
 const char* host_auth_name(HostAuth auth);
+
+// The server's TLS files (PEM), e.g. from TestPki (test_pki.hpp). TempPostgres copies them into
+// its directory, owned by the server's user with the key at mode 0600 as PostgreSQL demands, so
+// they may live anywhere the test process can read.
+struct TempPostgresTls {
+  std::string cert_file;  // ssl_cert_file
+  std::string key_file;   // ssl_key_file
+  // ssl_ca_file: the CA that signs client certificates. Empty: no client certificates are
+  // asked for (HostAuth::cert then cannot work).
+  std::string ca_file;
+};
 
 struct TempPostgresOptions {
   HostAuth host_auth = HostAuth::trust;
   // With scram_sha_256 or md5: the login role that is created with this password (and may create
-  // objects in schema public). The superuser `postgres` gets the same password. With trust, the
-  // login user is `postgres` and these are ignored.
+  // objects in schema public). The superuser `postgres` gets the same password. With cert: the
+  // role is created without a password; the client certificate's CN must be this name
+  // (TestPki's client() is made for "pgwire"). With trust, the login user is `postgres` and these
+  // are ignored.
   // password_encryption follows host_auth (md5 needs md5-hashed passwords: with a SCRAM hash the
   // server silently performs SCRAM on an md5 pg_hba line).
   std::string user = "pgwire";
@@ -52,6 +76,14 @@ struct TempPostgresOptions {
   // Example: {"log_statement", "all"}. Note: log_destination=csvlog needs logging_collector=on;
   // its files then land in data_dir()/log (log_directory), not in log_path().
   std::vector<std::pair<std::string, std::string>> settings;
+  // Set: the server starts with ssl=on and these files (before `settings`, which may override
+  // them), and pg_hba.conf is written by TempPostgres: `hostssl` lines for host_auth (`host` lines
+  // unless hostssl_only, except for cert, which only exists on hostssl lines).
+  // Unset (the default): no TLS, pg_hba.conf as initdb writes it.
+  std::optional<TempPostgresTls> tls;
+  // With tls: TCP connections without TLS are rejected (`hostnossl ... reject`), whatever
+  // sslmode the client asks for.
+  bool hostssl_only = false;
   std::chrono::milliseconds start_timeout{std::chrono::seconds(60)};
   // Empty: $PGWIRE_PG_BINDIR if set, otherwise the newest /usr/lib/postgresql/*/bin.
   std::string bindir;
@@ -74,7 +106,9 @@ class TempPostgres {
   const std::string& bindir() const { return bindir_; }
   pid_t pid() const { return pid_; }
   HostAuth host_auth() const { return options_.host_auth; }
-  // The role to log in as over TCP, and its password (empty with trust).
+  // The server's copies of TempPostgresOptions::tls (in base_dir()/tls), nullopt without TLS.
+  const std::optional<TempPostgresTls>& tls() const { return tls_; }
+  // The role to log in as over TCP, and its password (empty with trust and cert).
   const std::string& user() const { return user_; }
   std::string password() const;
   static const char* superuser() { return "postgres"; }
@@ -105,6 +139,8 @@ class TempPostgres {
   void start_server();
   bool try_start_on(uint16_t port, std::string& failure);
   void wait_until_ready();
+  void install_tls_files();
+  void write_hba_conf() const;
   void create_login_role();
   std::string tool(const char* name) const;
 
@@ -117,6 +153,7 @@ class TempPostgres {
   std::string version_;
   std::string user_;
   std::optional<RunAs> run_as_;  // set when we are root
+  std::optional<TempPostgresTls> tls_;
   uint16_t port_ = 0;
   pid_t pid_ = -1;
 };
