@@ -143,11 +143,13 @@ std::shared_ptr<TlsContext> TlsContext::for_clients(const ClientTlsOptions& opts
     error = fmt::format("--tls-cert {}: {}", opts.cert_file, openssl_error());
     return nullptr;
   }
-  if (SSL_CTX_use_PrivateKey_file(ctx, opts.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-    error = fmt::format("--tls-key {}: {}", opts.key_file, openssl_error());
-    return nullptr;
-  }
-  if (SSL_CTX_check_private_key(ctx) != 1) {
+  if (SSL_CTX_use_PrivateKey_file(ctx, opts.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    std::string why = openssl_error();
+    if (why.find("mismatch") == std::string::npos) {
+      error = fmt::format("--tls-key {}: {}", opts.key_file, why);
+      return nullptr;
+    }
     error = fmt::format("--tls-key {} does not belong to the certificate in {}", opts.key_file, opts.cert_file);
     return nullptr;
   }
