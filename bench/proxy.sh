@@ -376,9 +376,14 @@ if [ "$TLS" = 1 ]; then
   target prepared 1.1
   target sysbench 1.1
   target connect 1.0
-  echo "pgbouncer: $(grep -cE ' (WARNING|ERROR) ' "$work/pgbouncer.log" || true) WARNING/ERROR lines in its log" \
-    "$(grep -E ' (WARNING|ERROR) ' "$work/pgbouncer.log" | sed -E 's/^.* (WARNING|ERROR) /\1 /' | sort | uniq -c |
-      sort -rn | head -3 | sed -E 's/^ +//' | paste -sd';' | sed 's/^./(most frequent: &/; s/$/)/; s/;/; /g')"
+  bouncer_problems=$(grep -E ' (WARNING|ERROR) ' "$work/pgbouncer.log" | sed -E 's/^.* (WARNING|ERROR) /\1 /' |
+    sed -E 's/[0-9]+/N/g' | sort | uniq -c | sort -rn | sed -E 's/^ +//' || true)
+  if [ -z "$bouncer_problems" ]; then
+    echo "pgbouncer: no WARNING or ERROR in its log"
+  else
+    echo "pgbouncer: WARNING/ERROR in its log (count, message with numbers as N), most frequent first:"
+    head -5 <<<"$bouncer_problems" | sed 's/^/  /'
+  fi
   echo "machine: load average $(cut -d' ' -f1-3 /proc/loadavg) at the end of the runs"
 fi
 
