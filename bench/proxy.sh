@@ -35,7 +35,7 @@
 #    sysbench, psql; direct ones too) runs with PGSSLMODE=require. sysbench 1.0's pgsql driver has
 #    no TLS option, but it connects with libpq's PQsetdbLogin, which takes PGSSLMODE from the
 #    environment like any other libpq client (and the server's pg_hba refuses it otherwise).
-#    Before the runs, the protocol and cipher of each way's client leg (openssl s_client) and
+#    Before the runs, the protocol and cipher of each way's client leg (psql's \conninfo) and
 #    server leg (pg_stat_ssl) are printed. The workloads are those above plus pgbench -C -S
 #    (-c CLIENTS -j 2): a new connection, TLS handshake(s) included, per transaction, so its tps
 #    are connections per second (pgbench's "average connection time" is printed too).
@@ -109,9 +109,9 @@ pg_tls=()
 proxy_tls=()
 if [ "$TLS" = 1 ]; then
   # A throwaway CA signs the server's certificate and the one both proxies show their clients;
-  # nothing comes from the system's openssl.cnf. Every file 0600. When we are root the whole temp
-  # dir goes to the postgres user, which runs the server and pgbouncer and must own the server's
-  # key; pgproxy, as root, takes a key of another owner with mode 0600.
+  # nothing comes from the system's openssl.cnf. Keys and certificates 0600. When we are root,
+  # the whole temp dir goes to the postgres user, which runs the server and pgbouncer and must
+  # own the server's key; pgproxy, as root, takes a key of another owner with mode 0600.
   tls=$work/tls
   mkdir "$tls"
   printf '%s\n' '[req]' 'distinguished_name = dn' 'prompt = no' '[dn]' \
