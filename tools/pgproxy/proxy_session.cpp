@@ -343,7 +343,8 @@ void ProxySession::server_tls_established() {
   }
   // A client's SCRAM channel binding hashes the certificate it sees, which
   // is the server's only when pgproxy presents that same certificate.
-  X509* ours = ctx_.client_tls && client_tls_ ? ctx_.client_tls->certificate() : nullptr;
+  // The certificate this session's client saw: a SIGHUP since may have replaced ctx_.client_tls.
+  X509* ours = client_tls_ ? client_tls_->context().certificate() : nullptr;
   framewise_ = !(client_tls_ && ours != nullptr && server_tls_->peer_certificate_is(ours));
   upstream_ready();
 }
@@ -625,6 +626,8 @@ void ProxySession::upstream_failed(int err) {
 void ProxySession::upstream_connected() {
   if (ctx_.server_tls) {
     upstream_ = Upstream::kNegotiating;
+    // The server's answer and handshake get --startup-timeout, as a client's do.
+    deadline_ms_ = pgwire::monotonic_ms() + ctx_.startup_timeout_ms;
     pgwire::Buffer req;
     req.u32(8);
     req.u32(pgwire::kSslRequestCode);

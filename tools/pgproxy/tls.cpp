@@ -56,12 +56,11 @@ int keylog_index() {
 }
 
 void write_keylog(const SSL* ssl, const char* line) {
-  void* p = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), keylog_index());
-  if (p == nullptr) return;
-  int fd = static_cast<int>(reinterpret_cast<intptr_t>(p)) - 1;
+  const auto* fd = static_cast<const int*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), keylog_index()));
+  if (fd == nullptr || *fd < 0) return;
   std::string l = fmt::format("{}\n", line);
   // One short write per handshake to a local file; a failure only loses a line.
-  (void)!write(fd, l.data(), l.size());
+  (void)!write(*fd, l.data(), l.size());
 }
 
 bool is_ip_address(const std::string& host) {
@@ -104,7 +103,8 @@ TlsContext::~TlsContext() {
 X509* TlsContext::certificate() const { return SSL_CTX_get0_certificate(ctx_); }
 
 void TlsContext::set_keylog_fd(int fd) {
-  SSL_CTX_set_ex_data(ctx_, keylog_index(), fd < 0 ? nullptr : reinterpret_cast<void*>(intptr_t{fd} + 1));
+  keylog_fd_ = fd;
+  SSL_CTX_set_ex_data(ctx_, keylog_index(), &keylog_fd_);
   SSL_CTX_set_keylog_callback(ctx_, fd < 0 ? nullptr : write_keylog);
 }
 
@@ -375,7 +375,7 @@ bool TlsChannel::receive(pgwire::Bytes cipher, std::vector<std::byte>& plain, Ou
   if (state_ == State::kFailed || state_ == State::kClosed) return state_ != State::kFailed;
   CallScope scope(in_, wire_, cipher, wire);
   if (state_ == State::kHandshake && (!handshake() || state_ != State::kOpen)) return state_ != State::kFailed;
-  constexpr size_t kChunk = 16 * 1024;  // one TLS record at most
+  constexpr size_t kChunk = size_t{16} * 1024;  // one TLS record at most
   for (;;) {
     size_t at = plain.size();
     plain.resize(at + kChunk);

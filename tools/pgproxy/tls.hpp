@@ -81,6 +81,7 @@ class TlsContext {
   bool server_role_ = false;
   ServerTlsOptions server_opts_;
   ClientVerify client_verify_ = ClientVerify::kNone;
+  int keylog_fd_ = -1;  // the key log callback reads it through the SSL_CTX
 };
 
 // A key file that others than its owner can read is refused, as PostgreSQL
