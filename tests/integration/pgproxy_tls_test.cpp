@@ -473,6 +473,73 @@ std::string tls_query(uint16_t port, const pt::TempPostgres& pg, const std::stri
   return q.values.empty() ? std::string("no rows") : q.values[0];
 }
 
+// A TCP relay to 127.0.0.1:port that holds the first connection it accepts until open() is
+// called: what a slow network or a busy server looks like to pgproxy's server leg.
+class GatedRelay {
+ public:
+  explicit GatedRelay(uint16_t upstream_port) : upstream_port_(upstream_port) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listen_fd_, 8) != 0 ||
+        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      throw std::runtime_error("GatedRelay: bind/listen");
+    }
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { relay(); });
+  }
+  ~GatedRelay() {
+    stop_ = true;
+    thread_.join();
+    close(listen_fd_);
+  }
+  GatedRelay(const GatedRelay&) = delete;
+  GatedRelay& operator=(const GatedRelay&) = delete;
+
+  uint16_t port() const { return port_; }
+  // Waits until a connection came in (true) or `limit` passed.
+  bool wait_accepted(std::chrono::milliseconds limit) const {
+    for (auto deadline = Clock::now() + limit; Clock::now() < deadline; std::this_thread::sleep_for(10ms)) {
+      if (accepted_) return true;
+    }
+    return accepted_;
+  }
+  void open() { open_ = true; }
+
+ private:
+  void relay() {
+    int in = -1;
+    while (!stop_ && in < 0) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (poll(&p, 1, 20) > 0) in = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    }
+    if (in < 0) return;
+    accepted_ = true;
+    while (!stop_ && !open_) std::this_thread::sleep_for(10ms);
+    int out = stop_ ? -1 : connect_loopback(upstream_port_);
+    pollfd fds[2] = {{in, POLLIN, 0}, {out, POLLIN, 0}};
+    for (bool done = out < 0; !done && !stop_;) {
+      if (poll(fds, 2, 20) <= 0) continue;
+      for (int i = 0; i < 2; ++i) {
+        if (fds[i].revents == 0) continue;
+        char buf[16384];
+        ssize_t n = recv(fds[i].fd, buf, sizeof buf, 0);
+        if (n <= 0 || ::send(fds[1 - i].fd, buf, static_cast<size_t>(n), MSG_NOSIGNAL) != n) done = true;
+      }
+    }
+    close(in);
+    if (out >= 0) close(out);
+  }
+
+  uint16_t upstream_port_;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false}, open_{false}, accepted_{false};
+  std::thread thread_;
+};
+
 // ---- Both legs TLS: a server that takes TCP connections over TLS only, with SCRAM ----------
 
 class PgproxyTlsBothLegs : public pt::SharedServerTest<PgproxyTlsBothLegs> {
@@ -620,19 +687,24 @@ TEST_F(PgproxyTlsBothLegs, PlaintextClientAndTlsToTheServer) {
 }
 
 // --upstream-sslrootcert of a CA that did not sign the server's certificate.
+// --upstream-sslrootcert of a CA that did not sign the server's certificate: refused under
+// verify-full, and under require too (libpq's rule: with a root file, require checks the chain).
 TEST_F(PgproxyTlsBothLegs, ServerCertificateFromAnotherCaIsRefused) {
-  ProxyProcess proxy(pg(), server_leg_verify_full(pki().untrusted_ca_cert()));
-  pt::CommandResult r = proxy.psql(pg(), {"-At", "-c", "SELECT 'never'"}, {{"PGSSLMODE", "disable"}});
-  EXPECT_EQ(r.exit_code, 2) << r.describe();
-  EXPECT_NE(r.err.find("pgproxy could not open a TLS connection to the server"), std::string::npos) << r.describe();
-  EXPECT_NE(r.err.find("certificate verify failed"), std::string::npos) << r.describe();
-  ASSERT_EQ(proxy.stop(), 0);
-  const std::string out = proxy.output();
-  EXPECT_NE(out.find("no TLS connection to the server"), std::string::npos) << out;
-  // PostgreSQL sends the CA of its ssl_ca_file along (OpenSSL builds the chain from its store), so
-  // the chain ends in a self-signed certificate that pgproxy does not trust.
-  EXPECT_NE(out.find("certificate verify failed: self-signed certificate in certificate chain"), std::string::npos)
-      << out;
+  for (const char* mode : {"verify-full", "require"}) {
+    SCOPED_TRACE(mode);
+    ProxyProcess proxy(pg(), {"--upstream-sslmode", mode, "--upstream-sslrootcert", pki().untrusted_ca_cert()});
+    pt::CommandResult r = proxy.psql(pg(), {"-At", "-c", "SELECT 'never'"}, {{"PGSSLMODE", "disable"}});
+    EXPECT_EQ(r.exit_code, 2) << r.describe();
+    EXPECT_NE(r.err.find("pgproxy could not open a TLS connection to the server"), std::string::npos) << r.describe();
+    EXPECT_NE(r.err.find("certificate verify failed"), std::string::npos) << r.describe();
+    ASSERT_EQ(proxy.stop(), 0);
+    const std::string out = proxy.output();
+    EXPECT_NE(out.find("no TLS connection to the server"), std::string::npos) << out;
+    // PostgreSQL sends the CA of its ssl_ca_file along (OpenSSL builds the chain from its
+    // store), so the chain ends in a self-signed certificate that pgproxy does not trust.
+    EXPECT_NE(out.find("certificate verify failed: self-signed certificate in certificate chain"), std::string::npos)
+        << out;
+  }
 }
 
 // ---- Client leg problems ------------------------------------------------------------------
@@ -862,6 +934,44 @@ TEST_F(PgproxyTlsBothLegs, SighupRotatesTheCertificateWhileSessionsRun) {
   EXPECT_NE(log.find("sql: SELECT 'after the bad file'"), std::string::npos) << log;
 }
 
+// A session whose client handshake was made with the old certificate, and whose server
+// handshake finishes after SIGHUP installed the server's own certificate: the client's channel
+// binding hashes the old one, so SCRAM-SHA-256-PLUS must still be removed for it. (The server
+// connection goes through a relay that holds it until the new certificate is in.)
+TEST_F(PgproxyTlsBothLegs, SighupDuringAStartupKeepsTheSessionsChannelBindingDecision) {
+  TempDir dir;
+  const pt::CertKeyPair files{dir.file("proxy.crt"), dir.file("proxy.key")};
+  pt::install_file(pki().proxy().cert, files.cert, 0644, std::nullopt);
+  pt::install_file(pki().proxy().key, files.key, 0600, std::nullopt);
+  GatedRelay relay(pg().port());
+  ProxyProcess proxy(pt::ProxyOptions{"127.0.0.1:" + std::to_string(relay.port()),
+                                      client_leg(files) + server_leg_verify_full(pki().ca_cert()),
+                                      {},
+                                      {},
+                                      {}});
+  pt::CommandResult r;
+  std::thread client([&] {
+    r = psql_localhost(proxy, pg(), {"-At", "-c", "SELECT 'never'"}, libpq_tls("verify-full", "require"));
+  });
+  // pgproxy connects to the server once the client's handshake and startup packet are in.
+  const bool accepted = relay.wait_accepted(10s);
+  EXPECT_TRUE(accepted) << proxy.output();
+  pt::install_file(pki().server().cert, files.cert, 0644, std::nullopt);
+  pt::install_file(pki().server().key, files.key, 0600, std::nullopt);
+  proxy.signal(SIGHUP);
+  std::string out = wait_for_output(proxy, "SIGHUP: reloaded the certificate and key for clients");
+  EXPECT_NE(out.find("SIGHUP: reloaded the certificate and key for clients"), std::string::npos) << out;
+  relay.open();
+  client.join();
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_NE(r.err.find("server did not offer an authentication method that supports channel binding"),
+            std::string::npos)
+      << "libpq hashed pgproxy's old certificate; the server must not be asked to check that binding: " << r.describe();
+  ASSERT_EQ(proxy.stop(), 0);
+  out = proxy.output();
+  EXPECT_NE(out.find("SCRAM-SHA-256-PLUS removed"), std::string::npos) << out;
+}
+
 // ---- --tls-keylog -------------------------------------------------------------------------
 
 TEST_F(PgproxyTlsBothLegs, KeylogFileGetsBothLegsSecretsPrivately) {
@@ -1054,6 +1164,24 @@ TEST_F(PgproxyTlsPlainServer, UpstreamPreferFallsBackToPlaintext) {
   EXPECT_NE(trace.out.find(" server leg TLS none"), std::string::npos) << trace.out;
 }
 
+// No TLS over a Unix socket (as libpq): prefer means plaintext there, without an SSLRequest.
+TEST_F(PgproxyTlsPlainServer, UpstreamPreferOverAUnixSocketIsPlaintext) {
+  ProxyProcess proxy(pt::ProxyOptions{pg().socket_dir() + ":" + std::to_string(pg().port()),
+                                      client_leg(pki().proxy()) + Args{"--upstream-sslmode", "prefer"},
+                                      {},
+                                      {},
+                                      {}});
+  pt::CommandResult r =
+      psql_localhost(proxy, pg(), {"-At", "-c", "SELECT 'over the socket'"}, libpq_tls("verify-full", ""));
+  ASSERT_TRUE(r.ok()) << r.describe() << proxy.output();
+  EXPECT_EQ(r.out, "over the socket\n");
+  ASSERT_EQ(proxy.stop(), 0);
+  pt::CommandResult trace = pgdump_log(proxy.capture(), {"--format", "trace"});
+  ASSERT_TRUE(trace.ok()) << trace.describe();
+  EXPECT_NE(trace.out.find(" client leg TLS TLSv1.3 "), std::string::npos) << trace.out;
+  EXPECT_EQ(trace.out.find(" server leg TLS "), std::string::npos) << trace.out;
+}
+
 // --upstream-sslmode require and a server that answers N: that session fails with 08001, the
 // proxy goes on.
 TEST_F(PgproxyTlsPlainServer, UpstreamRequireAgainstAServerWithoutTlsFailsTheSessionOnly) {
@@ -1203,6 +1331,11 @@ TEST(PgproxyTlsServerCertificate, WrongHostIsRefusedByNameAndByAddress) {
     ASSERT_EQ(proxy.stop(), 0);
     EXPECT_NE(proxy.output().find("certificate verify failed: " + c.reason), std::string::npos) << proxy.output();
   }
+  // verify-ca checks the chain only.
+  ProxyProcess proxy(pg, {"--upstream-sslmode", "verify-ca", "--upstream-sslrootcert", pki().ca_cert()});
+  pt::CommandResult r = proxy.psql(pg, {"-At", "-c", kSslOfThisBackend}, {{"PGSSLMODE", "disable"}});
+  ASSERT_TRUE(r.ok()) << r.describe() << proxy.output();
+  EXPECT_EQ(r.out, "t\n");
 }
 
 // ---- Start-up refusals --------------------------------------------------------------------
