@@ -111,6 +111,18 @@ std::string wait_for_output(const ProxyProcess& proxy, const std::string& text, 
   return out;
 }
 
+// Waits until the server runs `query` (pg_stat_activity, over the admin socket); whether it did.
+bool wait_until_running(const pt::TempPostgres& pg, const std::string& query) {
+  for (auto deadline = Clock::now() + 10s; Clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
+    // psql interpolates :'q' (quoted) in its input, not in -c.
+    pt::CommandResult a =
+        pg.run_admin_psql({"-At", "-v", "q=" + query},
+                          "SELECT count(*) FROM pg_stat_activity WHERE query = :'q' AND state = 'active';\n");
+    if (a.ok() && a.out == "1\n") return true;
+  }
+  return false;
+}
+
 size_t count_of(const std::string& haystack, const std::string& needle) {
   size_t n = 0;
   for (size_t at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + needle.size())) ++n;
@@ -819,7 +831,7 @@ TEST_F(PgproxyTlsBothLegs, CancelRequestReachesTheServerOverTls) {
   for (bool tls : {false, true}) {
     SCOPED_TRACE(tls ? "CancelRequest inside TLS" : "CancelRequest in plaintext");
     ASSERT_TRUE(session.send_query("SELECT pg_sleep(30)"));
-    std::this_thread::sleep_for(300ms);
+    ASSERT_TRUE(wait_until_running(pg(), "SELECT pg_sleep(30)"));
     const auto start = Clock::now();
     if (tls) {
       TlsClient c(proxy.port(), {.direct = false, .alpn = "postgresql", .ca_file = pki().ca_cert()});
@@ -881,13 +893,7 @@ TEST_F(PgproxyTlsBothLegs, SighupRotatesTheCertificateWhileSessionsRun) {
   std::thread session([&] {
     slow = psql_localhost(proxy, pg(), {"-At", "-c", "SELECT pg_sleep(2)"}, libpq_tls("verify-full", "disable"));
   });
-  bool running = false;
-  for (auto deadline = Clock::now() + 10s; !running && Clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
-    pt::CommandResult a = pg().run_admin_psql(
-        {"-At", "-c", "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(2)' AND state = 'active'"});
-    running = a.ok() && a.out == "1\n";
-  }
-  EXPECT_TRUE(running) << "the session never got to its statement";
+  EXPECT_TRUE(wait_until_running(pg(), "SELECT pg_sleep(2)")) << "the session never got to its statement";
   {
     TlsClient before(proxy.port(), {.direct = false, .alpn = "postgresql", .ca_file = pki().ca_cert()});
     ASSERT_TRUE(before.handshake()) << before.error();
@@ -1097,6 +1103,38 @@ TEST(PgproxyTlsClientLeg, MinVersion) {
     ASSERT_EQ(proxy.stop(), 0);
     EXPECT_EQ(count_of(proxy.output(), "TLS handshake failed"), tls13_only ? 1u : 0u) << proxy.output();
   }
+}
+
+// GSSENCRequest is always answered N; the client may then ask for TLS.
+TEST(PgproxyTlsClientLeg, GssEncRequestIsRefusedAndSslRequestThenAccepted) {
+  ProxyProcess proxy(without_server(client_leg_only()));
+  TcpClient c(proxy.port());
+  pgwire::Buffer b;
+  pgwire::fe::GssEncRequest{}.encode(b);
+  c.send_text(b.string_view());
+  EXPECT_EQ(c.read_some(1), "N");
+  c.send_text(ssl_request());
+  EXPECT_EQ(c.read_some(1), "S");
+  ASSERT_EQ(proxy.stop(), 0);
+}
+
+// An SSLRequest inside TLS is a protocol violation, as in PostgreSQL.
+TEST(PgproxyTlsClientLeg, SslRequestInsideTlsIsAProtocolViolation) {
+  ProxyProcess proxy(without_server(client_leg_only()));
+  TlsClient c(proxy.port(), {.direct = false, .alpn = "postgresql", .ca_file = pki().ca_cert()});
+  ASSERT_TRUE(c.handshake()) << c.error();
+  ASSERT_TRUE(c.send(ssl_request()));
+  std::optional<BackendMessage> m = c.next_message();
+  ASSERT_TRUE(m.has_value()) << c.error();
+  ASSERT_EQ(m->type, 'E');
+  auto err = pgwire::be::ErrorResponse::decode(m->bytes(), 0);
+  ASSERT_TRUE(err.ok());
+  EXPECT_EQ(err->sqlstate(), "08P01");
+  EXPECT_NE(err->message().find("encryption request inside a TLS connection"), std::string_view::npos)
+      << err->message();
+  EXPECT_EQ(c.read_to_end(), "closed (close_notify)");
+  ASSERT_EQ(proxy.stop(), 0);
+  EXPECT_NE(proxy.output().find("protocol violation"), std::string::npos) << proxy.output();
 }
 
 // A client offering ALPN without "postgresql" is refused in the handshake, whether it opened with
@@ -1336,6 +1374,31 @@ TEST(PgproxyTlsServerCertificate, WrongHostIsRefusedByNameAndByAddress) {
   pt::CommandResult r = proxy.psql(pg, {"-At", "-c", kSslOfThisBackend}, {{"PGSSLMODE", "disable"}});
   ASSERT_TRUE(r.ok()) << r.describe() << proxy.output();
   EXPECT_EQ(r.out, "t\n");
+}
+
+// ---- cert authentication: the server sees pgproxy's --upstream-sslcert -------------------
+
+// The client's private key never reaches pgproxy, so a `cert` line in the server's pg_hba is met
+// with pgproxy's own client certificate, for every session.
+TEST(PgproxyTlsCertAuth, TheServerSeesPgproxysUpstreamCertificate) {
+  pt::TempPostgresOptions o;
+  o.tls = pt::TempPostgresTls{pki().server().cert, pki().server().key, pki().ca_cert()};
+  o.host_auth = pt::HostAuth::cert;
+  pt::TempPostgres pg(o);
+  const std::string sql = "SELECT current_user, ssl, client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+
+  ProxyProcess with_cert(pg,
+                         client_leg(pki().proxy()) + server_leg_verify_full(pki().ca_cert()) +
+                             Args{"--upstream-sslcert", pki().client().cert, "--upstream-sslkey", pki().client().key});
+  pt::CommandResult r = psql_localhost(with_cert, pg, {"-At", "-c", sql}, libpq_tls("verify-full", ""));
+  ASSERT_TRUE(r.ok()) << r.describe() << with_cert.output();
+  EXPECT_EQ(r.out, "pgwire|t|/CN=pgwire\n");
+
+  // Without one, the server asks in vain, whatever certificate the client has.
+  ProxyProcess without_cert(pg, client_leg(pki().proxy()) + server_leg_verify_full(pki().ca_cert()));
+  r = psql_localhost(without_cert, pg, {"-At", "-c", sql}, libpq_tls("verify-full", "", pki().client()));
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_NE(r.err.find("connection requires a valid client certificate"), std::string::npos) << r.describe();
 }
 
 // ---- Start-up refusals --------------------------------------------------------------------
