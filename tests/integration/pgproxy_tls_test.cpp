@@ -5,10 +5,14 @@
 //
 // What libpq 15 cannot do is done by two small clients of our own: TcpClient (raw bytes: an
 // SSLRequest followed by plaintext, half a ClientHello) and TlsClient (blocking OpenSSL: direct
-// TLS with or without ALPN, and a look at the certificate pgproxy presents).
+// TLS with or without ALPN, TLS 1.2 only, and a look at the certificate pgproxy presents). Two
+// stand-ins for the server's side: GatedRelay holds pgproxy's server connection until the test
+// lets it through, SilentTlsServer answers 'S' and then nothing.
 //
 // ctest runs every test in a process of its own, so each test starts its servers: a suite shares
-// one only when its binary is run directly. Tests that need a server of another kind make it.
+// one only when its binary is run directly. Tests that need a server of another kind make it;
+// tests whose sessions must end before a server is needed (PgproxyTlsClientLeg) have none: their
+// pgproxy points at a closed port, so a session that wrongly got that far says "cannot connect".
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -814,6 +818,8 @@ TEST_F(PgproxyTlsBothLegs, DirectTlsWithAlpnIsServedAndRecorded) {
   EXPECT_TRUE(direct) << trace.out;
   EXPECT_NE(trace.out.find(" server leg TLS TLSv1.3 "), std::string::npos) << trace.out;
 }
+
+// ---- Cancel and large transfers over both legs -------------------------------------------
 
 // A CancelRequest reaches the server over pgproxy's own TLS connection, whether the client sent
 // it in plaintext (libpq before 17) or inside TLS (libpq 17).
