@@ -40,7 +40,9 @@
 #    (-c CLIENTS -j 2): a new connection, TLS handshake(s) included, per transaction, so its tps
 #    are connections per second (pgbench's "average connection time" is printed too).
 #    pgbouncer keeps its server connections across client connections, pgproxy and direct do not:
-#    with -C, pgbouncer's runs (pooled or fresh) skip the server's TLS handshake and backend start.
+#    with -C, the pooled pgbouncer skips the server's TLS handshake and backend start; its "fresh"
+#    run uses each server connection once (server_lifetime = 0), a new backend per client
+#    connection as through pgproxy.
 #    Also printed: the spread (min-max) of each way's runs, the CPU time of each proxy process per
 #    transaction (from /proc/PID/stat), and the targets met or not. The idle sessions each do
 #    SSLRequest and a TLS handshake (python's ssl, no verification) before their StartupMessage.
@@ -274,6 +276,9 @@ for workload in "${workloads[@]}"; do
         fresh)
           port=$bouncer_port
           for db in postgres sbtest; do bouncer_console "KILL $db" && bouncer_console "RESUME $db"; done
+          # With -C, "as fresh as pgproxy's" means a new backend per client connection, as
+          # pgproxy and direct get: server_lifetime 0 uses each server connection once.
+          if [ "$workload" = connect ]; then bouncer_console "SET server_lifetime = 0"; fi
           ;;
         pgproxy) port=$pgproxy_port ;;
         send) port=$send_port ;;
@@ -286,6 +291,7 @@ for workload in "${workloads[@]}"; do
       esac
       [ -n "$pid" ] && ticks=$(cpu_ticks "$pid")
       t=$(run_workload "$workload" "$port" "$way-$round")
+      if [ "$way" = fresh ] && [ "$workload" = connect ]; then bouncer_console "SET server_lifetime = 3600"; fi
       runs[$workload,$way]="${runs[$workload,$way]:-} $t"
       if [ -n "$pid" ]; then  # CPU microseconds per transaction
         cpu_runs[$workload,$way]="${cpu_runs[$workload,$way]:-} $(awk -v d=$(($(cpu_ticks "$pid") - ticks)) \

@@ -134,7 +134,7 @@ std::shared_ptr<TlsContext> server_leg(const TestPki& pki, UpstreamSslMode mode)
   return ctx;
 }
 
-const ByteVec kSslRequest = {std::byte{0}, std::byte{0}, std::byte{0}, std::byte{8},
+const ByteVec kSslRequest = {std::byte{0},    std::byte{0},    std::byte{0},    std::byte{8},
                              std::byte{0x04}, std::byte{0xd2}, std::byte{0x16}, std::byte{0x2f}};
 
 // SSLRequest, 'S', a handshake with the client's OpenSSL: the client's TLS is open.
@@ -188,10 +188,12 @@ TEST(ProxySessionTls, ClientLegIsTerminatedAndTheServerGetsThePlaintext) {
     tls.step();
   }
   const size_t want = greeting.bytes().size() + answer.bytes().size();
-  ASSERT_TRUE(loop.until([&] {
-    tls.step();
-    return tls.got.size() >= want;
-  }, 400));
+  ASSERT_TRUE(loop.until(
+      [&] {
+        tls.step();
+        return tls.got.size() >= want;
+      },
+      400));
   ByteVec all = greeting.bytes();
   all.insert(all.end(), answer.bytes().begin(), answer.bytes().end());
   EXPECT_EQ(tls.got, all);
@@ -242,8 +244,8 @@ TEST(ProxySessionTls, HandshakeThatStopsHalfwayTimesOut) {
   e.client.send_all(kSslRequest);
   ASSERT_TRUE(loop.until([&] { return !e.client.got.empty(); }));
   // The first bytes of a ClientHello record, and then nothing.
-  const ByteVec partial = {std::byte{0x16}, std::byte{0x03}, std::byte{0x01}, std::byte{0x02}, std::byte{0x00},
-                           std::byte{0x01}};
+  const ByteVec partial = {std::byte{0x16}, std::byte{0x03}, std::byte{0x01},
+                           std::byte{0x02}, std::byte{0x00}, std::byte{0x01}};
   e.client.send_all(partial);
   auto start = pgwire::monotonic_ms();
   ASSERT_TRUE(loop.until([&] { return e.session->done(); }, 200));
@@ -379,8 +381,7 @@ TEST(ProxySessionTls, ChannelBindingIsRemovedFromTheServersMechanisms) {
   Wire init = W().msg('p', W().str("SCRAM-SHA-256").i32(20).raw("y,,n=,r=0123456789ab"));
   e.client.send_all(init.bytes());
   ASSERT_TRUE(loop.until([&] { return e.session->done(); }));
-  EXPECT_NE(error_of(ByteVec(e.client.got.begin() + static_cast<ptrdiff_t>(without.bytes().size()),
-                             e.client.got.end()))
+  EXPECT_NE(error_of(ByteVec(e.client.got.begin() + static_cast<ptrdiff_t>(without.bytes().size()), e.client.got.end()))
                 .find("channel binding cannot pass through pgproxy"),
             std::string::npos);
   server.step();

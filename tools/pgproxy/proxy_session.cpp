@@ -225,8 +225,8 @@ void ProxySession::client_received(pgwire::Bytes raw) {
     client_data(raw, ts);
     return;
   }
-  ctx_.plain.clear();
-  bool ok = client_tls_->receive(raw, ctx_.plain, to_client_);
+  size_t plain = 0;
+  bool ok = client_tls_->receive(raw, ctx_.plain, plain, to_client_);
   if (!to_client_.empty()) mark_dirty();
   if (!ok) {
     ++ctx_.stats.tls_failures;
@@ -239,7 +239,7 @@ void ProxySession::client_received(pgwire::Bytes raw) {
   }
   if (client_tls_->take_handshake_done()) client_tls_established();
   if (done()) return;
-  if (!ctx_.plain.empty()) client_data({ctx_.plain.data(), ctx_.plain.size()}, ts);
+  if (plain > 0) client_data({ctx_.plain.data(), plain}, ts);
   if (!done() && client_tls_->state() == TlsChannel::State::kClosed) client_gone("client closed the TLS connection");
 }
 
@@ -280,8 +280,8 @@ void ProxySession::server_received(pgwire::Bytes raw) {
     return;
   }
   const int64_t ts = pgwire::realtime_ns();
-  ctx_.plain.clear();
-  bool ok = server_tls_->receive(raw, ctx_.plain, to_server_);
+  size_t plain = 0;
+  bool ok = server_tls_->receive(raw, ctx_.plain, plain, to_server_);
   if (!to_server_.empty()) mark_dirty();
   if (!ok) {
     if (upstream_ == Upstream::kNegotiating) {
@@ -293,7 +293,7 @@ void ProxySession::server_received(pgwire::Bytes raw) {
   }
   if (server_tls_->take_handshake_done()) server_tls_established();
   if (done()) return;
-  if (!ctx_.plain.empty()) server_data({ctx_.plain.data(), ctx_.plain.size()}, ts);
+  if (plain > 0) server_data({ctx_.plain.data(), plain}, ts);
   if (!done() && server_tls_->state() == TlsChannel::State::kClosed) server_gone("server closed the TLS connection");
 }
 

@@ -371,17 +371,19 @@ bool TlsChannel::start(OutBuf& wire) {
   return handshake();
 }
 
-bool TlsChannel::receive(pgwire::Bytes cipher, std::vector<std::byte>& plain, OutBuf& wire) {
+bool TlsChannel::receive(pgwire::Bytes cipher, std::vector<std::byte>& buf, size_t& plain, OutBuf& wire) {
+  plain = 0;
   if (state_ == State::kFailed || state_ == State::kClosed) return state_ != State::kFailed;
   CallScope scope(in_, wire_, cipher, wire);
   if (state_ == State::kHandshake && (!handshake() || state_ != State::kOpen)) return state_ != State::kFailed;
-  constexpr size_t kChunk = size_t{16} * 1024;  // one TLS record at most
+  constexpr size_t kRecord = size_t{16} * 1024;  // the most one SSL_read returns
   for (;;) {
-    size_t at = plain.size();
-    plain.resize(at + kChunk);
+    // Grown, never shrunk or cleared: resizing per record would zero 16 KiB
+    // for every small record.
+    if (buf.size() < plain + kRecord) buf.resize(std::max(buf.size() * 2, plain + kRecord));
     size_t got = 0;
-    int rc = SSL_read_ex(ssl_, plain.data() + at, kChunk, &got);
-    plain.resize(at + got);
+    int rc = SSL_read_ex(ssl_, buf.data() + plain, kRecord, &got);
+    plain += got;
     if (rc == 1) continue;
     int err = SSL_get_error(ssl_, rc);
     if (err == SSL_ERROR_WANT_READ) return true;

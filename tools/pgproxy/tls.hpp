@@ -108,11 +108,11 @@ class TlsChannel {
 
   // Client role: starts the handshake (the ClientHello goes to `wire`).
   bool start(OutBuf& wire);
-  // Ciphertext read from the socket. The decrypted bytes are appended to
-  // `plain`; what must be sent back (handshake, alerts) to `wire`. False when
-  // the connection failed: error() says why, and what `wire` got (an alert)
-  // should still be sent.
-  bool receive(pgwire::Bytes cipher, std::vector<std::byte>& plain, OutBuf& wire);
+  // Ciphertext read from the socket. The decrypted bytes go to the front of
+  // `buf` (grown as needed, never shrunk), `plain` of them; what must be sent
+  // back (handshake, alerts) to `wire`. False when the connection failed:
+  // error() says why, and what `wire` got (an alert) should still be sent.
+  bool receive(pgwire::Bytes cipher, std::vector<std::byte>& buf, size_t& plain, OutBuf& wire);
   // Encrypts `plain` into `wire`. Only once open.
   bool send(pgwire::Bytes plain, OutBuf& wire);
   // Sends close_notify (once).
