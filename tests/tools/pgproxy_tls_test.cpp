@@ -300,6 +300,17 @@ TEST(ProxySessionTls, ServerLegSendsSslRequestThenTheHeldStartupOverTls) {
     return r.rfind("meta server_tls=" + server.version() + " ", 0) == 0;
   }));
   EXPECT_EQ(loop.ctx.stats.tls_servers, 1u);
+
+  // The client leaves: the server gets the client's last bytes, then close_notify.
+  ByteVec terminate = golden("frontend/terminate.hex");
+  e.client.send_all(terminate);
+  e.client.close_fd();
+  ASSERT_TRUE(loop.until([&] { return e.session->done(); }));
+  server.step();
+  EXPECT_TRUE(server.closed()) << "close_notify before the connection was closed";
+  ByteVec want = startup;
+  want.insert(want.end(), terminate.begin(), terminate.end());
+  EXPECT_EQ(server.got, want);
 }
 
 TEST(ProxySessionTls, ServerThatRefusesTlsUnderRequireIsReportedToTheClient) {

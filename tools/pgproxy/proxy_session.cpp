@@ -855,10 +855,14 @@ void ProxySession::begin_drain(std::string reason) {
 // connected (or connecting) and toward a client still there.
 void ProxySession::check_drained() {
   if (phase_ == Phase::kDone) return;
+  // Each TLS peer still there gets close_notify after the last bytes it is owed.
+  if (server_tls_ && upstream_ == Upstream::kConnected && server_tls_->open()) {
+    server_tls_->close(to_server_);
+    if (!to_server_.empty()) mark_dirty();
+  }
   bool server_pending = (upstream_ == Upstream::kConnecting || upstream_ == Upstream::kNegotiating ||
                          upstream_ == Upstream::kConnected) &&
                         (!to_server_.empty() || !held_for_server_.empty());
-  // A TLS client gets close_notify before the connection is shut down.
   if (client_tls_ && client_writable_ && client_tls_->open()) {
     client_tls_->close(to_client_);
     if (!to_client_.empty()) mark_dirty();
