@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "loopback.hpp"
 #include "pg_server.hpp"
 #include "proxy_process.hpp"
 #include "shared_server.hpp"
@@ -125,16 +126,8 @@ class RawClient {
  public:
   // rcvbuf > 0: a small receive buffer (set before connect), for a slow reader.
   explicit RawClient(uint16_t port, int rcvbuf = 0) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) throw std::runtime_error("socket");
-    if (rcvbuf > 0) setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-    timeval tv{30, 0};  // a blocking send must never hang the test
-    setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect");
+    // A blocking send must never hang the test: 30 s at most.
+    fd_ = pgwire::test::connect_to_loopback(port, 0, 30, rcvbuf);
   }
   ~RawClient() { close_now(); }
   RawClient(const RawClient&) = delete;

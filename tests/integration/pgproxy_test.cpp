@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "loopback.hpp"
 #include "pg_server.hpp"
 #include "pgwire/capture.hpp"
 #include "pgwire/framer.hpp"
@@ -49,14 +50,7 @@ namespace {
 // A minimal protocol client on a raw socket, for what libpq will not send.
 class RawClient {
  public:
-  explicit RawClient(uint16_t port) {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("connect");
-  }
+  explicit RawClient(uint16_t port) { fd_ = pgwire::test::connect_to_loopback(port); }
   ~RawClient() {
     if (fd_ >= 0) close(fd_);
   }

@@ -40,6 +40,7 @@
 #include <thread>
 #include <vector>
 
+#include "loopback.hpp"
 #include "pg_server.hpp"
 #include "pgwire/auth.hpp"
 #include "pgwire/bytes.hpp"
@@ -175,21 +176,7 @@ std::string startup_message(const std::string& user) {
 
 // A TCP connection to 127.0.0.1:port; reads give up after 10 s (SO_RCVTIMEO), so that a blocking
 // client can never hang a test.
-int connect_loopback(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::runtime_error("socket");
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    close(fd);
-    throw std::runtime_error("connect");
-  }
-  return fd;
-}
+int connect_loopback(uint16_t port) { return pt::connect_to_loopback(port, 10); }
 
 // Raw bytes on a socket, for what no TLS library sends on purpose.
 class TcpClient {
@@ -494,16 +481,7 @@ std::string tls_query(uint16_t port, const pt::TempPostgres& pg, const std::stri
 class GatedRelay {
  public:
   explicit GatedRelay(uint16_t upstream_port) : upstream_port_(upstream_port) {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listen_fd_, 8) != 0 ||
-        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      throw std::runtime_error("GatedRelay: bind/listen");
-    }
-    port_ = ntohs(a.sin_port);
+    listen_fd_ = pt::listen_on_loopback(port_);
     thread_ = std::thread([this] { relay(); });
   }
   ~GatedRelay() {
@@ -1256,16 +1234,7 @@ TEST_F(PgproxyTlsPlainServer, UpstreamRequireAgainstAServerWithoutTlsFailsTheSes
 class SilentTlsServer {
  public:
   SilentTlsServer() {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listen_fd_, 8) != 0 ||
-        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      throw std::runtime_error("SilentTlsServer: bind/listen");
-    }
-    port_ = ntohs(a.sin_port);
+    listen_fd_ = pt::listen_on_loopback(port_);
     thread_ = std::thread([this] { serve(); });
   }
   ~SilentTlsServer() {

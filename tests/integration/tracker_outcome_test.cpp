@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "loopback.hpp"
 #include "pg_server.hpp"
 #include "proxy_process.hpp"
 #include "shared_server.hpp"
@@ -142,18 +143,7 @@ std::string cstr(std::string_view s) { return std::string(s) + '\0'; }
 class HostileServer {
  public:
   explicit HostileServer(std::string answer) : answer_(std::move(answer)) {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (listen_fd_ < 0) throw std::runtime_error("socket");
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listen_fd_, 8) != 0 ||
-        getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      ::close(listen_fd_);
-      throw std::runtime_error("bind/listen on 127.0.0.1:0");
-    }
-    port_ = ntohs(a.sin_port);
+    listen_fd_ = pgwire::test::listen_on_loopback(port_);
     thread_ = std::thread([this] { serve(); });
   }
   ~HostileServer() {

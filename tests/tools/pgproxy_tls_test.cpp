@@ -150,6 +150,25 @@ void client_handshake(Loop& loop, Entry& e, TlsPeer& tls) {
   ASSERT_TRUE(tls.open());
 }
 
+// The server leg's set-up: the client's startup packet goes out, the server
+// (the test) gets exactly an SSLRequest, answers 'S', accepts TLS, and then
+// gets the startup packet over it.
+void accept_server_leg(Loop& loop, Entry& e, const TestPki& pki, const ByteVec& startup,
+                       std::unique_ptr<TlsPeer>& server) {
+  e.client.send_all(startup);
+  ASSERT_TRUE(loop.until([&] { return e.server.got.size() >= kSslRequest.size(); }));
+  ASSERT_EQ(e.server.got, kSslRequest);
+  const std::byte yes{'S'};
+  e.server.send_all({&yes, 1});
+  e.server.manual = true;
+  server = std::make_unique<TlsPeer>(e.server.fd, true, pki.server());
+  ASSERT_TRUE(loop.until([&] {
+    server->step();
+    return server->got.size() >= startup.size() || server->failed();
+  }));
+  ASSERT_EQ(server->got, startup);
+}
+
 TEST(ProxySessionTls, ClientLegIsTerminatedAndTheServerGetsThePlaintext) {
   const TestPki& pki = TestPki::shared();
   Loop loop;
@@ -278,18 +297,9 @@ TEST(ProxySessionTls, ServerLegSendsSslRequestThenTheHeldStartupOverTls) {
   loop.ctx.upstream_host = "localhost";
   Entry& e = loop.open();
   ByteVec startup = golden("frontend/startup_v30.hex");
-  e.client.send_all(startup);
-  ASSERT_TRUE(loop.until([&] { return e.server.got.size() >= kSslRequest.size(); }));
-  EXPECT_EQ(e.server.got, kSslRequest);
-  const std::byte yes{'S'};
-  e.server.send_all({&yes, 1});
-  e.server.manual = true;
-  TlsPeer server(e.server.fd, true, pki.server());
-  ASSERT_TRUE(loop.until([&] {
-    server.step();
-    return server.got.size() >= startup.size() || server.failed();
-  }));
-  EXPECT_EQ(server.got, startup);
+  std::unique_ptr<TlsPeer> peer;
+  ASSERT_NO_FATAL_FAILURE(accept_server_leg(loop, e, pki, startup, peer));
+  TlsPeer& server = *peer;
   Wire greeting = auth_ok_ready();
   ASSERT_TRUE(server.write(greeting.bytes()));
   ASSERT_TRUE(loop.until([&] { return e.client.got.size() >= greeting.bytes().size(); }));
@@ -365,16 +375,9 @@ TEST(ProxySessionTls, ChannelBindingIsRemovedFromTheServersMechanisms) {
   loop.ctx.upstream_sslmode = UpstreamSslMode::kRequire;
   Entry& e = loop.open();
   ByteVec startup = golden("frontend/startup_v30.hex");
-  e.client.send_all(startup);
-  ASSERT_TRUE(loop.until([&] { return e.server.got.size() >= kSslRequest.size(); }));
-  const std::byte yes{'S'};
-  e.server.send_all({&yes, 1});
-  e.server.manual = true;
-  TlsPeer server(e.server.fd, true, pki.server());
-  ASSERT_TRUE(loop.until([&] {
-    server.step();
-    return server.got.size() >= startup.size() || server.failed();
-  }));
+  std::unique_ptr<TlsPeer> peer;
+  ASSERT_NO_FATAL_FAILURE(accept_server_leg(loop, e, pki, startup, peer));
+  TlsPeer& server = *peer;
   Wire sasl = W().msg('R', W().i32(10).str("SCRAM-SHA-256-PLUS").str("SCRAM-SHA-256").byte(0));
   const ByteVec& bytes = sasl.bytes();
   ASSERT_TRUE(server.write(Bytes{bytes}.first(9)));
@@ -406,16 +409,9 @@ TEST(ProxySessionTls, AfterAuthenticationTheServersBytesPassAsRead) {
   loop.ctx.upstream_sslmode = UpstreamSslMode::kRequire;
   Entry& e = loop.open();
   ByteVec startup = golden("frontend/startup_v30.hex");
-  e.client.send_all(startup);
-  ASSERT_TRUE(loop.until([&] { return e.server.got.size() >= kSslRequest.size(); }));
-  const std::byte yes{'S'};
-  e.server.send_all({&yes, 1});
-  e.server.manual = true;
-  TlsPeer server(e.server.fd, true, pki.server());
-  ASSERT_TRUE(loop.until([&] {
-    server.step();
-    return server.got.size() >= startup.size() || server.failed();
-  }));
+  std::unique_ptr<TlsPeer> peer;
+  ASSERT_NO_FATAL_FAILURE(accept_server_leg(loop, e, pki, startup, peer));
+  TlsPeer& server = *peer;
   Wire greeting = auth_ok_ready();
   ASSERT_TRUE(server.write(greeting.bytes()));
   ASSERT_TRUE(loop.until([&] { return e.client.got.size() >= greeting.bytes().size(); }));
