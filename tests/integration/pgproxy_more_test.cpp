@@ -322,16 +322,18 @@ TEST_F(PgproxyMoreTest, SlowReaderOfALargeResultKeepsMemoryBounded) {
   EXPECT_EQ(tag, "COPY " + std::to_string(kRows));
   EXPECT_GE(client.body_bytes(), uint64_t{1001} * kRows);
   EXPECT_GT(took, 3s) << "the client was meant to be slow";
-  long hwm = proxy.peak_rss_kib();
+  // VmHWM is read from the kernel's per-CPU RSS counters, which may lag by a few pages: the
+  // figure taken during the transfer can exceed a later one by a little, so the test keeps the
+  // larger of the two rather than asserting an order.
+  long hwm = std::max(proxy.peak_rss_kib(), hwm_during);
   client.send_all("X\0\0\0\4"s);
   ASSERT_EQ(proxy.stop(), 0) << proxy.output();
-  EXPECT_GT(hwm, 0);
+  EXPECT_GT(hwm_during, 0) << "the peak was sampled while the result streamed";
   if (kCheckMemory) {
     EXPECT_LT(hwm, kMemoryLimitKib) << "pgproxy's peak RSS with a slow reader of 1 GiB";
   }
   RecordProperty("pgproxy_peak_rss_kib", std::to_string(hwm));
   RecordProperty("read_ms", std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()));
-  EXPECT_LE(hwm_during, hwm);
   std::string log = pt::read_text_file(proxy.sql_log());
   EXPECT_NE(log.find("tag=\"COPY " + std::to_string(kRows) + "\""), std::string::npos) << log;
   EXPECT_GT(fs::file_size(proxy.capture()), kBytes) << "the backend frames are all captured";
