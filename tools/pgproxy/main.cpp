@@ -82,8 +82,14 @@ int run(int argc, char** argv) {
 
   bool no_io_uring = false;
   app.add_flag("--no-io-uring", no_io_uring, "send each write with send() instead of one io_uring call per poll round");
+  std::string poller = "epoll";
+  app.add_option(
+         "--poller", poller,
+         "how the loop waits: epoll (the kernel keeps the interest list) or poll() over every socket each round")
+      ->check(CLI::IsMember({"epoll", "poll"}));
   CLI11_PARSE(app, argc, argv);
   o.io_uring = !no_io_uring;
+  o.epoll = poller == "epoll";
   o.client_tls.verify = client_verify == "verify-full" ? pgproxy::ClientVerify::kVerifyFull
                         : client_verify == "verify-ca" ? pgproxy::ClientVerify::kVerifyCa
                                                        : pgproxy::ClientVerify::kNone;

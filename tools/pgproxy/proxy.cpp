@@ -22,6 +22,7 @@
 #include "pgwire/net.hpp"
 #include "pgwire/system.hpp"
 #include "proxy_session.hpp"
+#include "readiness.hpp"
 #include "send_batch.hpp"
 
 namespace pgproxy {
@@ -63,6 +64,12 @@ const char* signal_name(uint32_t sig) {
   }
 }
 
+// Keys of the epoll registrations (EpollSet: descriptor numbers are reused).
+// A session's client socket by the session's id; its server socket also by
+// which of its server sockets it is; the proxy's own descriptors by number.
+uint64_t client_key(const ProxySession& s) { return s.id() << 16; }
+uint64_t server_key(const ProxySession& s) { return (s.id() << 16) | (1 + (s.server_sockets() & 0x7fff)); }
+
 class Proxy {
  public:
   explicit Proxy(const ProxyOptions& opts) : opts_(opts) {}
@@ -85,9 +92,26 @@ class Proxy {
     SlotKind kind;
     ProxySession* session;
   };
+  static uint64_t proxy_key(SlotKind kind, int fd) {
+    return (uint64_t{1} << 63) | (uint64_t(kind) << 32) | uint32_t(fd);
+  }
+
+  // What one wake-up found ready, from either way of waiting.
+  struct Event {
+    SlotKind kind;
+    ProxySession* session;
+    int fd;
+    short revents;
+  };
 
   bool setup();
   int loop();  // returns the signal that stopped it
+  int wait_for_events(int64_t now);
+  void touch(ProxySession* s);
+  void touch_all();
+  void update_interest();
+  void update_session_interest(ProxySession& s);
+  void update_listening(int64_t now);
   int stop(int sig);
   void final_sweep();
   int poll_timeout(int64_t now, int64_t next_deadline) const;
@@ -108,6 +132,7 @@ class Proxy {
   int64_t batch_since_ms_ = 0;  // when the batch stopped being empty
   std::unique_ptr<AsyncWriter> writer_;
   std::unique_ptr<SendBatch> sends_;
+  std::unique_ptr<EpollSet> epoll_;  // null: poll() over every descriptor each round
   int signal_fd_ = -1;
   int keylog_fd_ = -1;
   std::vector<int> listeners_;
@@ -119,9 +144,19 @@ class Proxy {
   int64_t last_accept_diag_ms_ = -1000;
   uint64_t accept_errors_unreported_ = 0;
   std::vector<std::unique_ptr<ProxySession>> sessions_;
-  // The one poll set: rebuilt every iteration from what each session wants.
+  // With poll(): the one poll set, rebuilt every round from what each session wants.
   std::vector<pollfd> pfds_;
   std::vector<Slot> slots_;
+  // With epoll: the sessions whose interest may have changed this round (they
+  // had an event, queued output, a timer, or are new), the earliest deadline
+  // any session has asked for (a deadline moved later or cleared leaves it
+  // early: the timer pass then finds nothing due and takes the true minimum),
+  // and whether the listeners are registered.
+  std::vector<ProxySession*> touched_;
+  int64_t next_deadline_ = 0;
+  bool listening_ = false;
+  std::vector<EpollSet::Ready> ready_;
+  std::vector<Event> events_;
   bool throttled_ = false;
   // Statistics.
   int64_t stats_every_ms_ = 0;
@@ -208,6 +243,19 @@ bool Proxy::setup() {
   ctx_.batch = &batch_;
   ctx_.scratch.resize(kReadBuffer);
   sends_ = std::make_unique<SendBatch>(opts_.io_uring);
+  std::string epoll_error;
+  if (opts_.epoll) {
+    epoll_ = std::make_unique<EpollSet>();
+    if (!epoll_->ok()) {
+      epoll_error = epoll_->error();
+      epoll_.reset();
+    }
+  }
+  if (epoll_) {
+    epoll_->set(signal_fd_, POLLIN, proxy_key(SlotKind::kSignal, signal_fd_), uint8_t(SlotKind::kSignal), nullptr);
+    epoll_->set(writer_->wake_fd(), POLLIN, proxy_key(SlotKind::kWake, writer_->wake_fd()), uint8_t(SlotKind::kWake),
+                nullptr);
+  }
 
   for (int fd : listeners_) diag("listening on {}", pgwire::local_address(fd));
   diag("upstream {}; SQL log {}; capture {}{}", ctx_.upstream_text,
@@ -221,6 +269,13 @@ bool Proxy::setup() {
                                                               : ", client certificates required, CN = user");
   }
   if (ctx_.server_tls) diag("TLS toward the server: sslmode {}", upstream_sslmode_name(ctx_.upstream_sslmode));
+  if (epoll_) {
+    diag("waits: epoll, only what changed since the last round passed to the kernel");
+  } else if (opts_.epoll) {
+    diag("waits: poll(), every descriptor every round (epoll is not available: {})", epoll_error);
+  } else {
+    diag("waits: poll(), every descriptor every round (--poller poll)");
+  }
   if (sends_->uses_io_uring()) {
     diag("writes: io_uring, one call per poll() round");
   } else if (opts_.io_uring) {
@@ -355,14 +410,38 @@ int Proxy::poll_timeout(int64_t now, int64_t next_deadline) const {
   return wake < 0 ? -1 : static_cast<int>(std::min<int64_t>(wake, 60'000));
 }
 
+// One wait, either way, into events_. With epoll the registrations were
+// brought up to date at the end of the previous round; with poll() the whole
+// set is built here.
+int Proxy::wait_for_events(int64_t now) {
+  events_.clear();
+  if (epoll_) {
+    int n = epoll_->wait(ready_, poll_timeout(now, next_deadline_));
+    if (n < 0) return n;
+    for (const EpollSet::Ready& r : ready_) {
+      events_.push_back(Event{SlotKind(r.role), static_cast<ProxySession*>(r.owner), r.fd, r.revents});
+    }
+    return n;
+  }
+  int64_t next_deadline = 0;
+  build_poll_set(now, next_deadline);
+  next_deadline_ = next_deadline;
+  int n = poll(pfds_.data(), pfds_.size(), poll_timeout(now, next_deadline));
+  if (n < 0) return n;
+  for (size_t i = 0; i < pfds_.size() && events_.size() < static_cast<size_t>(n); ++i) {
+    if (pfds_[i].revents != 0)
+      events_.push_back(Event{slots_[i].kind, slots_[i].session, pfds_[i].fd, pfds_[i].revents});
+  }
+  return n;
+}
+
 int Proxy::loop() {
   for (;;) {
     int64_t now = pgwire::monotonic_ms();
-    int64_t next_deadline = 0;
-    build_poll_set(now, next_deadline);
-    int n = poll(pfds_.data(), pfds_.size(), poll_timeout(now, next_deadline));
+    update_listening(now);
+    int n = wait_for_events(now);
     if (n < 0 && errno != EINTR) {
-      diag("poll: {}", pgwire::errno_text(errno));
+      diag("{}: {}", epoll_ ? "epoll_wait" : "poll", pgwire::errno_text(errno));
       return SIGTERM;
     }
     now = pgwire::monotonic_ms();
@@ -370,12 +449,8 @@ int Proxy::loop() {
       ++ctx_.stats.polls;
       ctx_.stats.ready += static_cast<uint64_t>(n);
     }
-    for (size_t i = 0; n > 0 && i < pfds_.size(); ++i) {
-      short re = pfds_[i].revents;
-      if (re == 0) continue;
-      --n;
-      const Slot& slot = slots_[i];
-      switch (slot.kind) {
+    for (const Event& ev : events_) {
+      switch (ev.kind) {
         case SlotKind::kSignal: {
           int sig = read_signal();
           if (sig == SIGHUP) {
@@ -387,26 +462,100 @@ int Proxy::loop() {
           break;
         }
         case SlotKind::kWake: writer_->clear_wake(); break;
-        case SlotKind::kListener: accept_from(pfds_[i].fd, now); break;
+        case SlotKind::kListener: accept_from(ev.fd, now); break;
         case SlotKind::kClient:
-          if (!slot.session->done()) slot.session->on_client_event(re);
+          if (!ev.session->done()) ev.session->on_client_event(ev.revents);
+          touch(ev.session);
           break;
         case SlotKind::kServer:
-          if (!slot.session->done()) slot.session->on_server_event(re);
+          if (!ev.session->done()) ev.session->on_server_event(ev.revents);
+          touch(ev.session);
           break;
       }
       // Many busy sessions in one wake-up: hand over in pieces, so the batch
       // stays small and the writer's queue limit stays meaningful.
       if (batch_.size() >= kBatchSubmitBytes) maybe_submit(now, true);
     }
-    if (next_deadline != 0 && now >= next_deadline) {
+    if (next_deadline_ != 0 && now >= next_deadline_) {
+      next_deadline_ = 0;
       for (auto& s : sessions_) s->on_timer(now);
+      touch_all();
     }
+    for (ProxySession* s : ctx_.dirty) touch(s);  // its output, sent now, decides its POLLOUT
     sends_->flush(ctx_.dirty);
+    update_interest();
     reap();
     maybe_submit(now, false);
     if (next_stats_ms_ != 0 && now >= next_stats_ms_) report_stats(now);
   }
+}
+
+// With epoll, a session is looked at again only when something happened to
+// it: what it wants from the kernel can change only then (or when the
+// writer's backlog starts or stops throttling every session).
+void Proxy::touch(ProxySession* s) {
+  if (!epoll_) return;
+  ProxySession::WaitState& w = s->wait_state();
+  if (w.touched) return;
+  w.touched = true;
+  touched_.push_back(s);
+}
+
+void Proxy::touch_all() {
+  for (auto& s : sessions_) touch(s.get());
+}
+
+void Proxy::update_interest() {
+  if (!epoll_) return;
+  if (bool throttled = writer_->should_throttle(); throttled != throttled_) {
+    throttled_ = throttled;
+    touch_all();
+  }
+  for (ProxySession* s : touched_) {
+    s->wait_state().touched = false;
+    if (!s->done()) update_session_interest(*s);  // an ended one is forgotten in reap()
+  }
+  touched_.clear();
+}
+
+void Proxy::update_session_interest(ProxySession& s) {
+  ProxySession::WaitState& w = s.wait_state();
+  const int cfd = s.client_fd();
+  const short cev = cfd >= 0 ? s.client_events(throttled_) : 0;
+  const uint64_t ckey = client_key(s);
+  if (w.client_fd != cfd) {
+    epoll_->remove(w.client_fd, ckey);
+    w.client_fd = cfd;
+    w.client_events = 0;
+  }
+  if (cfd >= 0 && cev != w.client_events) {
+    epoll_->set(cfd, cev, ckey, uint8_t(SlotKind::kClient), &s);
+    w.client_events = cev;
+  }
+  const int sfd = s.server_fd();
+  const short sev = sfd >= 0 ? s.server_events(throttled_) : 0;
+  const uint64_t skey = server_key(s);
+  if (w.server_fd != sfd || w.server_key != skey) {
+    epoll_->remove(w.server_fd, w.server_key);
+    w.server_fd = sfd;
+    w.server_key = skey;
+    w.server_events = 0;
+  }
+  if (sfd >= 0 && sev != w.server_events) {
+    epoll_->set(sfd, sev, skey, uint8_t(SlotKind::kServer), &s);
+    w.server_events = sev;
+  }
+  if (int64_t d = s.deadline_ms(); d != 0 && (next_deadline_ == 0 || d < next_deadline_)) next_deadline_ = d;
+}
+
+void Proxy::update_listening(int64_t now) {
+  if (!epoll_) return;
+  const bool want = now >= listen_paused_until_ms_ && !listeners_.empty();
+  if (want == listening_) return;
+  for (int fd : listeners_) {
+    epoll_->set(fd, want ? POLLIN : 0, proxy_key(SlotKind::kListener, fd), uint8_t(SlotKind::kListener), nullptr);
+  }
+  listening_ = want;
 }
 
 void Proxy::accept_from(int listen_fd, int64_t now) {
@@ -450,14 +599,20 @@ void Proxy::accept_from(int listen_fd, int64_t now) {
       sessions_.push_back(std::make_unique<ProxySession>(
           ctx_, id, fd, std::move(client),
           fmt::format("too many connections (pgproxy --max-connections {})", opts_.max_connections)));
+      touch(sessions_.back().get());
       continue;
     }
     ++ctx_.stats.active;
     sessions_.push_back(std::make_unique<ProxySession>(ctx_, id, fd, std::move(client)));
+    touch(sessions_.back().get());
   }
 }
 
 void Proxy::close_listeners() {
+  if (epoll_ && listening_) {
+    for (int fd : listeners_) epoll_->remove(fd, proxy_key(SlotKind::kListener, fd));
+    listening_ = false;
+  }
   for (int fd : listeners_) close(fd);
   listeners_.clear();
   for (const auto& path : socket_files_) (void)unlink(path.c_str());
@@ -485,6 +640,11 @@ void Proxy::reopen_files() {
 void Proxy::reap() {
   auto it = std::remove_if(sessions_.begin(), sessions_.end(), [this](const std::unique_ptr<ProxySession>& s) {
     if (!s->done()) return false;
+    if (epoll_) {
+      const ProxySession::WaitState& w = s->wait_state();
+      epoll_->remove(w.client_fd, client_key(*s));
+      epoll_->remove(w.server_fd, w.server_key);
+    }
     if (s->counted()) {
       --ctx_.stats.active;
     } else {

@@ -23,6 +23,7 @@ struct ProxyOptions {
   uint64_t max_connections = 1000;
   double stats_interval = 60;   // seconds, 0 = off
   bool io_uring = true;         // batch each poll round's writes through io_uring when the kernel allows
+  bool epoll = true;            // wait with epoll (false: poll() over every descriptor each round)
   double startup_timeout = 60;  // seconds for a client's startup (TLS handshake included)
   ClientTlsOptions client_tls;  // --tls-*: TLS toward clients
   ServerTlsOptions server_tls;  // --upstream-ssl*: TLS toward the server (host filled in from --upstream)

@@ -595,6 +595,7 @@ void ProxySession::upstream_failed(int err) {
     int fd = ctx_.connect(ctx_.upstream[upstream_index_], in_progress, e);
     if (fd >= 0) {
       server_fd_ = fd;
+      ++server_sockets_;
       if (in_progress) {
         upstream_ = Upstream::kConnecting;
         deadline_ms_ = pgwire::monotonic_ms() + kConnectTimeoutMs;

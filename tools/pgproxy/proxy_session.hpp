@@ -114,6 +114,23 @@ class ProxySession {
   bool client_tls() const { return client_tls_ != nullptr; }
   bool server_tls() const { return server_tls_ != nullptr; }
   const pgwire::SessionMonitor& monitor() const { return monitor_; }
+  // Counts the server sockets this session opened (one per upstream address
+  // tried): a new socket can get the number of the one just closed.
+  uint32_t server_sockets() const { return server_sockets_; }
+
+  // What the loop last asked the kernel to wait for on this session's
+  // sockets (with epoll, registrations last between rounds), and whether the
+  // loop already listed the session to be looked at again this round. The
+  // loop's business, kept here so that it lives and dies with the session.
+  struct WaitState {
+    int client_fd = -1;
+    int server_fd = -1;
+    uint64_t server_key = 0;
+    short client_events = 0;
+    short server_events = 0;
+    bool touched = false;
+  };
+  WaitState& wait_state() { return wait_state_; }
 
   // Poll interest; `throttled` = the writer is behind, read nothing.
   short client_events(bool throttled) const;
@@ -197,6 +214,8 @@ class ProxySession {
   Phase phase_ = Phase::kStartup;
   Upstream upstream_ = Upstream::kNone;
   size_t upstream_index_ = 0;  // which resolved address is being tried
+  uint32_t server_sockets_ = 0;
+  WaitState wait_state_;
   std::string reject_message_;
   bool counted_ = true;
   bool analysing_ = true;  // the server's stream is framed (and logged, and captured)
