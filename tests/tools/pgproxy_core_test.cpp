@@ -24,10 +24,10 @@
 #include <gtest/gtest.h>
 
 #include "async_writer.hpp"
+#include "epoll_set.hpp"
 #include "pgwire/capture.hpp"
 #include "pgwire/system.hpp"
 #include "proxy_session.hpp"
-#include "readiness.hpp"  // EpollSet
 #include "send_batch.hpp"
 #include "session_loop.hpp"
 #include "wire_builder.hpp"

@@ -18,11 +18,11 @@
 
 #include "async_writer.hpp"
 #include "diag.hpp"
+#include "epoll_set.hpp"
 #include "pgwire/messages.hpp"
 #include "pgwire/net.hpp"
 #include "pgwire/system.hpp"
 #include "proxy_session.hpp"
-#include "readiness.hpp"
 #include "send_batch.hpp"
 
 namespace pgproxy {

@@ -1,4 +1,4 @@
-#include "readiness.hpp"
+#include "epoll_set.hpp"
 
 #include <unistd.h>
 
