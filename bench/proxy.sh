@@ -1,67 +1,166 @@
 #!/usr/bin/env bash
-# pgproxy against a direct connection and pgbouncer, in one run.
+# pgproxy against a direct connection and pgbouncer, in one run (the bench issue 17 asks for).
 #
-#   bench/proxy.sh                  # DURATION=20 CLIENTS=50 ROUNDS=3 UPSTREAM=unix BUILD_DIR=build/release
+#   bench/proxy.sh        # the full run, about 1 h 50 min: 2 upstream modes x 3 workloads x 4 client counts
+#                         # x 4 ways in x 3 rounds = 288 runs of 20 s (96 min), plus connection ramps and set-up
+#   CLIENTS="8 50" WORKLOADS=simple DURATION=10 bench/proxy.sh     # a quick one: 48 runs of 10 s, about 10 min
+#   TLS=1 bench/proxy.sh  # TLS on every leg (docs/pgproxy-tls.md), upstream tcp only, plus pgbench -C -S
 #
-# 1. A throwaway PostgreSQL (scripts/lib/pg.sh, max_connections=1100), `pgbench -i -s SCALE`, and
-#    sysbench's oltp tables (prepared directly against the server) in database sbtest.
-# 2. The ways in: direct; Debian's pgbouncer in session mode (trust auth, no logging); pgproxy
-#    with the SQL log and the capture on (files in the temp dir); and a second pgproxy, the same
-#    but with --no-io-uring (one send() per socket, as where io_uring is not allowed). Clients always connect over
-#    TCP; both proxies reach the server the same way: UPSTREAM=unix (default; pgbouncer's own
-#    default, and the way a proxy next to its server is set up) or UPSTREAM=tcp.
-# 3. For each workload: pgbench -S -M simple, pgbench -S -M prepared (-c CLIENTS -j 2), sysbench
-#    oltp_read_write (--threads CLIENTS), DURATION seconds each, through each way in; pgbouncer
-#    twice, with its pool warmed by a 3 s run and with fresh server connections. ROUNDS rounds,
-#    the order of the ways rotated each round (this 2-core VM drifts by tens of percent from one
-#    run to the next); prints every run, then the median tps of each and the ratios of the
-#    medians pgproxy/pgbouncer (both) and pgproxy/direct, and pgproxy's peak RSS (VmHWM) over
-#    all of its runs.
-# 4. Memory with idle connections: a fresh pgproxy, IDLE (1000) complete sessions opened through
-#    it by a small python3 client (StartupMessage, authentication, ReadyForQuery; each one also
-#    holds a real server backend), then left idle; prints pgproxy's VmRSS before and with them.
-# Targets (issue 3): pgproxy >= 1.1x pgbouncer on every workload, >= 0.8x direct on pgbench -S,
-# RSS with 1000 idle connections < 64 MB.
+# Parameters (environment), with their defaults:
+#   UPSTREAM="unix tcp"     how both proxies reach the server; each mode is measured in turn, pgbouncer and
+#                           both pgproxy processes restarted for it (TLS=1: "tcp"; unix is refused)
+#   CLIENTS="1 8 50 500"    client counts (pgbench -c N -j min(2, N); sysbench --threads N)
+#   WORKLOADS="simple prepared sysbench"   pgbench -S -M simple, pgbench -S -M prepared, sysbench
+#                           oltp_read_write; "connect" is pgbench -C -S (TLS=1 adds it by default)
+#   ROUNDS=3 DURATION=20    rounds per cell, seconds per run
+#   WARM=0                  WARM=1 adds pgbouncer with a warm pool, an extra (marked) column
+#   ADMISSION=              ADMISSION=N adds pgbouncer with default_pool_size N, an extra (marked) column,
+#                           at the client counts above N, where it queues the surplus clients
+#   SCALE=10 IDLE=1000 TLS=0 TLS_KEY=rsa BUILD_DIR=build/release
 #
-#   TLS=1 bench/proxy.sh            # the same with TLS on every leg (docs/pgproxy-tls.md); UPSTREAM=tcp
+# 1. Once: a throwaway PostgreSQL (scripts/lib/pg.sh, max_connections = IDLE + 2 x the largest client
+#    count + 100), `pgbench -i -s SCALE`, and sysbench's oltp tables (8 x 10000 rows, prepared directly
+#    against the server) in database sbtest; pgproxy is configured and built in BUILD_DIR if needed.
+# 2. For each upstream mode: Debian's pgbouncer in session mode (trust auth, no logging; pool
+#    default_pool_size = largest client count + 10 and max_client_conn = largest + 100, so every
+#    client gets its own server session, as through pgproxy), pgproxy with the SQL log and the
+#    capture on (files in the temp dir), and a second pgproxy, the same but with --no-io-uring (one
+#    send() per socket, as where io_uring is not allowed). Clients always connect over TCP; both
+#    proxies reach the server over the mode's way (unix: the server's socket; tcp: 127.0.0.1).
+# 3. The ways in: direct; pgbouncer "fresh": its server connections dropped (KILL/RESUME on its
+#    console) before the run, so the run starts its own backends as direct and pgproxy runs do (with
+#    -C also server_lifetime = 0: a new backend per client connection, as through pgproxy); pgproxy;
+#    pgproxy --no-io-uring ("send()"); and the extras asked for (WARM, ADMISSION). pgbouncer's server
+#    connections are dropped after each of its runs too, and before every run the script waits until
+#    the previous run's backends have exited. For each mode, workload and client count: ROUNDS rounds
+#    of DURATION seconds, the order of the ways rotated each round (this 2-core VM drifts by tens of
+#    percent from one run to the next). Each run is printed as it happens (stderr): tps, the client's
+#    average latency (pgbench's "latency average", sysbench's "avg" latency), for the proxies their
+#    CPU time per transaction (utime + stime of /proc/PID/stat, all threads) and context switches
+#    per transaction (voluntary + involuntary, summed over /proc/PID/task/*/status), per transaction
+#    meaning per transaction the client reports having processed; for pgbouncer, how many server
+#    connections it held after the run.
+# 4. The summary, per upstream mode: a throughput table (median tps of each way, the ratios of the
+#    medians pgproxy/pgbouncer, pgproxy/direct, send()/pgproxy, the spread min-max of pgproxy and
+#    pgbouncer), a cost table (median latency, CPU per transaction, context switches per transaction,
+#    pgbouncer's server connections), the extras if any; pgproxy's SQL log checked against its
+#    "exiting:" line, capture size, exit status, peak RSS; then the targets, each met or NOT met.
+# 5. Memory with idle connections: a fresh pgproxy (first upstream mode), IDLE complete sessions
+#    opened through it by a small python3 client (StartupMessage, authentication, ReadyForQuery;
+#    each one also holds a real server backend), then left idle; prints pgproxy's VmRSS before and
+#    with them.
+# Targets (issue 17; medians, SQL log and capture on, against pgbouncer in session mode with fresh
+# backends): pgbench -S simple and prepared, sysbench oltp_read_write: pgproxy >= 1.10x pgbouncer's
+# tps at 8, 50 and 500 clients with both upstream modes, >= 0.85x direct at 50 clients; at 1 client
+# pgproxy's average latency <= pgbouncer's; pgproxy's CPU per transaction <= pgbouncer's at every
+# client count; the fallback without io_uring within 10% of the io_uring path (send() >= 0.90x
+# pgproxy). Issue 3's: RSS with 1000 idle connections < 64 MB. Only the cells measured are judged.
 #
-# 5. TLS=1: a throwaway CA, server and proxy certificates (SAN DNS:localhost, IP:127.0.0.1; keys
-#    0600; TLS_KEY=rsa, 2048 bits, the default, or TLS_KEY=ec, P-256) made with the openssl tool
-#    in the temp dir. PostgreSQL runs with ssl=on and a pg_hba that takes TCP only over TLS
-#    (hostssl trust, hostnossl reject). Both proxies reach it over TCP (there is no TLS over a Unix
-#    socket; UPSTREAM=unix is refused) with TLS: pgbouncer with client_tls_sslmode=require (the
-#    proxy certificate) and server_tls_sslmode=require; pgproxy (both) with --tls-cert/--tls-key
-#    and --upstream-sslmode require, SQL log and capture on as above. Every client (pgbench,
-#    sysbench, psql; direct ones too) runs with PGSSLMODE=require. sysbench 1.0's pgsql driver has
-#    no TLS option, but it connects with libpq's PQsetdbLogin, which takes PGSSLMODE from the
-#    environment like any other libpq client (and the server's pg_hba refuses it otherwise).
-#    Before the runs, the protocol and cipher of each way's client leg (psql's \conninfo) and
-#    server leg (pg_stat_ssl) are printed. The workloads are those above plus pgbench -C -S
-#    (-c CLIENTS -j 2): a new connection, TLS handshake(s) included, per transaction, so its tps
-#    are connections per second (pgbench's "average connection time" is printed too).
-#    pgbouncer keeps its server connections across client connections, pgproxy and direct do not:
-#    with -C, the pooled pgbouncer skips the server's TLS handshake and backend start; its "fresh"
-#    run uses each server connection once (server_lifetime = 0), a new backend per client
-#    connection as through pgproxy.
-#    Also printed: the spread (min-max) of each way's runs, the CPU time of each proxy process per
-#    transaction (from /proc/PID/stat), and the targets met or not. The idle sessions each do
+# TLS=1: a throwaway CA, server and proxy certificates (SAN DNS:localhost, IP:127.0.0.1; keys 0600;
+#    TLS_KEY=rsa, 2048 bits, the default, or TLS_KEY=ec, P-256) made with the openssl tool in the temp
+#    dir. PostgreSQL runs with ssl=on and a pg_hba that takes TCP only over TLS (hostssl trust,
+#    hostnossl reject). Both proxies reach it over TCP (there is no TLS over a Unix socket) with TLS:
+#    pgbouncer with client_tls_sslmode=require (the proxy certificate) and server_tls_sslmode=require;
+#    pgproxy (both) with --tls-cert/--tls-key and --upstream-sslmode require, SQL log and capture on
+#    as above. Every client (pgbench, sysbench, psql; direct ones too) runs with PGSSLMODE=require.
+#    sysbench 1.0's pgsql driver has no TLS option, but it connects with libpq's PQsetdbLogin, which
+#    takes PGSSLMODE from the environment like any other libpq client (and the server's pg_hba refuses
+#    it otherwise). Before the runs, the protocol and cipher of each way's client leg (psql's
+#    \conninfo) and server leg (pg_stat_ssl) are printed. The workloads are those above plus pgbench
+#    -C -S: a new connection, TLS handshake(s) included, per transaction, so its tps are connections
+#    per second (pgbench's "average connection time" is printed too). The idle sessions each do
 #    SSLRequest and a TLS handshake (python's ssl, no verification) before their StartupMessage.
-# Targets with TLS: pgproxy >= 1.1x pgbouncer tps on pgbench -S simple and prepared and on
-# sysbench oltp_read_write; pgbench -C connections/s >= pgbouncer's; RSS with 1000 idle TLS
-# sessions < 96 MB.
-# Everything listens on 127.0.0.1 only; every process started here is stopped on exit.
+# Targets with TLS (issue 13, against pgbouncer with fresh server connections; with WARM=1 the warm
+# pool's ratio beside): pgproxy >= 1.1x pgbouncer tps on pgbench -S simple and prepared and on sysbench
+# oltp_read_write; pgbench -C connections/s >= pgbouncer's; RSS with 1000 idle TLS sessions < 96 MB.
+#
+# A full run writes several GB of SQL log and capture to the temp dir (/tmp), removed on exit.
+# Everything listens on 127.0.0.1 only; every process started here is stopped on exit. A run that
+# fails is shown and left out of the medians, the others go on; the script then exits with status 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-20}
-CLIENTS=${CLIENTS:-50}
 ROUNDS=${ROUNDS:-3}
+CLIENTS=${CLIENTS:-1 8 50 500}
 TLS=${TLS:-0}
 TLS_KEY=${TLS_KEY:-rsa}
-if [ "$TLS" = 1 ]; then UPSTREAM=${UPSTREAM:-tcp}; else UPSTREAM=${UPSTREAM:-unix}; fi
+if [ "$TLS" = 1 ]; then
+  UPSTREAM=${UPSTREAM:-tcp}
+  WORKLOADS=${WORKLOADS:-simple prepared sysbench connect}
+else
+  UPSTREAM=${UPSTREAM:-unix tcp}
+  WORKLOADS=${WORKLOADS:-simple prepared sysbench}
+fi
+WARM=${WARM:-0}
+ADMISSION=${ADMISSION:-}
 SCALE=${SCALE:-10}
 IDLE=${IDLE:-1000}
 build_dir=${BUILD_DIR:-build/release}
+
+# Everything is checked before anything is built or started.
+usage_error() { echo "bench/proxy.sh: $*" >&2; exit 2; }
+is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
+read -ra modes <<<"$UPSTREAM"
+read -ra client_counts <<<"$CLIENTS"
+read -ra workloads <<<"$WORKLOADS"
+[ ${#modes[@]} -gt 0 ] || usage_error "UPSTREAM is empty"
+[ ${#client_counts[@]} -gt 0 ] || usage_error "CLIENTS is empty"
+[ ${#workloads[@]} -gt 0 ] || usage_error "WORKLOADS is empty"
+for mode in "${modes[@]}"; do
+  case "$mode" in
+    unix) [ "$TLS" = 1 ] && usage_error "TLS=1 needs UPSTREAM=tcp: there is no TLS over a Unix socket" ;;
+    tcp) ;;
+    *) usage_error "UPSTREAM: '$mode' is neither unix nor tcp" ;;
+  esac
+done
+max_clients=0
+for clients in "${client_counts[@]}"; do
+  is_count "$clients" || usage_error "CLIENTS: '$clients' is not a positive number"
+  [ "$clients" -gt "$max_clients" ] && max_clients=$clients
+done
+for workload in "${workloads[@]}"; do
+  case "$workload" in
+    simple | prepared | sysbench | connect) ;;
+    *) usage_error "WORKLOADS: '$workload' is not one of simple, prepared, sysbench, connect" ;;
+  esac
+done
+for var in DURATION ROUNDS SCALE IDLE; do is_count "${!var}" || usage_error "$var must be a positive number"; done
+case "$WARM" in 0 | 1) ;; *) usage_error "WARM must be 0 or 1" ;; esac
+[ -z "$ADMISSION" ] || is_count "$ADMISSION" || usage_error "ADMISSION must be empty or a positive number"
+case "$TLS" in 0 | 1) ;; *) usage_error "TLS must be 0 or 1" ;; esac
+case "$TLS_KEY" in
+  rsa) newkey=(-newkey rsa:2048) ;;
+  ec) newkey=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
+  *) usage_error "TLS_KEY must be rsa or ec" ;;
+esac
+if [ "$TLS" = 1 ] && ! command -v openssl >/dev/null; then
+  echo "TLS=1 needs the openssl tool (apt-get install openssl)" >&2
+  exit 1
+fi
+
+# The ways in, in the order of the first round. pgbouncer "fresh" is the pgbouncer figure the
+# targets use; "warm" and "admission" are extras, shown apart and marked.
+ways=(direct fresh pgproxy send)
+[ "$WARM" = 1 ] && ways+=(warm)
+[ -n "$ADMISSION" ] && ways+=(admission)
+runs_in_cell() {  # runs_in_cell CLIENTS: how many ways are measured at that client count
+  local n=${#ways[@]}
+  [ -n "$ADMISSION" ] && [ "$1" -le "$ADMISSION" ] && n=$((n - 1))
+  echo "$n"
+}
+planned_runs=0
+for clients in "${client_counts[@]}"; do planned_runs=$((planned_runs + $(runs_in_cell "$clients"))); done
+planned_runs=$((planned_runs * ${#modes[@]} * ${#workloads[@]} * ROUNDS))
+bouncer_pool=$((max_clients + 10))        # every client its own server session, as through pgproxy
+bouncer_max_clients=$((max_clients + 100))
+# pgbouncer's server connections are dropped after each of its runs, so at most one way's backends
+# (plus those of the previous run that are still exiting) are open at a time; the idle test runs alone.
+pg_max_connections=$((IDLE + 2 * max_clients + 100))
+proxy_max_connections=2000
+for n in $((IDLE + 100)) $((max_clients + 100)); do
+  [ "$n" -gt "$proxy_max_connections" ] && proxy_max_connections=$n
+done
 
 scripts/install-deps.sh  # sysbench, pgbouncer, the PostgreSQL server and clients (apt-get --no-upgrade)
 if [ ! -f "$build_dir/CMakeCache.txt" ]; then
@@ -92,21 +191,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-case "$TLS" in
-  0) ;;
-  1)
-    [ "$UPSTREAM" = tcp ] || { echo "TLS=1 needs UPSTREAM=tcp: there is no TLS over a Unix socket" >&2; exit 2; }
-    command -v openssl >/dev/null || { echo "TLS=1 needs the openssl tool (apt-get install openssl)" >&2; exit 1; }
-    ;;
-  *) echo "TLS must be 0 or 1" >&2; exit 2 ;;
-esac
-case "$TLS_KEY" in
-  rsa) newkey=(-newkey rsa:2048) ;;
-  ec) newkey=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) ;;
-  *) echo "TLS_KEY must be rsa or ec" >&2; exit 2 ;;
-esac
-
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- 2>/dev/null || commit+=" (with uncommitted changes)"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
+echo "parameters: UPSTREAM=\"${modes[*]}\" CLIENTS=\"${client_counts[*]}\" WORKLOADS=\"${workloads[*]}\"" \
+  "ROUNDS=$ROUNDS DURATION=$DURATION WARM=$WARM ADMISSION=${ADMISSION:-none} TLS=$TLS SCALE=$SCALE IDLE=$IDLE"
+echo "versions: $(pgbouncer --version 2>&1 | sed -n 1p), pgproxy at commit $commit" \
+  "($pgproxy_bin), $(pgbench --version), $(sysbench --version)"
+echo "pgbouncer: default_pool_size $bouncer_pool, max_client_conn $bouncer_max_clients;" \
+  "PostgreSQL max_connections $pg_max_connections; pgproxy --max-connections $proxy_max_connections"
+echo "plan: $planned_runs runs of ${DURATION}s, $((planned_runs * DURATION / 60)) min of runs" \
+  "(plus connection ramps, warm-ups and set-up)"
 pg_tls=()
 proxy_tls=()
 if [ "$TLS" = 1 ]; then
@@ -143,7 +238,7 @@ if [ "$TLS" = 1 ]; then
   echo "TLS on every leg: certificates with $(openssl x509 -in "$tls/proxy.crt" -noout -text |
     awk '/Public Key Algorithm:|Public-Key:|NIST CURVE:/ { $1 = $1; printf "%s%s", sep, $0; sep = ", " }')"
 fi
-pg_start max_connections=$((IDLE + 100)) shared_buffers=256MB "${pg_tls[@]}"
+pg_start max_connections="$pg_max_connections" shared_buffers=256MB "${pg_tls[@]}"
 [ "$TLS" = 1 ] && export PGSSLMODE=require  # every libpq client from here on: pgbench, sysbench, psql
 pgbench -i -q -s "$SCALE" >/dev/null 2>&1
 createdb sbtest
@@ -153,175 +248,278 @@ sysbench oltp_read_write "${sb_common[@]}" --pgsql-port="$PG_PORT" --threads=4 p
   { cat "$work/sb-prepare.out" >&2; exit 1; }
 psql -q -d sbtest -c 'VACUUM ANALYZE' && psql -q -c 'VACUUM ANALYZE'
 
-case "$UPSTREAM" in
-  unix) bouncer_host=$PG_DIR; proxy_upstream=$PG_DIR:$PG_PORT ;;  # the server's socket directory
-  tcp) bouncer_host=127.0.0.1; proxy_upstream=127.0.0.1:$PG_PORT ;;
-  *) echo "UPSTREAM must be unix or tcp" >&2; exit 2 ;;
-esac
-# pgbouncer: session pooling, trust (the user must still be listed in auth_file), nothing logged.
-# It refuses to run as root: -u switches to the postgres user, which must read its files.
-bouncer_port=$(free_port)
-cat >"$work/userlist.txt" <<EOF
-"postgres" ""
-EOF
-cat >"$work/pgbouncer.ini" <<EOF
+upstream_of() {  # upstream_of MODE: pgproxy's --upstream for it
+  case "$1" in
+    unix) echo "$PG_DIR:$PG_PORT" ;;  # the server's socket directory
+    tcp) echo "127.0.0.1:$PG_PORT" ;;
+  esac
+}
+start_pgproxy() {  # start_pgproxy PORT UPSTREAM NAME [OPTION...]: a pgproxy, SQL log and capture in $work/NAME.*
+  local port=$1 upstream=$2 name=$3
+  shift 3
+  "$pgproxy_bin" --listen 127.0.0.1:"$port" --upstream "$upstream" --max-connections "$proxy_max_connections" \
+    "$@" "${proxy_tls[@]}" --sql-log "$work/$name.sql.log" --capture "$work/$name.pgwcap" --stats-interval 0 \
+    2>"$work/$name.err" &
+}
+wait_ready() {  # wait_ready PORT: until a query goes through (10 s at most)
+  for _ in $(seq 100); do psql -p "$1" -Atc 'SELECT 1' >/dev/null 2>&1 && return 0; sleep 0.1; done
+  psql -p "$1" -Atc 'SELECT 1' >/dev/null
+}
+
+# start_ways MODE: pgbouncer and both pgproxy processes, reaching the server over MODE (unix or
+# tcp); sets bouncer_port/pid, pgproxy_port/proxy_pid, send_port/send_pid. Their files: $work/MODE/.
+start_ways() {
+  local mode=$1 dir=$work/$1 bouncer_host way port legs
+  mkdir "$dir"
+  case "$mode" in
+    unix) bouncer_host=$PG_DIR ;;
+    tcp) bouncer_host=127.0.0.1 ;;
+  esac
+  # pgbouncer: session pooling, trust (the user must still be listed in auth_file), nothing logged,
+  # the two databases listed so that KILL/RESUME work on them before their first client.
+  # It refuses to run as root: -u switches to the postgres user, which must read its files.
+  bouncer_port=$(free_port)
+  printf '"postgres" ""\n' >"$dir/userlist.txt"
+  cat >"$dir/pgbouncer.ini" <<EOF
 [databases]
-* = host=$bouncer_host port=$PG_PORT
+postgres = host=$bouncer_host port=$PG_PORT
+sbtest = host=$bouncer_host port=$PG_PORT
 
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $bouncer_port
 unix_socket_dir =
 auth_type = trust
-auth_file = $work/userlist.txt
+auth_file = $dir/userlist.txt
 admin_users = postgres
 pool_mode = session
-max_client_conn = 1000
-default_pool_size = 200
+max_client_conn = $bouncer_max_clients
+default_pool_size = $bouncer_pool
 max_db_connections = 0
 ignore_startup_parameters = extra_float_digits,options
 log_connections = 0
 log_disconnections = 0
-logfile = $work/pgbouncer.log
+logfile = $dir/pgbouncer.log
 pidfile =
 EOF
-if [ "$TLS" = 1 ]; then
-  printf "%s\n" "client_tls_sslmode = require" "client_tls_cert_file = $tls/proxy.crt" \
-    "client_tls_key_file = $tls/proxy.key" "server_tls_sslmode = require" >>"$work/pgbouncer.ini"
-fi
-bouncer_user=()
-if [ "$(id -u)" -eq 0 ]; then
-  chown -R postgres: "$work"
-  bouncer_user=(-u postgres)
-fi
-pgbouncer "${bouncer_user[@]}" "$work/pgbouncer.ini" >"$work/pgbouncer.out" 2>&1 &
-bouncer_pid=$!
-
-pgproxy_port=$(free_port)
-"$pgproxy_bin" --listen 127.0.0.1:"$pgproxy_port" --upstream "$proxy_upstream" --max-connections 2000 \
-  "${proxy_tls[@]}" --sql-log "$work/sql.log" --capture "$work/capture.pgwcap" --stats-interval 0 \
-  2>"$work/pgproxy.err" &
-proxy_pid=$!
-send_port=$(free_port)
-"$pgproxy_bin" --listen 127.0.0.1:"$send_port" --upstream "$proxy_upstream" --max-connections 2000 --no-io-uring \
-  "${proxy_tls[@]}" --sql-log "$work/sql-send.log" --capture "$work/capture-send.pgwcap" --stats-interval 0 \
-  2>"$work/pgproxy-send.err" &
-send_pid=$!
-
-for port in "$bouncer_port" "$pgproxy_port" "$send_port"; do
-  for _ in $(seq 100); do psql -p "$port" -Atc 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
-  psql -p "$port" -Atc 'SELECT 1' >/dev/null || { cat "$work"/pgbouncer.* "$work/pgproxy.err" >&2; exit 1; }
-done
-if [ "$TLS" = 1 ]; then
-  # What each way in negotiates: the client leg as psql sees it, the server leg as the server does.
-  for way in direct pgbouncer pgproxy send; do
-    case "$way" in
-      direct) port=$PG_PORT ;;
-      pgbouncer) port=$bouncer_port ;;
-      pgproxy) port=$pgproxy_port ;;
-      send) port=$send_port ;;
-    esac
-    legs=$(psql -p "$port" -At -c '\conninfo' \
-      -c "SELECT 'server leg: ' || version || ', ' || cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()" |
-      sed -n 's/^SSL connection (\(protocol: [^,]*, cipher: [^,]*\).*/client leg: \1/p; /^server leg: /p' |
-      paste -sd';')
-    echo "  via $way: ${legs//;/; }"
+  if [ "$TLS" = 1 ]; then
+    printf "%s\n" "client_tls_sslmode = require" "client_tls_cert_file = $tls/proxy.crt" \
+      "client_tls_key_file = $tls/proxy.key" "server_tls_sslmode = require" >>"$dir/pgbouncer.ini"
+  fi
+  local bouncer_user=()
+  if [ "$(id -u)" -eq 0 ]; then
+    chown -R postgres: "$work"
+    bouncer_user=(-u postgres)
+  fi
+  pgbouncer "${bouncer_user[@]}" "$dir/pgbouncer.ini" >"$dir/pgbouncer.out" 2>&1 &
+  bouncer_pid=$!
+  pgproxy_port=$(free_port)
+  start_pgproxy "$pgproxy_port" "$(upstream_of "$mode")" "$mode/pgproxy"
+  proxy_pid=$!
+  send_port=$(free_port)
+  start_pgproxy "$send_port" "$(upstream_of "$mode")" "$mode/send" --no-io-uring
+  send_pid=$!
+  for port in "$bouncer_port" "$pgproxy_port" "$send_port"; do
+    wait_ready "$port" || { cat "$dir"/pgbouncer.{out,log} "$dir"/*.err >&2; exit 1; }
   done
-fi
-
-# run_workload NAME PORT: prints tps.
-run_workload() {
-  local name=$1 port=$2 out="$work/$1-$2-$3.out"  # $3: which way in (and round), for the file name
-  case "$name" in
-    simple | prepared)
-      pgbench -p "$port" -n -S -M "$name" -c "$CLIENTS" -j 2 -T "$DURATION" >"$out" 2>&1 ||
-        { cat "$out" >&2; return 1; }
-      grep -Eo 'tps = [0-9.]+' "$out" | head -1 | cut -d' ' -f3
-      ;;
-    connect)  # a new connection per transaction: tps = connections/s
-      pgbench -p "$port" -n -C -S -c "$CLIENTS" -j 2 -T "$DURATION" >"$out" 2>&1 || { cat "$out" >&2; return 1; }
-      grep -Eo 'tps = [0-9.]+' "$out" | head -1 | cut -d' ' -f3
-      ;;
-    sysbench)
-      sysbench oltp_read_write "${sb_common[@]}" --pgsql-port="$port" --threads="$CLIENTS" --time="$DURATION" \
-        --report-interval=0 run >"$out" 2>&1 || { cat "$out" >&2; return 1; }
-      awk '/transactions:/ { gsub(/\(/, "", $3); print $3; exit }' "$out"
-      ;;
-  esac
-}
-
-# pgbouncer is measured twice. "pooled": its session pool already holds backends warmed by a
-# short run of the same workload, as in a steady state. "fresh": its server connections are
-# dropped first (KILL/RESUME on its console), so the run starts its own backends, as direct and
-# pgproxy runs do: the difference between the two is pooling, not proxying.
-bouncer_console() { psql -p "$bouncer_port" -d pgbouncer -qc "$1" >/dev/null; }
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }  # utime + stime, in clock ticks
-clk_tck=$(getconf CLK_TCK)
-declare -A tps runs cpu_runs conn_ms_runs
-ways=(direct pgbouncer fresh pgproxy send)
-workloads=(simple prepared sysbench)
-[ "$TLS" = 1 ] && workloads+=(connect)
-echo "upstream of both proxies: $UPSTREAM; $ROUNDS rounds, the order of the ways rotated each round" >&2
-for workload in "${workloads[@]}"; do
-  for round in $(seq "$ROUNDS"); do
-    for i in "${!ways[@]}"; do
-      way=${ways[$(((i + round - 1) % ${#ways[@]}))]}
+  echo "upstream $mode: pgbouncer reaches the server at host=$bouncer_host, both pgproxy processes at" \
+    "$(upstream_of "$mode")" >&2
+  if [ "$TLS" = 1 ]; then
+    # What each way in negotiates: the client leg as psql sees it, the server leg as the server does.
+    for way in direct pgbouncer pgproxy send; do
       case "$way" in
         direct) port=$PG_PORT ;;
-        pgbouncer)
-          port=$bouncer_port
-          DURATION=3 run_workload "$workload" "$port" warmup >/dev/null
-          ;;
-        fresh)
-          port=$bouncer_port
-          for db in postgres sbtest; do bouncer_console "KILL $db" && bouncer_console "RESUME $db"; done
-          # With -C, "as fresh as pgproxy's" means a new backend per client connection, as
-          # pgproxy and direct get: server_lifetime 0 uses each server connection once.
-          if [ "$workload" = connect ]; then bouncer_console "SET server_lifetime = 0"; fi
-          ;;
+        pgbouncer) port=$bouncer_port ;;
         pgproxy) port=$pgproxy_port ;;
         send) port=$send_port ;;
       esac
-      case "$way" in  # the process whose CPU time the run costs
-        pgbouncer | fresh) pid=$bouncer_pid ;;
-        pgproxy) pid=$proxy_pid ;;
-        send) pid=$send_pid ;;
-        *) pid= ;;
-      esac
-      [ -n "$pid" ] && ticks=$(cpu_ticks "$pid")
-      t=$(run_workload "$workload" "$port" "$way-$round")
-      if [ "$way" = fresh ] && [ "$workload" = connect ]; then bouncer_console "SET server_lifetime = 3600"; fi
-      runs[$workload,$way]="${runs[$workload,$way]:-} $t"
-      if [ -n "$pid" ]; then  # CPU microseconds per transaction
-        cpu_runs[$workload,$way]="${cpu_runs[$workload,$way]:-} $(awk -v d=$(($(cpu_ticks "$pid") - ticks)) \
-          -v hz="$clk_tck" -v t="$t" -v s="$DURATION" 'BEGIN { printf "%.1f", d / hz * 1e6 / (t * s) }')"
-      fi
-      if [ "$workload" = connect ]; then
-        ms=$(sed -n 's/^average connection time = \([0-9.]*\) ms/\1/p' "$work/connect-$port-$way-$round.out")
-        conn_ms_runs[$way]="${conn_ms_runs[$way]:-} $ms"
-        echo "  $workload round $round via $way: $t connections/s, average connection time $ms ms" >&2
-      else
-        echo "  $workload round $round via $way: $t tps" >&2
-      fi
+      legs=$(psql -p "$port" -At -c '\conninfo' \
+        -c "SELECT 'server leg: ' || version || ', ' || cipher FROM pg_stat_ssl WHERE pid = pg_backend_pid()" |
+        sed -n 's/^SSL connection (\(protocol: [^,]*, cipher: [^,]*\).*/client leg: \1/p; /^server leg: /p' |
+        paste -sd';')
+      echo "  via $way: ${legs//;/; }"
     done
-  done
-  for way in "${ways[@]}"; do
-    tps[$workload,$way]=$(tr ' ' '\n' <<<"${runs[$workload,$way]}" | grep . | median)
-  done
-done
-proxy_hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$proxy_pid/status")
-sb_errors=$(for way in direct pgbouncer fresh pgproxy send; do
-  cat "$work/sysbench-"*"-$way-"*.out | awk '/ignored errors:/ { n += $3 } END { print n }'
-done | paste -sd/)
-stop_pid "$proxy_pid"; proxy_rc=$stopped_rc; proxy_pid=
-stop_pid "$send_pid"; send_pid=
-sql_lines=$(wc -l <"$work/sql.log")
-cap_mb=$(($(stat -c %s "$work/capture.pgwcap") >> 20))
+  fi
+  bouncer_drop  # the server connections the checks above left in its pool
+}
 
-echo
-printf '%-26s %8s %10s %10s %8s %16s %15s %14s %10s %14s\n' workload direct pgbouncer "(fresh)" pgproxy \
-  pgproxy/bouncer "(vs fresh)" pgproxy/direct "(send())" "(send/bouncer)"
+declare -A notes  # notes[MODE]: what stop_ways found, for the summary
+# check_sql_log NAME LABEL: the SQL log's line count against what pgproxy's "exiting:" line says it wrote.
+check_sql_log() {
+  local name=$1 label=$2 lines written lost exiting
+  lines=$(wc -l <"$work/$name.sql.log")
+  exiting=$(grep -h 'exiting:' "$work/$name.err" | tail -1 || true)
+  written=$(sed -n 's/.*lines_written=\([0-9]*\).*/\1/p' <<<"$exiting")
+  lost=$(sed -n 's/.*lost_lines=\([0-9]*\).*/\1/p' <<<"$exiting")
+  if [ -z "$exiting" ]; then
+    echo "$label: SQL log $lines lines; no 'exiting:' line from it: NOT checked"
+  elif [ "$written" = "$lines" ] && [ "$lost" = 0 ]; then
+    echo "$label: SQL log $lines lines = lines_written, none lost: ok"
+  else
+    echo "$label: SQL log $lines lines, but lines_written=$written lost_lines=$lost: MISMATCH"
+  fi
+  [ -n "$exiting" ] && echo "$label: ${exiting#*exiting: }"
+  return 0
+}
+stop_ways() {  # stop_ways MODE: stops what start_ways started; what they leave behind goes to notes[MODE]
+  local mode=$1 dir=$work/$1 hwm send_hwm proxy_rc send_rc problems
+  hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$proxy_pid/status" 2>/dev/null || true)  # none if it died
+  send_hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$send_pid/status" 2>/dev/null || true)
+  stop_pid "$proxy_pid"; proxy_rc=$stopped_rc; proxy_pid=
+  stop_pid "$send_pid"; send_rc=$stopped_rc; send_pid=
+  stop_pid "$bouncer_pid"; bouncer_pid=
+  problems=$(grep -E ' (WARNING|ERROR) ' "$dir/pgbouncer.log" | sed -E 's/^.* (WARNING|ERROR) /\1 /' |
+    sed -E 's/[0-9]+/N/g' | sort | uniq -c | sort -rn | sed -E 's/^ +//' || true)
+  notes[$mode]=$(
+    echo "pgproxy: capture $(($(stat -c %s "$dir/pgproxy.pgwcap") >> 20)) MB, exit status $proxy_rc," \
+      "peak RSS (VmHWM) over all its runs $((hwm / 1024)) MB ($hwm KiB)"
+    check_sql_log "$mode/pgproxy" pgproxy
+    echo "pgproxy --no-io-uring: capture $(($(stat -c %s "$dir/send.pgwcap") >> 20)) MB, exit status $send_rc," \
+      "peak RSS $((send_hwm / 1024)) MB"
+    check_sql_log "$mode/send" "pgproxy --no-io-uring"
+    if [ -z "$problems" ]; then
+      echo "pgbouncer: no WARNING or ERROR in its log"
+    else
+      echo "pgbouncer: WARNING/ERROR in its log (count, message with numbers as N), most frequent first:"
+      head -5 <<<"$problems" | sed 's/^/  /'
+    fi
+  )
+  # Each run's output file stays until the end (sysbench's ignored errors); the SQL logs and
+  # captures go now, they are the bulk.
+  rm -f "$dir"/*.sql.log "$dir"/*.pgwcap
+}
+
+bouncer_console() { psql -p "$bouncer_port" -d pgbouncer -qc "$1" >/dev/null; }
+bouncer_drop() {  # closes all of pgbouncer's server connections (KILL pauses the database; RESUME undoes that)
+  local db
+  for db in postgres sbtest; do bouncer_console "KILL $db"; bouncer_console "RESUME $db"; done
+}
+bouncer_servers() { psql -p "$bouncer_port" -d pgbouncer -Atc 'SHOW SERVERS' | wc -l; }
+# settle: waits (10 s at most) until the server has no client backend but this one, i.e. until the
+# backends of the previous run have exited, so that no run shares the CPUs with them.
+settle() {
+  local n
+  for _ in $(seq 100); do
+    n=$(psql -p "$PG_PORT" -Atc "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+    [ "$n" -le 1 ] && return 0
+    sleep 0.1
+  done
+  echo "  (still $((n - 1)) backends of the previous run after 10 s)" >&2
+}
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }  # utime + stime of all threads, in clock ticks
+ctx_switches() {  # voluntary + involuntary context switches, summed over the process's threads
+  awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }' /proc/"$1"/task/*/status 2>/dev/null || true
+}
+clk_tck=$(getconf CLK_TCK)
+
+# run_workload WORKLOAD CLIENTS PORT SECONDS OUT: one run, its output in OUT; sets r_tps, r_txns (the
+# transactions the client reports processed), r_lat (its average latency, ms) and r_conn_ms (pgbench
+# -C's average connection time), r_init_ms (pgbench's time to connect all its clients, within the
+# run's SECONDS), r_status (the client's exit status); fails when the client fails or its figures are missing.
+run_workload() {
+  local workload=$1 clients=$2 port=$3 seconds=$4 out=$5 threads=$(($2 < 2 ? $2 : 2))  # pgbench refuses -j > -c
+  local how=()
+  r_tps='' r_txns='' r_lat='' r_conn_ms='' r_init_ms='' r_status=0
+  case "$workload" in
+    simple | prepared | connect)
+      if [ "$workload" = connect ]; then how=(-C); else how=(-M "$workload"); fi
+      pgbench -p "$port" -n -S "${how[@]}" -c "$clients" -j "$threads" -T "$seconds" >"$out" 2>&1 || r_status=$?
+      r_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out" | head -1)
+      r_txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")
+      r_lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out")
+      r_conn_ms=$(sed -n 's/^average connection time = \([0-9.]*\) ms.*/\1/p' "$out")
+      r_init_ms=$(sed -n 's/^initial connection time = \([0-9.]*\) ms.*/\1/p' "$out")
+      ;;
+    sysbench)
+      sysbench oltp_read_write "${sb_common[@]}" --pgsql-port="$port" --threads="$clients" --time="$seconds" \
+        --report-interval=0 run >"$out" 2>&1 || r_status=$?
+      r_txns=$(awk '$1 == "transactions:" { print $2; exit }' "$out")
+      r_tps=$(awk '$1 == "transactions:" { gsub(/\(/, "", $3); print $3; exit }' "$out")
+      r_lat=$(awk '/Latency \(ms\):/ { f = 1 } f && $1 == "avg:" { print $2; exit }' "$out")
+      ;;
+  esac
+  [ "$r_status" = 0 ] && [ -n "$r_tps" ] && [ -n "$r_lat" ] && [ -n "$r_txns" ] && [ "$r_txns" -gt 0 ]
+}
+
+count_word() { if [ "$1" = 1 ]; then echo "1 client"; else echo "$1 clients"; fi; }
+way_name() {
+  case "$1" in
+    direct) echo direct ;;
+    fresh) echo "pgbouncer (fresh)" ;;
+    pgproxy) echo pgproxy ;;
+    send) echo "pgproxy --no-io-uring" ;;
+    warm) echo "pgbouncer (warm pool, extra)" ;;
+    admission) echo "pgbouncer pool $ADMISSION (admission-controlled, extra)" ;;
+  esac
+}
+# Every run's figures, keyed MODE,WORKLOAD,CLIENTS,WAY, as space-separated lists (one per round).
+declare -A tps_runs lat_runs cpu_runs ctx_runs srv_runs conn_runs
+failed=()
+# measure MODE WORKLOAD CLIENTS WAY ROUND: one measured run through WAY, recorded and printed.
+measure() {
+  local mode=$1 workload=$2 clients=$3 way=$4 round=$5 port pid='' ticks ctx line detail='' unit cpu ctxn srv
+  local key="$1,$2,$3,$4" out="$work/$1/$2-c$3-$4-$5.out"
+  case "$way" in
+    direct) port=$PG_PORT ;;
+    fresh | warm | admission) port=$bouncer_port; pid=$bouncer_pid ;;
+    pgproxy) port=$pgproxy_port; pid=$proxy_pid ;;
+    send) port=$send_port; pid=$send_pid ;;
+  esac
+  settle
+  case "$way" in
+    fresh)  # its own new backends, as direct and pgproxy runs; with -C, each one used once
+      [ "$workload" = connect ] && bouncer_console "SET server_lifetime = 0"
+      ;;
+    warm)  # a steady state: the pool holds backends warmed by a short run of the same workload
+      run_workload "$workload" "$clients" "$port" 3 "$out.warm-up" || echo "  (the warm-up run failed)" >&2
+      ;;
+    admission)  # fewer server sessions than clients: pgbouncer queues the surplus clients
+      bouncer_console "SET default_pool_size = $ADMISSION"
+      ;;
+  esac
+  if [ -n "$pid" ]; then
+    ticks=$(cpu_ticks "$pid")
+    ctx=$(ctx_switches "$pid")
+  fi
+  line="  [$mode] $(label_of "$workload"), $(count_word "$clients"), round $round, $(way_name "$way"):"
+  if ! run_workload "$workload" "$clients" "$port" "$DURATION" "$out"; then
+    failed+=("[$mode] $(label_of "$workload"), $(count_word "$clients"), round $round, $(way_name "$way")")
+    line+=" FAILED (exit status $r_status, ${r_txns:-no} transactions)"
+    detail=$'\n'"    its errors and the end of its output:"
+    detail+=$'\n'$( (grep -m 5 -iE 'error|abort|fatal|could not' "$out"; tail -n 4 "$out") | sed 's/^/    /')
+  else
+    tps_runs[$key]+=" $r_tps"
+    lat_runs[$key]+=" $r_lat"
+    unit=tps
+    [ "$workload" = connect ] && unit=connections/s
+    line+=" $r_tps $unit, latency $r_lat ms"
+    if [ -n "$r_conn_ms" ]; then
+      conn_runs[$key]+=" $r_conn_ms"
+      line+=", average connection time $r_conn_ms ms"
+    fi
+    [ -n "$r_init_ms" ] && line+=", initial connection time $r_init_ms ms"
+    if [ -n "$pid" ]; then
+      cpu=$(awk -v d=$(($(cpu_ticks "$pid") - ticks)) -v hz="$clk_tck" -v n="$r_txns" \
+        'BEGIN { printf "%.1f", d / hz * 1e6 / n }')
+      ctxn=$(awk -v d=$(($(ctx_switches "$pid") - ctx)) -v n="$r_txns" 'BEGIN { printf "%.3f", d / n }')
+      cpu_runs[$key]+=" $cpu"
+      ctx_runs[$key]+=" $ctxn"
+      line+=", CPU $cpu µs/txn, $ctxn context switches/txn"
+    fi
+  fi
+  case "$way" in
+    fresh | warm | admission)
+      srv=$(bouncer_servers)
+      srv_runs[$key]+=" $srv"
+      line+=", $srv server connections in its pool after the run"
+      [ "$way" = fresh ] && [ "$workload" = connect ] && bouncer_console "SET server_lifetime = 3600"
+      [ "$way" = admission ] && bouncer_console "SET default_pool_size = $bouncer_pool"
+      bouncer_drop  # its backends must not sit beside the next way's
+      ;;
+  esac
+  echo "$line$detail" >&2
+}
+
 label_of() {
   case "$1" in
     simple) echo "pgbench -S -M simple" ;;
@@ -330,86 +528,208 @@ label_of() {
     connect) echo "pgbench -C -S (conn/s)" ;;
   esac
 }
-for workload in "${workloads[@]}"; do
-  label=$(label_of "$workload")
-  awk -v l="$label" -v d="${tps[$workload,direct]}" -v b="${tps[$workload,pgbouncer]}" \
-    -v f="${tps[$workload,fresh]}" -v p="${tps[$workload,pgproxy]}" -v q="${tps[$workload,send]}" \
-    'BEGIN { printf "%-26s %8.0f %10.0f %10.0f %8.0f %15.2fx %14.2fx %13.2fx %10.0f %13.2fx\n", l, d, b, f, p, p/b, p/f, p/d, q, q/b }'
+
+echo "$ROUNDS rounds per cell, the order of the ways rotated each round: ${ways[*]}" >&2
+for mode in "${modes[@]}"; do
+  start_ways "$mode"
+  for workload in "${workloads[@]}"; do
+    for clients in "${client_counts[@]}"; do
+      for round in $(seq "$ROUNDS"); do
+        for i in "${!ways[@]}"; do
+          way=${ways[$(((i + round - 1) % ${#ways[@]}))]}
+          [ "$way" = admission ] && [ "$clients" -le "$ADMISSION" ] && continue
+          measure "$mode" "$workload" "$clients" "$way" "$round"
+        done
+      done
+    done
+  done
+  stop_ways "$mode"
 done
-echo "(pgbouncer: session pool warmed by a 3 s run of the same workload; (fresh): its server connections" \
-  "dropped before the run, like direct and pgproxy runs, which start their own backends;" \
-  "(send()): pgproxy --no-io-uring, one send() per socket instead of one io_uring call per poll round)"
-echo "(median of $ROUNDS runs each; both proxies reach the server over $UPSTREAM;" \
-  "$CLIENTS clients, ${DURATION}s each; pgbench -j 2, scale $SCALE; sysbench 8 tables x 10000 rows;" \
-  "errors sysbench ignored (duplicate keys, deadlocks) direct/pgbouncer/fresh/pgproxy/send(): $sb_errors)"
-echo "pgproxy: SQL log $sql_lines lines, capture $cap_mb MB, exit status $proxy_rc;" \
-  "peak RSS (VmHWM) over all its runs: $((proxy_hwm / 1024)) MB ($proxy_hwm KiB)"
-grep -h 'exiting:' "$work/pgproxy.err" | sed 's/^/pgproxy: /' || true
-if [ "$TLS" = 1 ]; then
-  grep -h 'exiting:' "$work/pgproxy-send.err" | sed 's/^/pgproxy --no-io-uring: /' || true
-  echo "pgbench -C -S, average connection time (ms, median):" \
-    "$(for way in "${ways[@]}"; do
-      printf '%s %s\n' "$way" "$(tr ' ' '\n' <<<"${conn_ms_runs[$way]}" | grep . | median)"
-    done | paste -sd, | sed 's/,/, /g')"
+load_at_end=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# The summary.
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+med() { local -n runs_of=$1; tr ' ' '\n' <<<"${runs_of[$2]:-}" | awk NF | median; }  # med ARRAY KEY
+spread() {  # spread ARRAY KEY: min-max of the runs
+  local -n runs_of=$1
+  tr ' ' '\n' <<<"${runs_of[$2]:-}" | awk NF | sort -n |
+    awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR == 0) print "-"; else printf "%.0f-%.0f\n", lo, hi }'
+}
+# In the awk programs below, "-" is a median that is missing (every run of it failed).
+awk_lib='
+function num(v, fmt) { return (v == "-" || v == "") ? "-" : sprintf(fmt, v) }
+function ratio(a, b) { return (a == "-" || b == "-" || b + 0 == 0) ? "-" : sprintf("%.2fx", a / b) }'
+sb_note=
+for mode in "${modes[@]}"; do
   echo
-  echo "spread of the runs (min-max):"
-  printf '%-26s %15s %15s %15s %15s %15s\n' workload direct pgbouncer "(fresh)" pgproxy "(send())"
+  echo "== upstream $mode: throughput (tps; pgbench -C: connections/s), median of $ROUNDS runs; spread: min-max of the runs"
+  printf '%-24s %7s %9s %9s %9s %9s %15s %14s %12s %15s %15s\n' workload clients direct pgbouncer pgproxy "send()" \
+    pgproxy/bouncer pgproxy/direct send/pgproxy "pgproxy spread" "bouncer spread"
   for workload in "${workloads[@]}"; do
-    printf '%-26s' "$(label_of "$workload")"
-    for way in "${ways[@]}"; do
-      printf ' %15s' "$(tr ' ' '\n' <<<"${runs[$workload,$way]}" | grep . | sort -n |
-        awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.0f-%.0f", lo, hi }')"
+    for clients in "${client_counts[@]}"; do
+      k="$mode,$workload,$clients"
+      awk -v l="$(label_of "$workload")" -v c="$clients" -v d="$(med tps_runs "$k,direct")" \
+        -v b="$(med tps_runs "$k,fresh")" -v p="$(med tps_runs "$k,pgproxy")" -v q="$(med tps_runs "$k,send")" \
+        -v ps="$(spread tps_runs "$k,pgproxy")" -v bs="$(spread tps_runs "$k,fresh")" "$awk_lib"'
+        BEGIN { printf "%-24s %7s %9s %9s %9s %9s %15s %14s %12s %15s %15s\n", l, c, num(d, "%.0f"), num(b, "%.0f"),
+          num(p, "%.0f"), num(q, "%.0f"), ratio(p, b), ratio(p, d), ratio(q, p), ps, bs }'
     done
-    echo
   done
   echo
-  echo "CPU time of the proxy process per transaction (user + system, microseconds; median):"
-  printf '%-26s %10s %10s %10s %10s\n' workload pgbouncer "(fresh)" pgproxy "(send())"
+  echo "== upstream $mode: cost, medians. lat: the client's average latency (ms); cpu: the proxy's CPU per transaction" \
+    "(user + system, all threads, µs);"
+  echo "   ctx: context switches (voluntary + involuntary, all threads) per transaction; servers: pgbouncer's server" \
+    "connections after its run"
+  printf '%-24s %7s %10s %11s %11s %10s %11s %11s %10s %11s %10s %8s\n' workload clients "lat:direct" "lat:bouncer" \
+    "lat:pgproxy" "lat:send()" "cpu:bouncer" "cpu:pgproxy" "cpu:send()" "ctx:pgproxy" "ctx:send()" servers
   for workload in "${workloads[@]}"; do
-    printf '%-26s' "$(label_of "$workload")"
-    for way in pgbouncer fresh pgproxy send; do
-      printf ' %10s' "$(tr ' ' '\n' <<<"${cpu_runs[$workload,$way]}" | grep . | median)"
+    for clients in "${client_counts[@]}"; do
+      k="$mode,$workload,$clients"
+      awk -v l="$(label_of "$workload")" -v c="$clients" -v ld="$(med lat_runs "$k,direct")" \
+        -v lb="$(med lat_runs "$k,fresh")" -v lp="$(med lat_runs "$k,pgproxy")" -v lq="$(med lat_runs "$k,send")" \
+        -v cb="$(med cpu_runs "$k,fresh")" -v cp="$(med cpu_runs "$k,pgproxy")" -v cq="$(med cpu_runs "$k,send")" \
+        -v xp="$(med ctx_runs "$k,pgproxy")" -v xq="$(med ctx_runs "$k,send")" -v s="$(med srv_runs "$k,fresh")" \
+        "$awk_lib"'
+        BEGIN { printf "%-24s %7s %10s %11s %11s %10s %11s %11s %10s %11s %10s %8s\n", l, c, num(ld, "%.3f"),
+          num(lb, "%.3f"), num(lp, "%.3f"), num(lq, "%.3f"), num(cb, "%.1f"), num(cp, "%.1f"), num(cq, "%.1f"),
+          num(xp, "%.3f"), num(xq, "%.3f"), num(s, "%.0f") }'
     done
-    echo
   done
-  echo
-  # Issue 13 sets its targets against pgbouncer with fresh server connections, as pgproxy's are
-  # (with -C: each used once); the warm pool's ratio is shown beside it, marked.
-  target() {  # target WORKLOAD MIN: pgproxy/pgbouncer (fresh) of the medians against MIN
-    awk -v l="$(label_of "$1")" -v p="${tps[$1,pgproxy]}" -v b="${tps[$1,pgbouncer]}" -v f="${tps[$1,fresh]}" \
-      -v m="$2" 'BEGIN { printf "target: %s pgproxy >= %.1fx pgbouncer (fresh): %.2fx, %s (against its warm pool: %.2fx)\n",
-        l, m, p / f, (p >= m * f) ? "met" : "NOT met", p / b }'
-  }
-  target simple 1.1
-  target prepared 1.1
-  target sysbench 1.1
-  target connect 1.0
-  bouncer_problems=$(grep -E ' (WARNING|ERROR) ' "$work/pgbouncer.log" | sed -E 's/^.* (WARNING|ERROR) /\1 /' |
-    sed -E 's/[0-9]+/N/g' | sort | uniq -c | sort -rn | sed -E 's/^ +//' || true)
-  if [ -z "$bouncer_problems" ]; then
-    echo "pgbouncer: no WARNING or ERROR in its log"
-  else
-    echo "pgbouncer: WARNING/ERROR in its log (count, message with numbers as N), most frequent first:"
-    head -5 <<<"$bouncer_problems" | sed 's/^/  /'
+  for workload in "${workloads[@]}"; do
+    [ "$workload" = connect ] && continue  # with -C each server connection is used once and closed
+    for clients in "${client_counts[@]}"; do
+      servers=$(med srv_runs "$mode,$workload,$clients,fresh")
+      [ "$servers" != - ] && awk -v s="$servers" -v c="$clients" 'BEGIN { exit !(s < c) }' &&
+        echo "note: $(label_of "$workload"), $clients clients: pgbouncer (fresh) had opened only $servers server" \
+          "connections by the end of its run (median): the other clients were still queued for a server session," \
+          "so its run was partly admission-controlled; a longer DURATION makes that ramp a smaller part of the run"
+    done
+  done
+  if [ "$WARM" = 1 ] || [ -n "$ADMISSION" ]; then
+    echo
+    echo "== upstream $mode: extras (not the pgbouncer figure of the targets), medians:" \
+      "warm: pgbouncer with its pool warmed by a 3 s run of the same workload (warm pool, extra);"
+    echo "   adm: pgbouncer with default_pool_size ${ADMISSION:--}, queueing the surplus clients (admission-controlled," \
+      "extra; only above ${ADMISSION:--} clients)"
+    printf '%-24s %7s %9s %13s %10s %9s %9s %12s %9s %9s %9s\n' workload clients "warm tps" pgproxy/warm "warm lat" \
+      "warm cpu" "adm tps" pgproxy/adm "adm lat" "adm cpu" "adm srv"
+    for workload in "${workloads[@]}"; do
+      for clients in "${client_counts[@]}"; do
+        k="$mode,$workload,$clients"
+        awk -v l="$(label_of "$workload")" -v c="$clients" -v p="$(med tps_runs "$k,pgproxy")" \
+          -v w="$(med tps_runs "$k,warm")" -v wl="$(med lat_runs "$k,warm")" -v wc="$(med cpu_runs "$k,warm")" \
+          -v a="$(med tps_runs "$k,admission")" -v al="$(med lat_runs "$k,admission")" \
+          -v ac="$(med cpu_runs "$k,admission")" -v as="$(med srv_runs "$k,admission")" "$awk_lib"'
+          BEGIN { printf "%-24s %7s %9s %13s %10s %9s %9s %12s %9s %9s %9s\n", l, c, num(w, "%.0f"), ratio(p, w),
+            num(wl, "%.3f"), num(wc, "%.1f"), num(a, "%.0f"), ratio(p, a), num(al, "%.3f"), num(ac, "%.1f"),
+            num(as, "%.0f") }'
+      done
+    done
   fi
-  echo "machine: load average $(cut -d' ' -f1-3 /proc/loadavg) at the end of the runs"
+  for clients in "${client_counts[@]}"; do
+    [[ " ${workloads[*]} " == *" connect "* ]] || break
+    times=
+    for way in "${ways[@]}"; do
+      ms=$(med conn_runs "$mode,connect,$clients,$way")
+      [ "$ms" = - ] || times+="${times:+; }$(way_name "$way") $ms"
+    done
+    echo "pgbench -C -S, $(count_word "$clients"), average connection time (ms, median): $times"
+  done
+  echo
+  echo "${notes[$mode]}"
+  if [[ " ${workloads[*]} " == *" sysbench "* ]]; then
+    sb_note+="${sb_note:+; }$mode $(for way in "${ways[@]}"; do
+      { cat "$work/$mode/sysbench-"*"-$way-"*.out 2>/dev/null || true; } | awk '/ignored errors:/ { n += $3 } END { print n + 0 }'
+    done | paste -sd/)"
+  fi
+done
+echo
+[ -n "$sb_note" ] && echo "errors sysbench ignored (duplicate keys, deadlocks), $(IFS=/; echo "${ways[*]}"): $sb_note"
+echo "(direct and the proxies' clients over TCP; pgbench -j min(2, clients), scale $SCALE; sysbench 8 tables" \
+  "x 10000 rows; ${DURATION}s per run; send(): pgproxy --no-io-uring, one send() per socket instead of one" \
+  "io_uring call per poll round; pgbouncer: session mode, pool $bouncer_pool, its server connections dropped" \
+  "before and after each run)"
+
+# The targets, one line per kind and workload, one verdict per client count; only measured cells.
+targets=()
+ratio_verdict() {  # ratio_verdict CLIENTS A B MIN: A/B against MIN
+  awk -v c="$(count_word "$1")" -v a="$2" -v b="$3" -v m="$4" 'BEGIN {
+    if (a == "-" || b == "-" || b + 0 == 0) printf "%s: n/a", c
+    else printf "%s: %.2fx %s", c, a / b, (a + 0 >= m * b) ? "met" : "NOT met" }'
+}
+at_most_verdict() {  # at_most_verdict CLIENTS A B UNIT: A <= B
+  awk -v c="$(count_word "$1")" -v a="$2" -v b="$3" -v u="$4" 'BEGIN {
+    if (a == "-" || b == "-") printf "%s: n/a", c
+    else printf "%s: %s vs %s %s %s", c, a, b, u, (a + 0 <= b + 0) ? "met" : "NOT met" }'
+}
+m() { med "$1" "$mode,$workload,$c,$2"; }  # m ARRAY WAY: a median of the cell at_counts is at (its $c)
+at_counts() {  # at_counts COUNTS KIND MIN_OR_UNIT: the verdict list, for each client count in COUNTS
+  local counts=$1 kind=$2 x=$3 out=() c
+  for c in "${client_counts[@]}"; do
+    [[ " $counts " == *" $c "* ]] || [ "$counts" = all ] || continue
+    case "$kind" in
+      vs-bouncer) out+=("$(ratio_verdict "$c" "$(m tps_runs pgproxy)" "$(m tps_runs fresh)" "$x")") ;;
+      vs-direct) out+=("$(ratio_verdict "$c" "$(m tps_runs pgproxy)" "$(m tps_runs direct)" "$x")") ;;
+      send) out+=("$(ratio_verdict "$c" "$(m tps_runs send)" "$(m tps_runs pgproxy)" "$x")") ;;
+      latency) out+=("$(at_most_verdict "$c" "$(m lat_runs pgproxy)" "$(m lat_runs fresh)" "$x")") ;;
+      cpu) out+=("$(at_most_verdict "$c" "$(m cpu_runs pgproxy)" "$(m cpu_runs fresh)" "$x")") ;;
+      vs-warm) out+=("$(ratio_verdict "$c" "$(m tps_runs pgproxy)" "$(m tps_runs warm)" "$x" | sed 's/ \(NOT \)*met$//')") ;;
+    esac
+  done
+  [ ${#out[@]} -gt 0 ] || return 0
+  local IFS=';' joined
+  joined="${out[*]}"
+  echo "${joined//;/; }"
+}
+target() {  # target TEXT COUNTS KIND ARG: a target line, if any of COUNTS was measured
+  local v
+  v=$(at_counts "$2" "$3" "$4")
+  [ -n "$v" ] && targets+=("target [$mode] $(label_of "$workload"): $1: $v")
+  return 0
+}
+for mode in "${modes[@]}"; do
+  for workload in "${workloads[@]}"; do
+    if [ "$TLS" = 0 ]; then
+      [ "$workload" = connect ] && continue  # issue 17 sets no target for it
+      target "pgproxy >= 1.10x pgbouncer (fresh) tps" "8 50 500" vs-bouncer 1.10
+      target "pgproxy >= 0.85x direct tps" 50 vs-direct 0.85
+      target "pgproxy's average latency <= pgbouncer's (fresh)" 1 latency ms
+      target "pgproxy's CPU per transaction <= pgbouncer's (fresh)" all cpu µs
+      target "send() (no io_uring) >= 0.90x pgproxy tps" all send 0.90
+    else  # issue 13's targets, against pgbouncer with fresh server connections
+      min=1.1
+      [ "$workload" = connect ] && min=1.0
+      target "pgproxy >= ${min}x pgbouncer (fresh)" all vs-bouncer "$min"
+      [ "$WARM" = 1 ] && target "(against its warm pool, extra)" all vs-warm "$min"
+    fi
+  done
+done
+echo
+printf '%s\n' "${targets[@]}"
+all_verdicts=$(printf '%s\n' "${targets[@]}" | grep -o '\(NOT \)*met' || true)
+echo "targets: $(grep -cx met <<<"$all_verdicts" || true) of $(grep -c . <<<"$all_verdicts" || true) met"
+echo "machine: load average $load_at_end at the end of the runs"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED runs (left out of the medians):"
+  printf '  %s\n' "${failed[@]}"
 fi
 
 # Idle connections: a fresh pgproxy, so its RSS shows only what they cost.
-"$pgproxy_bin" --listen 127.0.0.1:"$pgproxy_port" --upstream "$proxy_upstream" --max-connections 2000 \
-  "${proxy_tls[@]}" --sql-log "$work/sql-idle.log" --capture "$work/capture-idle.pgwcap" --stats-interval 0 \
-  2>"$work/pgproxy-idle.err" &
+settle
+pgproxy_port=$(free_port)
+start_pgproxy "$pgproxy_port" "$(upstream_of "${modes[0]}")" idle
 proxy_pid=$!
-for _ in $(seq 100); do psql -p "$pgproxy_port" -Atc 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
+wait_ready "$pgproxy_port"
 idle_target_mb=64
 [ "$TLS" = 1 ] && idle_target_mb=96
-python3 - "$pgproxy_port" "$proxy_pid" "$IDLE" "$TLS" "$idle_target_mb" <<'EOF'
+python3 - "$pgproxy_port" "$proxy_pid" "$IDLE" "$TLS" "$idle_target_mb" "${modes[0]}" <<'EOF'
 # Opens N sessions through the proxy (StartupMessage as postgres, up to ReadyForQuery), keeps them
 # open and idle, and reads the proxy's memory from /proc/PID/status. With TLS, each one first
 # sends SSLRequest and, answered 'S', does the TLS handshake (no certificate check).
 import socket, ssl, struct, sys, time
 
 port, pid, n, tls, target_mb = (int(a) for a in sys.argv[1:6])
+upstream = sys.argv[6]
 tls_context = None
 if tls:
     tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -471,8 +791,8 @@ opened = time.monotonic() - t0
 time.sleep(1)
 with_idle = status()
 tls_what = f"{socks[0].version()} {socks[0].cipher()[0]} " if tls else ""
-print(f"idle connections: {n} complete {tls_what}sessions through pgproxy (each with its server backend) opened in "
-      f"{opened:.1f} s; pgproxy VmRSS {before['VmRSS'] // 1024} MB before, "
+print(f"idle connections: {n} complete {tls_what}sessions through pgproxy (upstream {upstream}, each with its "
+      f"server backend) opened in {opened:.1f} s; pgproxy VmRSS {before['VmRSS'] // 1024} MB before, "
       f"{with_idle['VmRSS'] // 1024} MB ({with_idle['VmRSS']} KiB) with them idle, "
       f"VmHWM {with_idle['VmHWM'] // 1024} MB; "
       f"{(with_idle['VmRSS'] - before['VmRSS']) / n:.1f} KiB per connection "
@@ -482,3 +802,4 @@ for s in socks:
 EOF
 stop_pid "$proxy_pid"; proxy_pid=
 [ "$stopped_rc" -eq 0 ] || echo "pgproxy (idle test) exited with status $stopped_rc" >&2
+[ ${#failed[@]} -eq 0 ]
