@@ -22,61 +22,80 @@ EpollSet::~EpollSet() {
   if (epoll_fd_ >= 0) close(epoll_fd_);
 }
 
-bool EpollSet::control(int op, int fd, short events) {
+// The event carries the descriptor number and the registration's generation.
+bool EpollSet::control(int op, int fd, const Interest& in) {
   ++changes_;
   epoll_event ev{};
-  ev.events = static_cast<uint32_t>(static_cast<uint16_t>(events));
-  ev.data.fd = fd;
+  ev.events = static_cast<uint32_t>(static_cast<uint16_t>(in.events));
+  ev.data.u64 = (uint64_t{in.generation} << 32) | static_cast<uint32_t>(fd);
   return epoll_ctl(epoll_fd_, op, fd, &ev) == 0;
 }
 
-void EpollSet::set(int fd, short events, uint64_t key, uint8_t role, void* owner) {
-  if (fd < 0) return;
+void EpollSet::forget(int fd) {
+  Interest& in = by_fd_[static_cast<size_t>(fd)];
+  if (!in.registered) return;
+  in = Interest{};
+  --registered_;
+}
+
+bool EpollSet::set(int fd, short events, uint64_t key, uint8_t role, void* owner) {
+  if (fd < 0) return true;
   if (static_cast<size_t>(fd) >= by_fd_.size()) by_fd_.resize(static_cast<size_t>(fd) + 1);
   Interest& in = by_fd_[static_cast<size_t>(fd)];
   const bool same_owner = in.registered && in.key == key;
   if (events == 0) {
     if (same_owner) remove(fd, key);
-    return;
+    return true;
   }
-  bool ok = true;
   if (same_owner) {
-    if (in.events != events) ok = control(EPOLL_CTL_MOD, fd, events);
-  } else {
-    // A new descriptor, or a number closed and handed out again (closing it
-    // took the old registration away, unless the file is still open elsewhere).
-    ok = control(EPOLL_CTL_ADD, fd, events) || (errno == EEXIST && control(EPOLL_CTL_MOD, fd, events));
-    if (!in.registered) ++registered_;
+    in.owner = owner;
+    in.role = role;
+    if (in.events == events) return true;
+    in.events = events;
+    if (control(EPOLL_CTL_MOD, fd, in)) return true;
+    const int err = errno;
+    // The old registration must not stay behind, reporting for nobody.
+    (void)epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    forget(fd);
+    errno = err;
+    return false;
   }
-  in = Interest{key, owner, events, role, true};
-  if (!ok) {
-    failed_.push_back(Ready{fd, role, owner, POLLERR});
-    in.registered = false;
-    --registered_;
-  }
+  // A new descriptor, or a number closed and handed out again (closing it
+  // took the old registration away, unless the file is still open elsewhere:
+  // then it is replaced, under a new generation).
+  if (!in.registered) ++registered_;
+  in = Interest{key, owner, ++next_generation_, events, role, true};
+  if (control(EPOLL_CTL_ADD, fd, in) || (errno == EEXIST && control(EPOLL_CTL_MOD, fd, in))) return true;
+  const int err = errno;
+  forget(fd);
+  errno = err;
+  return false;
 }
 
 void EpollSet::remove(int fd, uint64_t key) {
   if (fd < 0 || static_cast<size_t>(fd) >= by_fd_.size()) return;
-  Interest& in = by_fd_[static_cast<size_t>(fd)];
+  const Interest& in = by_fd_[static_cast<size_t>(fd)];
   if (!in.registered || in.key != key) return;
-  (void)control(EPOLL_CTL_DEL, fd, 0);  // ENOENT, EBADF: closed already, nothing left to remove
-  in = Interest{};
-  --registered_;
+  ++changes_;
+  (void)epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);  // ENOENT, EBADF: closed already
+  forget(fd);
 }
 
 int EpollSet::wait(std::vector<Ready>& ready, int timeout_ms) {
   ready.clear();
-  ready.swap(failed_);
   events_.resize(std::clamp<size_t>(registered_, 16, kMaxEventsPerWait));
-  int n = epoll_wait(epoll_fd_, events_.data(), static_cast<int>(events_.size()), ready.empty() ? timeout_ms : 0);
-  if (n < 0) return ready.empty() ? -1 : static_cast<int>(ready.size());
+  int n = epoll_wait(epoll_fd_, events_.data(), static_cast<int>(events_.size()), timeout_ms);
+  if (n < 0) return -1;
   for (int k = 0; k < n; ++k) {
     const epoll_event& ev = events_[static_cast<size_t>(k)];
-    const auto fd = static_cast<size_t>(ev.data.fd);
-    if (fd >= by_fd_.size() || !by_fd_[fd].registered) continue;
+    const auto fd = static_cast<uint32_t>(ev.data.u64);
+    const auto generation = static_cast<uint32_t>(ev.data.u64 >> 32);
+    if (fd >= by_fd_.size() || !by_fd_[fd].registered || by_fd_[fd].generation != generation) {
+      ++stale_events_;
+      continue;
+    }
     const Interest& in = by_fd_[fd];
-    ready.push_back(Ready{ev.data.fd, in.role, in.owner,
+    ready.push_back(Ready{static_cast<int>(fd), in.role, in.owner,
                           static_cast<short>(ev.events & (POLLIN | POLLPRI | POLLOUT | POLLERR | POLLHUP))});
   }
   return static_cast<int>(ready.size());

@@ -66,7 +66,9 @@ const char* signal_name(uint32_t sig) {
 
 // Keys of the epoll registrations (EpollSet: descriptor numbers are reused).
 // A session's client socket by the session's id; its server socket also by
-// which of its server sockets it is; the proxy's own descriptors by number.
+// which of its server sockets it is (counted modulo 2^15: a session tries
+// one socket per upstream address); the proxy's own descriptors by number,
+// with bit 63 set (session ids stay far below 2^47).
 uint64_t client_key(const ProxySession& s) { return s.id() << 16; }
 uint64_t server_key(const ProxySession& s) { return (s.id() << 16) | (1 + (s.server_sockets() & 0x7fff)); }
 
@@ -112,6 +114,7 @@ class Proxy {
   void update_interest();
   void update_session_interest(ProxySession& s);
   void update_listening(int64_t now);
+  void cannot_wait(ProxySession& s, const char* side);
   int stop(int sig);
   void final_sweep();
   int poll_timeout(int64_t now, int64_t next_deadline) const;
@@ -251,10 +254,12 @@ bool Proxy::setup() {
       epoll_.reset();
     }
   }
-  if (epoll_) {
-    epoll_->set(signal_fd_, POLLIN, proxy_key(SlotKind::kSignal, signal_fd_), uint8_t(SlotKind::kSignal), nullptr);
-    epoll_->set(writer_->wake_fd(), POLLIN, proxy_key(SlotKind::kWake, writer_->wake_fd()), uint8_t(SlotKind::kWake),
-                nullptr);
+  if (epoll_ && (!epoll_->set(signal_fd_, POLLIN, proxy_key(SlotKind::kSignal, signal_fd_), uint8_t(SlotKind::kSignal),
+                              nullptr) ||
+                 !epoll_->set(writer_->wake_fd(), POLLIN, proxy_key(SlotKind::kWake, writer_->wake_fd()),
+                              uint8_t(SlotKind::kWake), nullptr))) {
+    epoll_error = fmt::format("epoll_ctl: {}", pgwire::errno_text(errno));
+    epoll_.reset();
   }
 
   for (int fd : listeners_) diag("listening on {}", pgwire::local_address(fd));
@@ -483,9 +488,9 @@ int Proxy::loop() {
     }
     for (ProxySession* s : ctx_.dirty) touch(s);  // its output, sent now, decides its POLLOUT
     sends_->flush(ctx_.dirty);
+    maybe_submit(now, false);  // before update_interest: a full queue throttles the next round already
     update_interest();
     reap();
-    maybe_submit(now, false);
     if (next_stats_ms_ != 0 && now >= next_stats_ms_) report_stats(now);
   }
 }
@@ -529,7 +534,10 @@ void Proxy::update_session_interest(ProxySession& s) {
     w.client_events = 0;
   }
   if (cfd >= 0 && cev != w.client_events) {
-    epoll_->set(cfd, cev, ckey, uint8_t(SlotKind::kClient), &s);
+    if (!epoll_->set(cfd, cev, ckey, uint8_t(SlotKind::kClient), &s)) {
+      cannot_wait(s, "client");
+      return;
+    }
     w.client_events = cev;
   }
   const int sfd = s.server_fd();
@@ -542,20 +550,49 @@ void Proxy::update_session_interest(ProxySession& s) {
     w.server_events = 0;
   }
   if (sfd >= 0 && sev != w.server_events) {
-    epoll_->set(sfd, sev, skey, uint8_t(SlotKind::kServer), &s);
+    if (!epoll_->set(sfd, sev, skey, uint8_t(SlotKind::kServer), &s)) {
+      cannot_wait(s, "server");
+      return;
+    }
     w.server_events = sev;
   }
   if (int64_t d = s.deadline_ms(); d != 0 && (next_deadline_ == 0 || d < next_deadline_)) next_deadline_ = d;
+}
+
+// A socket the kernel will not wait for (epoll_ctl failed: out of memory,
+// or past fs.epoll.max_user_watches) would leave its session hanging: the
+// session ends instead, its pending statements logged with an unknown outcome.
+void Proxy::cannot_wait(ProxySession& s, const char* side) {
+  const std::string why = fmt::format("epoll_ctl on its {} socket: {}", side, pgwire::errno_text(errno));
+  ++ctx_.stats.errors;
+  diag("session {}: ending it: {}", s.id(), why);
+  s.abort(why);
 }
 
 void Proxy::update_listening(int64_t now) {
   if (!epoll_) return;
   const bool want = now >= listen_paused_until_ms_ && !listeners_.empty();
   if (want == listening_) return;
+  bool ok = true;
   for (int fd : listeners_) {
-    epoll_->set(fd, want ? POLLIN : 0, proxy_key(SlotKind::kListener, fd), uint8_t(SlotKind::kListener), nullptr);
+    ok =
+        epoll_->set(fd, want ? POLLIN : 0, proxy_key(SlotKind::kListener, fd), uint8_t(SlotKind::kListener), nullptr) &&
+        ok;
   }
   listening_ = want;
+  if (!ok) {
+    // As for accept() errors: keep serving the sessions we have and try again in a moment.
+    const int err = errno;
+    for (int fd : listeners_) epoll_->remove(fd, proxy_key(SlotKind::kListener, fd));
+    listening_ = false;
+    listen_paused_until_ms_ = now + kAcceptBackoffMs;
+    ++ctx_.stats.errors;
+    if (now - last_accept_diag_ms_ >= 1000) {
+      diag("epoll_ctl on the listening sockets: {}; not accepting for {} ms", pgwire::errno_text(err),
+           kAcceptBackoffMs);
+      last_accept_diag_ms_ = now;
+    }
+  }
 }
 
 void Proxy::accept_from(int listen_fd, int64_t now) {
@@ -675,7 +712,7 @@ void Proxy::report_stats(int64_t now) {
   diag(
       "stats: connections={} accepted={} rejected={} statements/s={:.1f} client_bytes/s={:.0f} "
       "server_bytes/s={:.0f} wakeups/s={:.0f} ready_per_wakeup={:.2f} errors={} lost_lines={} lost_records={} "
-      "writer_queue_bytes={}{}{}",
+      "writer_queue_bytes={}{}{}{}",
       s.active, s.accepted, s.rejected, rate(s.statements, last_stats_.statements),
       rate(s.client_bytes, last_stats_.client_bytes), rate(s.server_bytes, last_stats_.server_bytes),
       rate(s.polls, last_stats_.polls),
@@ -687,6 +724,8 @@ void Proxy::report_stats(int64_t now) {
           ? fmt::format(" tls_clients={} tls_servers={} tls_failures={} channel_binding_removed={}", s.tls_clients,
                         s.tls_servers, s.tls_failures, s.channel_binding_removed)
           : std::string(),
+      epoll_ && epoll_->stale_events() > 0 ? fmt::format(" epoll_stale_events={}", epoll_->stale_events())
+                                           : std::string(),
       throttled_ ? " (throttled: the writer is behind)" : "");
   last_stats_ = s;
   last_stats_ms_ = now;
