@@ -16,6 +16,10 @@
 #   WARM=0                  WARM=1 adds pgbouncer with a warm pool, an extra (marked) column
 #   ADMISSION=              ADMISSION=N adds pgbouncer with default_pool_size N, an extra (marked) column,
 #                           at the client counts above N, where it queues the surplus clients
+#   HELD=0                  HELD=N holds N idle sessions open through every way in (direct, pgbouncer,
+#                           both pgproxy processes; database "held") while the runs go on, as a pooler or
+#                           an application server keeps connections it rarely uses: what a round of each
+#                           proxy's loop costs with many sessions open and few busy
 #   SCALE=10 IDLE=1000 TLS=0 TLS_KEY=rsa BUILD_DIR=build/release
 #
 # 1. Once: a throwaway PostgreSQL (scripts/lib/pg.sh, max_connections = IDLE + 2 x the largest client
@@ -94,6 +98,7 @@ else
 fi
 WARM=${WARM:-0}
 ADMISSION=${ADMISSION:-}
+HELD=${HELD:-0}
 SCALE=${SCALE:-10}
 IDLE=${IDLE:-1000}
 build_dir=${BUILD_DIR:-build/release}
@@ -127,6 +132,7 @@ for workload in "${workloads[@]}"; do
 done
 for var in DURATION ROUNDS SCALE IDLE; do is_count "${!var}" || usage_error "$var must be a positive number"; done
 case "$WARM" in 0 | 1) ;; *) usage_error "WARM must be 0 or 1" ;; esac
+[ "$HELD" = 0 ] || is_count "$HELD" || usage_error "HELD must be 0 or a positive number"
 [ -z "$ADMISSION" ] || is_count "$ADMISSION" || usage_error "ADMISSION must be empty or a positive number"
 case "$TLS" in 0 | 1) ;; *) usage_error "TLS must be 0 or 1" ;; esac
 case "$TLS_KEY" in
@@ -153,12 +159,14 @@ planned_runs=0
 for clients in "${client_counts[@]}"; do planned_runs=$((planned_runs + $(runs_in_cell "$clients"))); done
 planned_runs=$((planned_runs * ${#modes[@]} * ${#workloads[@]} * ROUNDS))
 bouncer_pool=$((max_clients + 10))        # every client its own server session, as through pgproxy
-bouncer_max_clients=$((max_clients + 100))
+[ "$HELD" -ge "$max_clients" ] && bouncer_pool=$((HELD + 10))  # the held sessions' own pool, likewise
+bouncer_max_clients=$((max_clients + HELD + 100))
 # pgbouncer's server connections are dropped after each of its runs, so at most one way's backends
 # (plus those of the previous run that are still exiting) are open at a time; the idle test runs alone.
-pg_max_connections=$((IDLE + 2 * max_clients + 100))
+# HELD: that many idle backends per way in, all the time.
+pg_max_connections=$((IDLE + 2 * max_clients + 4 * HELD + 100))
 proxy_max_connections=2000
-for n in $((IDLE + 100)) $((max_clients + 100)); do
+for n in $((IDLE + 100)) $((max_clients + HELD + 100)); do
   [ "$n" -gt "$proxy_max_connections" ] && proxy_max_connections=$n
 done
 
@@ -173,6 +181,7 @@ pgproxy_bin="$build_dir/tools/pgproxy/pgproxy"
 
 source scripts/lib/pg.sh
 work=$(mktemp -d /tmp/pgwire-proxy-bench.XXXXXX)
+held_pids=()  # HELD: the processes holding idle sessions open
 proxy_pid=
 send_pid=
 bouncer_pid=
@@ -183,6 +192,7 @@ stop_pid() {  # stop_pid PID: SIGTERM, wait; the exit status goes to $stopped_rc
 }
 cleanup() {
   set +e  # a failing kill or wait must not skip the rest
+  for pid in "${held_pids[@]}"; do kill "$pid" 2>/dev/null; done
   [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null && wait "$proxy_pid" 2>/dev/null
   [ -n "$send_pid" ] && kill "$send_pid" 2>/dev/null && wait "$send_pid" 2>/dev/null
   [ -n "$bouncer_pid" ] && kill "$bouncer_pid" 2>/dev/null && wait "$bouncer_pid" 2>/dev/null
@@ -195,7 +205,8 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- 2>/dev/null || commit+=" (with uncommitted changes)"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 echo "parameters: UPSTREAM=\"${modes[*]}\" CLIENTS=\"${client_counts[*]}\" WORKLOADS=\"${workloads[*]}\"" \
-  "ROUNDS=$ROUNDS DURATION=$DURATION WARM=$WARM ADMISSION=${ADMISSION:-none} TLS=$TLS SCALE=$SCALE IDLE=$IDLE"
+  "ROUNDS=$ROUNDS DURATION=$DURATION WARM=$WARM ADMISSION=${ADMISSION:-none} HELD=$HELD TLS=$TLS SCALE=$SCALE" \
+  "IDLE=$IDLE"
 echo "versions: $(pgbouncer --version 2>&1 | sed -n 1p), pgproxy at commit $commit" \
   "($pgproxy_bin), $(pgbench --version), $(sysbench --version)"
 echo "pgbouncer: default_pool_size $bouncer_pool, max_client_conn $bouncer_max_clients;" \
@@ -242,6 +253,7 @@ pg_start max_connections="$pg_max_connections" shared_buffers=256MB "${pg_tls[@]
 [ "$TLS" = 1 ] && export PGSSLMODE=require  # every libpq client from here on: pgbench, sysbench, psql
 pgbench -i -q -s "$SCALE" >/dev/null 2>&1
 createdb sbtest
+createdb held  # HELD's idle sessions: apart, so that pgbouncer's KILL of the others leaves them
 sb_common=(--db-driver=pgsql --pgsql-host=127.0.0.1 --pgsql-user=postgres --pgsql-password= --pgsql-db=sbtest
            --tables=8 --table-size=10000)
 sysbench oltp_read_write "${sb_common[@]}" --pgsql-port="$PG_PORT" --threads=4 prepare >"$work/sb-prepare.out" 2>&1 ||
@@ -284,6 +296,7 @@ start_ways() {
 [databases]
 postgres = host=$bouncer_host port=$PG_PORT
 sbtest = host=$bouncer_host port=$PG_PORT
+held = host=$bouncer_host port=$PG_PORT
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -341,7 +354,82 @@ EOF
     done
   fi
   bouncer_drop  # the server connections the checks above left in its pool
+  if [ "$HELD" -gt 0 ]; then
+    # HELD idle sessions through every way in, until stop_ways.
+    held_pids=()
+    for port in "$PG_PORT" "$bouncer_port" "$pgproxy_port" "$send_port"; do
+      python3 "$work/sessions.py" "$port" "$HELD" "$TLS" >"$dir/held-$port.out" 2>&1 &
+      held_pids+=($!)
+    done
+    for port in "$PG_PORT" "$bouncer_port" "$pgproxy_port" "$send_port"; do
+      for _ in $(seq 600); do grep -q '^held' "$dir/held-$port.out" && break; sleep 0.1; done
+      grep -q '^held' "$dir/held-$port.out" || { cat "$dir/held-$port.out" >&2; exit 1; }
+    done
+    echo "upstream $mode: $HELD idle sessions held open through each way in" >&2
+  fi
 }
+
+# sessions.py: opens complete sessions as postgres (StartupMessage, authentication, up to
+# ReadyForQuery), 50 at a time; with TLS each one first sends SSLRequest and, answered 'S', does
+# the TLS handshake (no certificate check). The idle-memory test below imports it; as a program,
+# `sessions.py PORT N TLS` opens N sessions to database "held", says "held N", and keeps them
+# open and idle until it is killed (HELD).
+cat >"$work/sessions.py" <<'EOF'
+import signal, socket, ssl, struct, sys
+
+
+def until_ready(s):
+    buf = b""
+    while True:
+        while len(buf) >= 5:
+            kind, length = buf[0:1], struct.unpack("!I", buf[1:5])[0]
+            if len(buf) < 1 + length:
+                break
+            if kind == b"E":
+                sys.exit("session refused: " + buf[5:1 + length].decode(errors="replace"))
+            if kind == b"Z":
+                return
+            buf = buf[1 + length:]
+        chunk = s.recv(65536)
+        if not chunk:
+            sys.exit("connection closed before ReadyForQuery")
+        buf += chunk
+
+
+def open_sessions(port, n, tls, database, application_name):
+    context = None
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    params = b"user\0postgres\0database\0%s\0application_name\0%s\0\0" % (database.encode(),
+                                                                             application_name.encode())
+    startup = struct.pack("!II", 8 + len(params), 196608) + params
+    socks = []
+    while len(socks) < n:
+        batch = []
+        for _ in range(min(50, n - len(socks))):
+            s = socket.create_connection(("127.0.0.1", port))
+            if context is not None:
+                s.sendall(struct.pack("!II", 8, 80877103))
+                answer = s.recv(1)
+                if answer != b"S":
+                    sys.exit(f"SSLRequest answered {answer!r}, not 'S'")
+                s = context.wrap_socket(s)
+            s.sendall(startup)
+            batch.append(s)
+        for s in batch:
+            until_ready(s)
+        socks += batch
+    return socks
+
+
+if __name__ == "__main__":
+    port, n, tls = (int(a) for a in sys.argv[1:4])
+    held = open_sessions(port, n, tls, "held", "held")
+    print("held", n, flush=True)
+    signal.pause()
+EOF
 
 declare -A notes  # notes[MODE]: what stop_ways found, for the summary
 # check_sql_log NAME LABEL: the SQL log's line count against what pgproxy's "exiting:" line says it wrote.
@@ -362,7 +450,9 @@ check_sql_log() {
   return 0
 }
 stop_ways() {  # stop_ways MODE: stops what start_ways started; what they leave behind goes to notes[MODE]
-  local mode=$1 dir=$work/$1 hwm send_hwm proxy_rc send_rc problems
+  local mode=$1 dir=$work/$1 hwm send_hwm proxy_rc send_rc problems pid
+  for pid in "${held_pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  held_pids=()
   hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$proxy_pid/status" 2>/dev/null || true)  # none if it died
   send_hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$send_pid/status" 2>/dev/null || true)
   stop_pid "$proxy_pid"; proxy_rc=$stopped_rc; proxy_pid=
@@ -400,7 +490,8 @@ bouncer_servers() { psql -p "$bouncer_port" -d pgbouncer -Atc 'SHOW SERVERS' | w
 settle() {
   local n
   for _ in $(seq 100); do
-    n=$(psql -p "$PG_PORT" -Atc "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+    n=$(psql -p "$PG_PORT" -Atc "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'
+      AND datname IS DISTINCT FROM 'held'")
     [ "$n" -le 1 ] && return 0
     sleep 0.1
   done
@@ -722,30 +813,16 @@ proxy_pid=$!
 wait_ready "$pgproxy_port"
 idle_target_mb=64
 [ "$TLS" = 1 ] && idle_target_mb=96
-python3 - "$pgproxy_port" "$proxy_pid" "$IDLE" "$TLS" "$idle_target_mb" "${modes[0]}" <<'EOF'
-# Opens N sessions through the proxy (StartupMessage as postgres, up to ReadyForQuery), keeps them
-# open and idle, and reads the proxy's memory from /proc/PID/status. With TLS, each one first
-# sends SSLRequest and, answered 'S', does the TLS handshake (no certificate check).
-import socket, ssl, struct, sys, time
+python3 - "$pgproxy_port" "$proxy_pid" "$IDLE" "$TLS" "$idle_target_mb" "${modes[0]}" "$work" <<'EOF'
+# Opens N sessions through the proxy (sessions.py), keeps them open and idle, and reads the
+# proxy's memory from /proc/PID/status.
+import sys, time
 
 port, pid, n, tls, target_mb = (int(a) for a in sys.argv[1:6])
 upstream = sys.argv[6]
-tls_context = None
-if tls:
-    tls_context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    tls_context.check_hostname = False
-    tls_context.verify_mode = ssl.CERT_NONE
-ssl_request = struct.pack("!II", 8, 80877103)
+sys.path.insert(0, sys.argv[7])
+from sessions import open_sessions
 
-def connect():
-    s = socket.create_connection(("127.0.0.1", port))
-    if tls_context is None:
-        return s
-    s.sendall(ssl_request)
-    answer = s.recv(1)
-    if answer != b"S":
-        sys.exit(f"SSLRequest answered {answer!r}, not 'S'")
-    return tls_context.wrap_socket(s)
 
 def status():
     out = {}
@@ -756,37 +833,10 @@ def status():
                 out[key] = int(value.split()[0])
     return out
 
-def until_ready(s):
-    buf = b""
-    while True:
-        while len(buf) >= 5:
-            kind, length = buf[0:1], struct.unpack("!I", buf[1:5])[0]
-            if len(buf) < 1 + length:
-                break
-            if kind == b"E":
-                sys.exit("session refused: " + buf[5:1 + length].decode(errors="replace"))
-            if kind == b"Z":
-                return
-            buf = buf[1 + length:]
-        chunk = s.recv(65536)
-        if not chunk:
-            sys.exit("connection closed before ReadyForQuery")
-        buf += chunk
 
 before = status()
-params = b"user\0postgres\0database\0postgres\0application_name\0idle\0\0"
-startup = struct.pack("!II", 8 + len(params), 196608) + params
-socks = []
 t0 = time.monotonic()
-while len(socks) < n:
-    batch = []
-    for _ in range(min(50, n - len(socks))):
-        s = connect()
-        s.sendall(startup)
-        batch.append(s)
-    for s in batch:
-        until_ready(s)
-    socks += batch
+socks = open_sessions(port, n, tls, "postgres", "idle")
 opened = time.monotonic() - t0
 time.sleep(1)
 with_idle = status()
