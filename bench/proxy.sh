@@ -451,7 +451,7 @@ check_sql_log() {
 }
 stop_ways() {  # stop_ways MODE: stops what start_ways started; what they leave behind goes to notes[MODE]
   local mode=$1 dir=$work/$1 hwm send_hwm proxy_rc send_rc problems pid
-  for pid in "${held_pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  for pid in "${held_pids[@]}"; do { kill "$pid" && wait "$pid"; } 2>/dev/null || true; done  # wait: 143
   held_pids=()
   hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$proxy_pid/status" 2>/dev/null || true)  # none if it died
   send_hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$send_pid/status" 2>/dev/null || true)
