@@ -382,6 +382,38 @@ TEST_P(SendBatchTest, AnErrorOnOneSocketEndsOnlyItsSession) {
   ASSERT_TRUE(loop.until([&] { return a.session->done(); }));
 }
 
+// pgproxy's own SendBatch sends a round with one session to write for with
+// send(), and takes the ring from two on; what arrives is the same.
+TEST(SendBatch, ALoneSessionsWritesGoWithSendAndTwoOrMoreThroughTheRing) {
+  if (!SendBatch(true).uses_io_uring()) GTEST_SKIP() << "io_uring is not available here";
+  Loop loop(true);
+  Entry& a = logged_in(loop);
+  Entry& b = logged_in(loop);
+  SendBatch sends(true);  // ring_from = 2, as in pgproxy
+  auto round_with = [&](std::vector<Entry*> who, uint8_t fill) {
+    for (Entry* e : who) e->server.send_all(pattern(3000, fill));
+    pollfd p[2] = {};
+    for (size_t i = 0; i < who.size(); ++i) p[i] = {who[i]->session->server_fd(), POLLIN, 0};
+    ASSERT_EQ(poll(p, who.size(), 1000), static_cast<int>(who.size()));
+    for (size_t i = 0; i < who.size(); ++i) who[i]->session->on_server_event(p[i].revents);
+    ASSERT_EQ(loop.ctx.dirty.size(), who.size());
+    sends.flush(loop.ctx.dirty);
+    EXPECT_TRUE(loop.ctx.dirty.empty());
+  };
+  round_with({&a}, 1);
+  EXPECT_EQ(sends.plain_rounds(), 1u);
+  EXPECT_EQ(sends.ring_rounds(), 0u);
+  round_with({&a, &b}, 2);
+  EXPECT_EQ(sends.plain_rounds(), 1u);
+  EXPECT_EQ(sends.ring_rounds(), 1u);
+  ASSERT_TRUE(loop.until([&] { return a.client.got.size() >= 6000 && b.client.got.size() >= 3000; }));
+  ByteVec want_a = pattern(3000, 1);
+  const ByteVec second = pattern(3000, 2);
+  want_a.insert(want_a.end(), second.begin(), second.end());
+  EXPECT_EQ(a.client.got, want_a);
+  EXPECT_EQ(b.client.got, second);
+}
+
 INSTANTIATE_TEST_SUITE_P(Ways, SendBatchTest, ::testing::Values(false, true),
                          [](const auto& p) { return p.param ? "io_uring" : "send"; });
 

@@ -110,7 +110,9 @@ struct Entry {
 
 class Loop {
  public:
-  explicit Loop(bool io_uring = false) : batch_(true), sends_(io_uring) {
+  // With io_uring every round's writes take the ring, even a single session's
+  // (pgproxy itself sends a lone session's with send()).
+  explicit Loop(bool io_uring = false) : batch_(true), sends_(io_uring, 1) {
     ctx.upstream.emplace_back();  // one address; connect() below ignores it
     ctx.upstream_text = "test-upstream";
     ctx.log_enabled = true;

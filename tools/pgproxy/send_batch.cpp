@@ -26,7 +26,7 @@ struct SendBatch::Ring {
 struct SendBatch::Ring {};
 #endif
 
-SendBatch::SendBatch(bool use_io_uring) {
+SendBatch::SendBatch(bool use_io_uring, size_t ring_from) : ring_from_(ring_from) {
   if (!use_io_uring) return;
 #if !PGWIRE_IO_URING
   fallback_reason_ = "built without io_uring";
@@ -48,13 +48,16 @@ SendBatch::~SendBatch() {
 }
 
 void SendBatch::flush(std::vector<ProxySession*>& dirty) {
-  if (!ring_) {
+  if (dirty.empty()) return;
+  if (!ring_ || dirty.size() < ring_from_) {
+    ++plain_rounds_;
     // Swapped out first: a session's write result could list a session again.
     plain_.swap(dirty);
     for (ProxySession* s : plain_) s->flush_pending();
     plain_.clear();
     return;
   }
+  ++ring_rounds_;
   entries_.clear();
   for (ProxySession* s : dirty) {
     s->clear_dirty();
