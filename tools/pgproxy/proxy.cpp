@@ -113,6 +113,8 @@ class Proxy {
   void touch_all();
   void update_interest();
   void update_session_interest(ProxySession& s);
+  bool update_registration(ProxySession& s, ProxySession::Registration& reg, int fd, short events, uint64_t key,
+                           SlotKind kind);
   void update_listening(int64_t now);
   void cannot_wait(ProxySession& s, const char* side);
   int stop(int sig);
@@ -531,37 +533,31 @@ void Proxy::update_interest() {
 void Proxy::update_session_interest(ProxySession& s) {
   ProxySession::WaitState& w = s.wait_state();
   const int cfd = s.client_fd();
-  const short cev = cfd >= 0 ? s.client_events(throttled_) : 0;
-  const uint64_t ckey = client_key(s);
-  if (w.client_fd != cfd) {
-    epoll_->remove(w.client_fd, ckey);
-    w.client_fd = cfd;
-    w.client_events = 0;
-  }
-  if (cfd >= 0 && cev != w.client_events) {
-    if (!epoll_->set(cfd, cev, ckey, uint8_t(SlotKind::kClient), &s)) {
-      cannot_wait(s, "client");
-      return;
-    }
-    w.client_events = cev;
-  }
   const int sfd = s.server_fd();
-  const short sev = sfd >= 0 ? s.server_events(throttled_) : 0;
-  const uint64_t skey = server_key(s);
-  if (w.server_fd != sfd || w.server_key != skey) {
-    epoll_->remove(w.server_fd, w.server_key);
-    w.server_fd = sfd;
-    w.server_key = skey;
-    w.server_events = 0;
-  }
-  if (sfd >= 0 && sev != w.server_events) {
-    if (!epoll_->set(sfd, sev, skey, uint8_t(SlotKind::kServer), &s)) {
-      cannot_wait(s, "server");
-      return;
-    }
-    w.server_events = sev;
+  if (!update_registration(s, w.client, cfd, cfd >= 0 ? s.client_events(throttled_) : 0, client_key(s),
+                           SlotKind::kClient) ||
+      !update_registration(s, w.server, sfd, sfd >= 0 ? s.server_events(throttled_) : 0, server_key(s),
+                           SlotKind::kServer)) {
+    return;
   }
   if (int64_t d = s.deadline_ms(); d != 0 && (next_deadline_ == 0 || d < next_deadline_)) next_deadline_ = d;
+}
+
+// One socket of a session: a new socket (or none) drops the old registration;
+// changed events are passed on. False if the kernel refused, and the session ended.
+bool Proxy::update_registration(ProxySession& s, ProxySession::Registration& reg, int fd, short events, uint64_t key,
+                                SlotKind kind) {
+  if (reg.fd != fd || reg.key != key) {
+    epoll_->remove(reg.fd, reg.key);
+    reg = ProxySession::Registration{fd, key, 0};
+  }
+  if (fd < 0 || events == reg.events) return true;
+  if (!epoll_->set(fd, events, key, uint8_t(kind), &s)) {
+    cannot_wait(s, kind == SlotKind::kClient ? "client" : "server");
+    return false;
+  }
+  reg.events = events;
+  return true;
 }
 
 // A socket the kernel will not wait for (epoll_ctl failed: out of memory,
@@ -686,8 +682,8 @@ void Proxy::reap() {
     if (!s->done()) return false;
     if (epoll_) {
       const ProxySession::WaitState& w = s->wait_state();
-      epoll_->remove(w.client_fd, client_key(*s));
-      epoll_->remove(w.server_fd, w.server_key);
+      epoll_->remove(w.client.fd, w.client.key);
+      epoll_->remove(w.server.fd, w.server.key);
     }
     if (s->counted()) {
       --ctx_.stats.active;

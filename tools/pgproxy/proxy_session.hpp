@@ -122,12 +122,14 @@ class ProxySession {
   // sockets (with epoll, registrations last between rounds), and whether the
   // loop already listed the session to be looked at again this round. The
   // loop's business, kept here so that it lives and dies with the session.
+  struct Registration {  // one socket's: its number, the owner key, the events asked for
+    int fd = -1;
+    uint64_t key = 0;
+    short events = 0;
+  };
   struct WaitState {
-    int client_fd = -1;
-    int server_fd = -1;
-    uint64_t server_key = 0;
-    short client_events = 0;
-    short server_events = 0;
+    Registration client;
+    Registration server;
     bool touched = false;
   };
   WaitState& wait_state() { return wait_state_; }
