@@ -107,7 +107,10 @@ ProxyProcess::ProxyProcess(ProxyOptions options) {
   for (auto deadline = Clock::now() + 20s; Clock::now() < deadline; std::this_thread::sleep_for(20ms)) {
     std::string out = read_text_file(output_);
     size_t at = out.find(listening);
-    if (at != std::string::npos && out.find('\n', at) != std::string::npos) {
+    // Ready once its start-up lines are all out: "writes: ..." is the last one
+    // (tests read the "upstream ..." line, printed between).
+    size_t last = out.find("pgproxy: writes: ");
+    if (at != std::string::npos && last != std::string::npos && out.find('\n', last) != std::string::npos) {
       if (own_port) port_ = static_cast<uint16_t>(std::stoi(out.substr(at + listening.size())));
       return;
     }
