@@ -32,11 +32,11 @@
 #    send() per socket, as where io_uring is not allowed). Clients always connect over TCP; both
 #    proxies reach the server over the mode's way (unix: the server's socket; tcp: 127.0.0.1).
 # 3. The ways in: direct; pgbouncer "fresh": its server connections dropped (KILL/RESUME on its
-#    console) before the run, so the run starts its own backends as direct and pgproxy runs do (with
-#    -C also server_lifetime = 0: a new backend per client connection, as through pgproxy); pgproxy;
-#    pgproxy --no-io-uring ("send()"); and the extras asked for (WARM, ADMISSION). pgbouncer's server
-#    connections are dropped after each of its runs too, and before every run the script waits until
-#    the previous run's backends have exited. For each mode, workload and client count: ROUNDS rounds
+#    console) after each of its runs, and before a run as many new ones opened as the run has clients
+#    (bouncer_fill), so the run starts with its own new backends, all of them up, as direct and pgproxy
+#    runs do (with -C: server_lifetime = 0, a new backend per client connection, as through pgproxy);
+#    pgproxy; pgproxy --no-io-uring ("send()"); and the extras asked for (WARM, ADMISSION). Before
+#    every run the script waits until the previous run's backends have exited. For each mode, workload and client count: ROUNDS rounds
 #    of DURATION seconds, the order of the ways rotated each round (this 2-core VM drifts by tens of
 #    percent from one run to the next). Each run is printed as it happens (stderr): tps, the client's
 #    average latency (pgbench's "latency average", sysbench's "avg" latency), for the proxies their
@@ -259,6 +259,7 @@ sb_common=(--db-driver=pgsql --pgsql-host=127.0.0.1 --pgsql-user=postgres --pgsq
 sysbench oltp_read_write "${sb_common[@]}" --pgsql-port="$PG_PORT" --threads=4 prepare >"$work/sb-prepare.out" 2>&1 ||
   { cat "$work/sb-prepare.out" >&2; exit 1; }
 psql -q -d sbtest -c 'VACUUM ANALYZE' && psql -q -c 'VACUUM ANALYZE'
+echo 'SELECT 1;' >"$work/select1.sql"  # bouncer_fill's clients
 
 upstream_of() {  # upstream_of MODE: pgproxy's --upstream for it
   case "$1" in
@@ -485,6 +486,33 @@ bouncer_drop() {  # closes all of pgbouncer's server connections (KILL pauses th
   for db in postgres sbtest; do bouncer_console "KILL $db"; bouncer_console "RESUME $db"; done
 }
 bouncer_servers() { psql -p "$bouncer_port" -d pgbouncer -Atc 'SHOW SERVERS' | wc -l; }
+# bouncer_fill DATABASE N: pgbouncer opens N new server connections for DATABASE before a "fresh" run.
+# pgbouncer opens server connections one after another (about 50 a second here), so a run that
+# started with an empty pool would spend its first seconds with fewer backends than clients, the
+# surplus clients queued: admission control, which the comparison must not have (issue 17). pgproxy
+# opens each client's backend while the client connects, before pgbench's clock starts; this gives
+# pgbouncer the same start. N clients hold a session each (pgbench, one SELECT 1 per client and
+# second) until pgbouncer holds N server connections, then leave; the backends have run nothing but
+# SELECT 1 and pgbouncer's DISCARD ALL. Returns 1 if the pool did not fill in 60 s.
+bouncer_fill() {
+  local db=$1 n=$2 holder have=0 i
+  pgbench -p "$bouncer_port" -n -f "$work/select1.sql" -c "$n" -j "$(($n < 2 ? $n : 2))" -R "$n" -T 90 "$db" \
+    >"$work/fill.out" 2>&1 &
+  holder=$!
+  for i in $(seq 600); do
+    have=$(psql -p "$bouncer_port" -d pgbouncer -Atc 'SHOW SERVERS' | awk -F'|' -v d="$db" '$3 == d' | wc -l)
+    [ "$have" -ge "$n" ] && break
+    sleep 0.1
+  done
+  kill -INT "$holder" 2>/dev/null
+  wait "$holder" 2>/dev/null || true
+  # until its clients are gone and every server connection is back in the pool
+  for i in $(seq 100); do
+    [ "$(psql -p "$bouncer_port" -d pgbouncer -Atc 'SHOW CLIENTS' | awk -F'|' -v d="$db" '$3 == d' | wc -l)" = 0 ] && break
+    sleep 0.1
+  done
+  [ "$have" -ge "$n" ]
+}
 # settle: waits (10 s at most) until the server has no client backend but this one, i.e. until the
 # backends of the previous run have exited, so that no run shares the CPUs with them.
 settle() {
@@ -558,8 +586,13 @@ measure() {
   esac
   settle
   case "$way" in
-    fresh)  # its own new backends, as direct and pgproxy runs; with -C, each one used once
-      [ "$workload" = connect ] && bouncer_console "SET server_lifetime = 0"
+    fresh)  # its own new backends, as direct and pgproxy runs, all open before the run; with -C, each one used once
+      if [ "$workload" = connect ]; then
+        bouncer_console "SET server_lifetime = 0"
+      else
+        bouncer_fill "$(db_of "$workload")" "$clients" ||
+          echo "  (pgbouncer's pool did not reach $clients server connections in 60 s)" >&2
+      fi
       ;;
     warm)  # a steady state: the pool holds backends warmed by a short run of the same workload
       run_workload "$workload" "$clients" "$port" 3 "$out.warm-up" || echo "  (the warm-up run failed)" >&2
@@ -611,6 +644,7 @@ measure() {
   echo "$line$detail" >&2
 }
 
+db_of() { if [ "$1" = sysbench ]; then echo sbtest; else echo postgres; fi; }  # db_of WORKLOAD
 label_of() {
   case "$1" in
     simple) echo "pgbench -S -M simple" ;;
