@@ -9,7 +9,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang-format clang-tidy
   libcli11-dev libfmt-dev libgtest-dev libgmock-dev libssl-dev liburing-dev
   postgresql postgresql-contrib postgresql-client
-  sysbench pgbouncer python3 time bc openssl
+  sysbench pgbouncer python3 python3-prometheus-client time bc openssl
 )
 
 missing=()

@@ -25,6 +25,7 @@
 
 #include "async_writer.hpp"
 #include "epoll_set.hpp"
+#include "metrics.hpp"
 #include "pgwire/capture.hpp"
 #include "pgwire/system.hpp"
 #include "proxy_session.hpp"
@@ -660,6 +661,68 @@ TEST(AsyncWriter, RecordsThatCannotBeWrittenAreCountedLost) {
   EXPECT_EQ(writer->stats().records_written.load(), 0u);
   EXPECT_EQ(writer->stats().records_lost.load(), 3u);
   EXPECT_GE(writer->stats().write_errors.load(), 1u);
+}
+
+// --- the metrics endpoint's pieces --------------------------------------------------------
+
+TEST(Metrics, RequestsAreJudgedOnlyOnceTheirHeadIsComplete) {
+  EXPECT_EQ(judge_metrics_request("GET /metrics HTTP/1.1\r\nHost: x\r\n"), MetricsVerdict::kIncomplete);
+  EXPECT_EQ(judge_metrics_request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), MetricsVerdict::kMetrics);
+  EXPECT_EQ(judge_metrics_request("GET /metrics?name[]=up HTTP/1.0\n\n"), MetricsVerdict::kMetrics);
+  EXPECT_EQ(judge_metrics_request("GET /metricsx HTTP/1.1\r\n\r\n"), MetricsVerdict::kNotFound);
+  EXPECT_EQ(judge_metrics_request("GET / HTTP/1.1\r\n\r\n"), MetricsVerdict::kNotFound);
+  EXPECT_EQ(judge_metrics_request("POST /metrics HTTP/1.1\r\n\r\n"), MetricsVerdict::kBadMethod);
+  EXPECT_EQ(judge_metrics_request("GET /metrics\r\n\r\n"), MetricsVerdict::kBadRequest);
+  EXPECT_EQ(judge_metrics_request("\x16\x03\x01\x02\x01\r\n\r\n"), MetricsVerdict::kBadRequest);
+  EXPECT_EQ(judge_metrics_request(std::string(MetricsEndpoint::kMaxRequest - 1, 'a')), MetricsVerdict::kIncomplete);
+  EXPECT_EQ(judge_metrics_request(std::string(MetricsEndpoint::kMaxRequest, 'a')), MetricsVerdict::kTooLarge);
+}
+
+pgwire::StatementEvent statement(pgwire::Outcome outcome, int64_t duration_ns, std::string sqlstate = {}) {
+  pgwire::StatementEvent ev;
+  ev.kind = pgwire::StatementKind::kExecute;
+  ev.outcome = outcome;
+  ev.sqlstate = std::move(sqlstate);
+  ev.start_ns = 1'000'000'000;
+  ev.end_ns = outcome == pgwire::Outcome::kUnknown ? 0 : ev.start_ns + duration_ns;
+  return ev;
+}
+
+TEST(Metrics, DurationsFallInInclusiveBucketsAndOnlySeenOutcomesHaveOne) {
+  StatementMetrics m;
+  m.record(statement(pgwire::Outcome::kOk, 50'000));  // exactly 50 µs: the first bucket (le is inclusive)
+  m.record(statement(pgwire::Outcome::kOk, 50'001));  // just above: the second
+  m.record(statement(pgwire::Outcome::kError, 2'000'000, "22012"));  // 2 ms
+  m.record(statement(pgwire::Outcome::kError, 3'000'000, "4x000"));  // not a SQLSTATE: "unknown"
+  m.record(statement(pgwire::Outcome::kOk, 61'000'000'000));         // over 60 s: +Inf only
+  m.record(statement(pgwire::Outcome::kUnknown, 0));                 // no duration
+  m.record(statement(pgwire::Outcome::kNotExecuted, 0));             // skipped: seen, 0 s
+  EXPECT_EQ(m.count(pgwire::StatementKind::kExecute, pgwire::Outcome::kOk), 3u);
+  EXPECT_EQ(m.count(pgwire::StatementKind::kExecute, pgwire::Outcome::kUnknown), 1u);
+  EXPECT_EQ(m.duration_count(), 6u);
+  EXPECT_EQ(m.duration_buckets()[0], 2u);  // 50 µs and the skipped one's 0 s
+  EXPECT_EQ(m.duration_buckets()[1], 1u);
+  EXPECT_EQ(m.duration_buckets()[5], 1u);  // (1 ms, 2.5 ms]
+  EXPECT_EQ(m.duration_buckets()[StatementMetrics::kBuckets.size()], 1u);
+  ASSERT_EQ(m.error_classes().size(), 2u);
+  EXPECT_EQ(m.error_classes().at("22"), 1u);
+  EXPECT_EQ(m.error_classes().at("unknown"), 1u);
+
+  MetricsSnapshot snap;
+  snap.statements = &m;
+  snap.client_bytes = 7;
+  std::string text;
+  render_metrics(snap, text);
+  EXPECT_NE(text.find("\n# TYPE pgproxy_statement_duration_seconds histogram\n"), std::string::npos);
+  EXPECT_NE(text.find("\npgproxy_statement_duration_seconds_bucket{le=\"5e-05\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("\npgproxy_statement_duration_seconds_bucket{le=\"0.0001\"} 3\n"), std::string::npos);
+  EXPECT_NE(text.find("\npgproxy_statement_duration_seconds_bucket{le=\"60\"} 5\n"), std::string::npos);
+  EXPECT_NE(text.find("\npgproxy_statement_duration_seconds_bucket{le=\"+Inf\"} 6\n"), std::string::npos);
+  EXPECT_NE(text.find("\npgproxy_statement_duration_seconds_count 6\n"), std::string::npos);
+  EXPECT_NE(text.find("\npgproxy_statement_errors_total{sqlstate_class=\"22\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("\npgproxy_statements_total{kind=\"execute\",outcome=\"unknown\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("\npgproxy_received_bytes_total{from=\"client\"} 7\n"), std::string::npos);
+  EXPECT_EQ(text.find("tls"), std::string::npos);  // no TLS configured, no TLS lines
 }
 
 }  // namespace

@@ -37,6 +37,8 @@ int run(int argc, char** argv) {
   app.add_option("--stats-interval", o.stats_interval, "seconds between statistics lines on stderr (0 = off)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--metrics-listen", o.metrics_listen,
+                 "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9187); off when not given");
   app.add_option("--startup-timeout", o.startup_timeout,
                  "seconds a client has for its TLS handshake and startup packet, and the server for its TLS handshake")
       ->check(CLI::PositiveNumber)

@@ -19,6 +19,7 @@
 #include "async_writer.hpp"
 #include "diag.hpp"
 #include "epoll_set.hpp"
+#include "metrics.hpp"
 #include "pgwire/messages.hpp"
 #include "pgwire/net.hpp"
 #include "pgwire/system.hpp"
@@ -89,13 +90,17 @@ class Proxy {
   }
 
  private:
-  enum class SlotKind : uint8_t { kSignal, kWake, kListener, kClient, kServer };
+  enum class SlotKind : uint8_t { kSignal, kWake, kListener, kClient, kServer, kMetricsListener, kMetricsConnection };
   struct Slot {
     SlotKind kind;
     ProxySession* session;
   };
   static uint64_t proxy_key(SlotKind kind, int fd) {
     return (uint64_t{1} << 63) | (uint64_t(kind) << 32) | uint32_t(fd);
+  }
+  // A scraper's connection by its serial number (descriptor numbers are reused).
+  static uint64_t metrics_key(uint64_t serial) {
+    return (uint64_t{1} << 63) | (uint64_t(SlotKind::kMetricsConnection) << 32) | uint32_t(serial);
   }
 
   // What one wake-up found ready, from either way of waiting.
@@ -130,6 +135,9 @@ class Proxy {
   void reap();
   void maybe_submit(int64_t now, bool force);
   void report_stats(int64_t now);
+  void on_metrics_event(const Event& ev, int64_t now);
+  void watch_metrics_connection(MetricsConnection& c);
+  void render_metrics_text(std::string& out) const;
 
   ProxyOptions opts_;
   SessionContext ctx_;
@@ -137,7 +145,10 @@ class Proxy {
   int64_t batch_since_ms_ = 0;  // when the batch stopped being empty
   std::unique_ptr<AsyncWriter> writer_;
   std::unique_ptr<SendBatch> sends_;
-  std::unique_ptr<EpollSet> epoll_;  // null: poll() over every descriptor each round
+  std::unique_ptr<EpollSet> epoll_;           // null: poll() over every descriptor each round
+  std::unique_ptr<MetricsEndpoint> metrics_;  // --metrics-listen; null: off
+  StatementMetrics statement_metrics_;
+  double start_time_seconds_ = 0;
   int signal_fd_ = -1;
   int keylog_fd_ = -1;
   std::vector<int> listeners_;
@@ -227,6 +238,15 @@ bool Proxy::setup() {
     if (std::string path = pgwire::unix_path(a); !path.empty()) socket_files_.push_back(std::move(path));
   }
   if (listeners_.empty()) return false;
+  if (!opts_.metrics_listen.empty()) {
+    metrics_ = MetricsEndpoint::open(opts_.metrics_listen, error);
+    if (!metrics_) {
+      diag("{}", error);
+      return false;
+    }
+    ctx_.metrics = &statement_metrics_;
+  }
+  start_time_seconds_ = static_cast<double>(pgwire::realtime_ns()) / 1e9;
 
   if (opts_.log_format != "text" && opts_.log_format != "json") {
     diag("--log-format must be text or json");
@@ -267,6 +287,12 @@ bool Proxy::setup() {
     epoll_error = fmt::format("epoll_ctl: {}", pgwire::errno_text(errno));
     epoll_.reset();
   }
+  if (epoll_ && metrics_ &&
+      !epoll_->set(metrics_->listen_fd(), POLLIN, proxy_key(SlotKind::kMetricsListener, metrics_->listen_fd()),
+                   uint8_t(SlotKind::kMetricsListener), nullptr)) {
+    diag("--metrics-listen: epoll_ctl: {}", pgwire::errno_text(errno));
+    return false;
+  }
 
   for (int fd : listeners_) diag("listening on {}", pgwire::local_address(fd));
   diag("upstream {}; SQL log {}; capture {}{}", ctx_.upstream_text,
@@ -280,6 +306,7 @@ bool Proxy::setup() {
                                                               : ", client certificates required, CN = user");
   }
   if (ctx_.server_tls) diag("TLS toward the server: sslmode {}", upstream_sslmode_name(ctx_.upstream_sslmode));
+  if (metrics_) diag("metrics: http://{}/metrics", metrics_->address());
   if (epoll_) {
     diag("waits: epoll, only what changed since the last round passed to the kernel");
   } else if (opts_.epoll) {
@@ -395,6 +422,11 @@ void Proxy::build_poll_set(int64_t now, int64_t& next_deadline) {
   if (now >= listen_paused_until_ms_) {
     for (int fd : listeners_) add(fd, POLLIN, SlotKind::kListener, nullptr);
   }
+  if (metrics_) {
+    add(metrics_->listen_fd(), POLLIN, SlotKind::kMetricsListener, nullptr);
+    for (const auto& c : metrics_->connections())
+      add(c->fd, MetricsEndpoint::events(*c), SlotKind::kMetricsConnection, nullptr);
+  }
   throttled_ = writer_->should_throttle();
   next_deadline = 0;
   for (auto& s : sessions_) {
@@ -415,6 +447,7 @@ int Proxy::poll_timeout(int64_t now, int64_t next_deadline) const {
   };
   consider(next_deadline);
   consider(next_stats_ms_);
+  if (metrics_) consider(metrics_->next_deadline());
   if (batch_since_ms_ != 0) consider(batch_since_ms_ + kBatchMaxAgeMs);
   if (now < listen_paused_until_ms_) consider(listen_paused_until_ms_);
   if (throttled_) consider(now + 50);  // the writer's wake-up may race with our check
@@ -482,6 +515,8 @@ int Proxy::loop() {
           if (!ev.session->done()) ev.session->on_server_event(ev.revents);
           touch(ev.session);
           break;
+        case SlotKind::kMetricsListener:
+        case SlotKind::kMetricsConnection: on_metrics_event(ev, now); break;
       }
       // Many busy sessions in one wake-up: hand over in pieces, so the batch
       // stays small and the writer's queue limit stays meaningful.
@@ -498,6 +533,11 @@ int Proxy::loop() {
     update_interest();
     reap();
     if (next_stats_ms_ != 0 && now >= next_stats_ms_) report_stats(now);
+    if (metrics_ && metrics_->next_deadline() != 0 && now >= metrics_->next_deadline()) {
+      for (auto [fd, serial] : metrics_->expire(now)) {
+        if (epoll_) epoll_->remove(fd, metrics_key(serial));
+      }
+    }
   }
 }
 
@@ -733,6 +773,72 @@ void Proxy::report_stats(int64_t now) {
   last_stats_ = s;
   last_stats_ms_ = now;
   next_stats_ms_ = now + stats_every_ms_;
+}
+
+// --metrics-listen: a scraper's connection, or the listening socket.
+void Proxy::on_metrics_event(const Event& ev, int64_t now) {
+  if (ev.kind == SlotKind::kMetricsListener) {
+    for (MetricsConnection* c : metrics_->accept_all(now)) watch_metrics_connection(*c);
+    return;
+  }
+  const auto& conns = metrics_->connections();
+  auto it = std::find_if(conns.begin(), conns.end(), [&](const auto& c) { return c->fd == ev.fd; });
+  if (it == conns.end()) return;
+  MetricsConnection& c = **it;
+  const int fd = c.fd;
+  const uint64_t serial = c.serial;
+  const short before = MetricsEndpoint::events(c);
+  if (!metrics_->on_event(c, ev.revents, [this](std::string& out) { render_metrics_text(out); })) {
+    if (epoll_) epoll_->remove(fd, metrics_key(serial));
+    return;
+  }
+  if (MetricsEndpoint::events(c) != before) watch_metrics_connection(c);
+}
+
+void Proxy::watch_metrics_connection(MetricsConnection& c) {
+  if (!epoll_) return;  // poll(): the set is built each round
+  if (!epoll_->set(c.fd, MetricsEndpoint::events(c), metrics_key(c.serial), uint8_t(SlotKind::kMetricsConnection),
+                   nullptr)) {
+    // Not waited for, it would sit until its deadline: give it up now.
+    ++ctx_.stats.errors;
+    diag("metrics: epoll_ctl: {}; closing a scraper's connection", pgwire::errno_text(errno));
+    const int fd = c.fd;
+    const uint64_t serial = c.serial;
+    metrics_->drop(c);
+    epoll_->remove(fd, metrics_key(serial));
+  }
+}
+
+void Proxy::render_metrics_text(std::string& out) const {
+  const ProxyStats& s = ctx_.stats;
+  const WriterStats& w = writer_->stats();
+  MetricsSnapshot m;
+  m.start_time_seconds = start_time_seconds_;
+  m.client_sessions_open = s.active;
+  m.client_sessions_total = s.accepted;
+  m.client_sessions_refused = s.rejected;
+  for (const auto& session : sessions_) {
+    if (!session->done() && session->server_fd() >= 0) ++m.server_sessions_open;
+  }
+  m.server_sessions_total = s.servers_connected;
+  m.client_bytes = s.client_bytes;
+  m.server_bytes = s.server_bytes;
+  m.errors = s.errors + w.write_errors.load();
+  m.log_lines_written = w.lines_written.load();
+  m.log_lines_lost = w.lines_lost.load();
+  m.capture_records_written = w.records_written.load();
+  m.capture_records_lost = w.records_lost.load();
+  m.writer_queue_bytes = writer_->queued_bytes();
+  m.rounds = s.polls;
+  m.ready_events = s.ready;
+  m.tls = ctx_.client_tls != nullptr || ctx_.server_tls != nullptr;
+  m.tls_client_handshakes = s.tls_clients;
+  m.tls_server_handshakes = s.tls_servers;
+  m.tls_failures = s.tls_failures;
+  m.channel_binding_removed = s.channel_binding_removed;
+  m.scrapes = metrics_->responses();
+  m.statements = &statement_metrics_;
+  render_metrics(m, out);
 }
 
 // One last non-blocking look at every session before they are ended: bytes

@@ -28,6 +28,7 @@ struct ProxyOptions {
   ClientTlsOptions client_tls;  // --tls-*: TLS toward clients
   ServerTlsOptions server_tls;  // --upstream-ssl*: TLS toward the server (host filled in from --upstream)
   std::string tls_keylog;       // NSS key log file of both legs' secrets; "" = none
+  std::string metrics_listen;   // HOST:PORT of the Prometheus endpoint; "" = none
 };
 
 // Serves until SIGINT / SIGTERM; returns the process exit code.

@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "diag.hpp"
+#include "metrics.hpp"
 #include "pgwire/messages.hpp"
 #include "pgwire/system.hpp"
 
@@ -50,6 +51,7 @@ ProxySession::ProxySession(SessionContext& ctx, uint64_t id, int client_fd, std:
 
 void ProxySession::on_statement(const pgwire::StatementEvent& ev, const pgwire::SessionInfo& info) {
   ++ctx_.stats.statements;
+  if (ctx_.metrics != nullptr) ctx_.metrics->record(ev);
   if (!ctx_.log_enabled) return;
   pgwire::format_statement(ctx_.log_format, ev, info, ctx_.batch->log);
   ++ctx_.batch->log_lines;
@@ -625,6 +627,7 @@ void ProxySession::upstream_failed(int err) {
 // comes to server_answered_ssl); the connect deadline still runs until the
 // connection is ready.
 void ProxySession::upstream_connected() {
+  ++ctx_.stats.servers_connected;
   if (ctx_.server_tls) {
     upstream_ = Upstream::kNegotiating;
     // The server's answer and handshake get --startup-timeout, as a client's do.

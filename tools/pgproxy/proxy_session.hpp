@@ -38,11 +38,13 @@ struct ProxyStats {
   uint64_t tls_servers = 0;              // server connections pgproxy opened with TLS
   uint64_t tls_failures = 0;             // handshakes that failed, either leg
   uint64_t channel_binding_removed = 0;  // AuthenticationSASL lists without SCRAM-SHA-256-PLUS
+  uint64_t servers_connected = 0;        // connections to the server established
   uint64_t polls = 0;                    // poll() calls that returned something
   uint64_t ready = 0;                    // descriptors they returned ready
 };
 
 class ProxySession;
+class StatementMetrics;
 
 // What all sessions share: options, the upstream addresses, the batch being
 // filled for the writer thread, the read buffer, the counters.
@@ -65,6 +67,7 @@ struct SessionContext {
   std::string upstream_host;
   int64_t startup_timeout_ms = 60'000;  // like PostgreSQL's authentication_timeout
   WriteBatch* batch = nullptr;          // SQL log lines and capture records go here
+  StatementMetrics* metrics = nullptr;  // --metrics-listen: every statement counted there
   std::vector<ProxySession*> dirty;     // sessions with output queued in this poll round
   std::vector<std::byte> scratch;       // one read buffer for the whole loop
   std::vector<std::byte> plain;         // what TLS decrypted of one read
