@@ -13,6 +13,9 @@
 #include <string_view>
 #include <vector>
 
+#include "pgwire/statement_log.hpp"
+#include "pgwire/tracker.hpp"
+
 namespace {
 
 using pgwire::render_binary_value;
@@ -276,41 +279,78 @@ TEST(BinaryValues, TypeNames) {
   EXPECT_EQ(render(0, "00000001"), kRefused);
 }
 
-// Every known type, given random bytes and every prefix of random bytes: no
-// crash (the ASan build checks memory), and a refusal leaves the output as it
-// was (render() checks), so the log falls back to hex.
-TEST(BinaryValues, RandomAndTruncatedBytesNeverCrash) {
+// The OID whose type_name is `name`; 0 if none.
+uint32_t oid_named(std::string_view name) {
+  for (uint32_t oid = 1; oid < 4000; ++oid) {
+    const char* n = pgwire::type_name(oid);
+    if (n != nullptr && name == n) return oid;
+  }
+  return 0;
+}
+
+void put_be32(std::string& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((v >> shift) & 0xff);
+}
+
+// Every known type, given random bytes and every prefix of them: no crash (the
+// ASan build checks memory), a refusal leaves the output as it was, and the
+// SQL log line then shows the value as hex with its type OID; a value that is
+// rendered is shown quoted. Array types get a well-formed header and elements
+// of random lengths (0 to 8 bytes, or NULL), so their element loop runs.
+TEST(BinaryValues, RandomAndTruncatedBytesNeverCrashAndFallBackToHex) {
   std::mt19937 rng(20261202);
   std::vector<uint32_t> oids;
   for (uint32_t oid = 0; oid < 4000; ++oid) {
     if (pgwire::type_name(oid) != nullptr) oids.push_back(oid);
   }
-  ASSERT_GE(oids.size(), 45u);
-  size_t rendered = 0, refused = 0;
+  ASSERT_EQ(oids.size(), 48u);
+  size_t rendered = 0, refused = 0, arrays_rendered = 0;
   for (uint32_t oid : oids) {
+    const std::string_view name = pgwire::type_name(oid);
+    const uint32_t element = name[0] == '_' ? oid_named(name.substr(1)) : 0;
     for (int round = 0; round < 200; ++round) {
-      std::string bytes(rng() % 64, '\0');
-      for (char& c : bytes) c = static_cast<char>(rng());
-      // Arrays: a plausible header now and then, so the element loop runs.
-      if (round % 2 == 0 && bytes.size() >= 20 && oid >= 199 && pgwire::type_name(oid)[0] == '_') {
-        bytes[0] = bytes[1] = bytes[2] = 0;
-        bytes[3] = 1;
-        bytes[4] = bytes[5] = bytes[6] = 0;
-        bytes[7] = static_cast<char>(rng() % 2);
+      std::string bytes;
+      if (element != 0 && round % 2 == 0) {
+        const uint32_t count = rng() % 4 + 1;
+        put_be32(bytes, 1);
+        put_be32(bytes, rng() % 2);
+        put_be32(bytes, element);
+        put_be32(bytes, count);
+        put_be32(bytes, rng() % 3);
+        for (uint32_t i = 0; i < count; ++i) {
+          const uint32_t len = rng() % 10;
+          put_be32(bytes, len == 9 ? 0xffffffff : len);
+          for (uint32_t k = 0; k < len && len != 9; ++k) bytes += static_cast<char>(rng() % 4 == 0 ? 0 : rng());
+        }
+      } else {
+        bytes.resize(rng() % 64);
+        for (char& c : bytes) c = static_cast<char>(rng());
       }
       for (size_t len = 0; len <= bytes.size(); ++len) {
+        const std::string value = bytes.substr(0, len);
         std::string out;
-        if (render_binary_value(oid, pgwire::as_bytes(std::string_view(bytes).substr(0, len)), out)) {
+        const bool ok = render_binary_value(oid, pgwire::as_bytes(value), out);
+        pgwire::StatementEvent ev;
+        ev.params.push_back(pgwire::StatementParam{value, 1, oid});
+        std::string line;
+        format_statement(pgwire::LogFormat::kText, ev, pgwire::SessionInfo{}, line);
+        if (ok) {
           ++rendered;
+          arrays_rendered += element != 0 && len == bytes.size() && round % 2 == 0;
+          EXPECT_NE(line.find(" params=($1='"), std::string::npos) << line;
         } else {
-          EXPECT_TRUE(out.empty());
           ++refused;
+          EXPECT_TRUE(out.empty());
+          const std::string hex =
+              " params=($1=x'" + pgwire::to_hex(pgwire::as_bytes(value)) + "'::" + std::to_string(oid) + ") ";
+          EXPECT_NE(line.find(hex), std::string::npos) << line;
         }
       }
     }
   }
-  EXPECT_GT(rendered, 0u);
-  EXPECT_GT(refused, 0u);
+  EXPECT_GT(rendered, 1000u);
+  EXPECT_GT(refused, 1000u);
+  EXPECT_GT(arrays_rendered, 100u);
 }
 
 }  // namespace
