@@ -4,6 +4,7 @@
 #include <array>
 #include <charconv>
 
+#include "pgwire/binary_values.hpp"
 #include "pgwire/bytes.hpp"
 #include "pgwire/json.hpp"
 #include "pgwire/text.hpp"
@@ -106,18 +107,39 @@ void append_session(std::string& out, const SessionInfo& s) {
   out += cached.text;
 }
 
+// The text form of a binary parameter (render_binary_value) in `text`, or
+// false when it is to be shown as hex: a type not known, a value the server
+// would refuse, or one cut at TrackerOptions::max_param_bytes (a prefix must
+// never pass for the value).
+bool binary_param_text(const StatementParam& p, std::string& text) {
+  text.clear();
+  return p.cut_size == 0 && render_binary_value(p.type_oid, as_bytes(*p.value), text);
+}
+
+// The tracker's mark for a cut string, after the kept part.
+void append_cut_mark(std::string& out, const StatementParam& p) {
+  if (p.cut_size == 0) return;
+  out += "...(cut, ";
+  append_int(out, p.cut_size);
+  out += " bytes in all)";
+}
+
+// NULL, 'text' or x'hex', then the cut mark and ::type-oid. A binary value
+// that decodes is written as the text value would be: '42'::23 either way.
 void append_text_param(std::string& out, const StatementParam& p) {
+  thread_local std::string text;
   if (!p.value) {
     out += "NULL";
-  } else if (p.format == 1) {
+  } else if (p.format == 1 && !binary_param_text(p, text)) {
     out += "x'";
     out += to_hex(as_bytes(*p.value));
     out += '\'';
   } else {
     out += '\'';
-    append_escaped_quoted(out, *p.value, '\'', '\'');
+    append_escaped_quoted(out, p.format == 1 ? std::string_view(text) : std::string_view(*p.value), '\'', '\'');
     out += '\'';
   }
+  append_cut_mark(out, p);
   if (p.type_oid != 0) {
     out += "::";
     append_int(out, p.type_oid);
@@ -179,21 +201,41 @@ void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& ou
   }
   j.key("query_truncated").boolean(ev.sql_truncated);
   j.key("params").begin_array();
+  thread_local std::string text;
   for (const StatementParam& p : ev.params) {
     if (!p.value) {
       j.null();
-    } else if (p.format == 1) {
+    } else if (p.format == 1 && !binary_param_text(p, text)) {
       j.string_by([&](std::string& o) {
         o += "\\\\x";
         o += to_hex(as_bytes(*p.value));
+        append_cut_mark(o, p);
       });
+    } else if (p.cut_size == 0) {
+      j.value(p.format == 1 ? std::string_view(text) : std::string_view(*p.value));
     } else {
-      j.value(*p.value);
+      j.string_by([&](std::string& o) {
+        append_json_escaped(o, *p.value);
+        append_cut_mark(o, p);
+      });
     }
   }
   j.end_array().key("param_formats").begin_array();
   for (const StatementParam& p : ev.params) j.value(p.format);
+  // pg_type's name for the types the log knows, the OID in decimal for any
+  // other, null when the client left the type to the server and it was not
+  // described.
   j.end_array().key("param_types").begin_array();
+  for (const StatementParam& p : ev.params) {
+    if (const char* name = type_name(p.type_oid)) {
+      j.value(std::string_view(name));
+    } else if (p.type_oid != 0) {
+      j.string_by([&](std::string& o) { append_int(o, p.type_oid); });
+    } else {
+      j.null();
+    }
+  }
+  j.end_array().key("param_type_oids").begin_array();
   for (const StatementParam& p : ev.params) j.value(p.type_oid);
   j.end_array().key("duration_ms");
   if (has_duration(ev)) {

@@ -618,8 +618,10 @@ struct ConnectionTracker::Impl {
         if (!sp.value) sp.value.emplace();
         bool cut = false;
         clip_into(*sp.value, as_string_view(*m.params[i]), &cut, opts.max_param_bytes);
+        sp.cut_size = cut ? static_cast<uint32_t>(m.params[i]->size()) : 0;
       } else {
         sp.value.reset();
+        sp.cut_size = 0;
       }
       sp.format = m.param_format(i);
       sp.type_oid = i < p.prepared.param_types.size() ? p.prepared.param_types[i] : 0;
@@ -691,6 +693,7 @@ struct ConnectionTracker::Impl {
         sp.value.emplace();
         bool cut = false;
         clip_into(*sp.value, as_string_view(*m.args[i]), &cut, opts.max_param_bytes);
+        sp.cut_size = cut ? static_cast<uint32_t>(m.args[i]->size()) : 0;
       }
       sp.format = m.arg_format(i);
       ev.params.push_back(std::move(sp));

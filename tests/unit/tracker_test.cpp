@@ -902,6 +902,42 @@ TEST(TrackerLargeBackend, ReadyForQueryTooLargeIsStillReadyForQuery) {
   EXPECT_EQ(h.events[0].error_message, "undecodable ReadyForQuery: 20000 bytes, too large for its type");
 }
 
+// A parameter longer than max_param_bytes keeps its first bytes and its whole
+// size; a binary one is then not decoded. The unnamed portal bound again with
+// a short value is whole again (its parameters' memory is reused).
+TEST(Tracker, CutParametersAreMarkedAndNeverDecoded) {
+  TrackerOptions opts;
+  opts.max_param_bytes = 4;
+  TrackerHarness h(opts);
+  login(h);
+  // Bind: portal, statement, 1 format code (binary), 2 values, 0 result formats.
+  const Wire bind_binary = W().msg('B', W().str("")
+                                            .str("")
+                                            .i16(1)
+                                            .i16(1)
+                                            .i16(2)
+                                            .value(std::string("\x00\x00\x00\x2a", 4))
+                                            .value(std::string("\x00\x00\x00\x00\x2a", 5))
+                                            .i16(0));
+  h.fe(W().append(parse("", "SELECT $1, $2", {23, 20})).append(bind_binary).append(execute()).append(sync()));
+  h.be(W().msg('1', W()).msg('2', W()).append(complete("SELECT 1")).append(ready()));
+  h.fe(W().append(bind_text("", "", {"7", "8"})).append(execute()).append(sync()));
+  h.be(W().msg('2', W()).append(complete("SELECT 1")).append(ready()));
+  ASSERT_EQ(h.events.size(), 2u);
+  const std::vector<StatementParam>& first = h.events[0].params;
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].cut_size, 0u);
+  EXPECT_EQ(first[1].value, std::string("\x00\x00\x00\x00", 4));
+  EXPECT_EQ(first[1].cut_size, 5u);
+  EXPECT_NE(h.line(0).find(" params=($1='42'::23, $2=x'00000000'...(cut, 5 bytes in all)::20) sql: SELECT $1, $2"),
+            std::string::npos)
+      << h.line(0);
+  const std::vector<StatementParam>& second = h.events[1].params;
+  ASSERT_EQ(second.size(), 2u);
+  EXPECT_EQ(second[1].cut_size, 0u);
+  EXPECT_NE(h.line(1).find(" params=($1='7'::23, $2='8'::20) sql: SELECT $1, $2"), std::string::npos) << h.line(1);
+}
+
 TEST(StatementLog, TextLineIsOneLineWithEverything) {
   StatementEvent ev;
   ev.kind = StatementKind::kExecute;
@@ -931,8 +967,45 @@ TEST(StatementLog, TextLineIsOneLineWithEverything) {
             "{\"ts\":\"2025-11-28T03:01:08.123456Z\",\"session\":7,\"client\":\"127.0.0.1:5000\",\"user\":\"alice\","
             "\"database\":\"shop db\",\"application_name\":\"\",\"kind\":\"execute\",\"statement\":\"s1\","
             "\"portal\":\"\",\"query\":\"SELECT $1,\\n $2\",\"query_truncated\":false,\"params\":[\"it's\",null,"
-            "\"\\\\x002a\"],\"param_formats\":[0,0,1],\"param_types\":[25,0,23],\"duration_ms\":1.500,"
+            "\"\\\\x002a\"],\"param_formats\":[0,0,1],\"param_types\":[\"text\",null,\"int4\"],"
+            "\"param_type_oids\":[25,0,23],\"duration_ms\":1.500,"
             "\"status\":\"ok\",\"tag\":\"SELECT 1\",\"rows\":1,\"sqlstate\":null,\"error\":null,\"executed\":true}\n");
+}
+
+// The SQL log: a binary value that decodes looks like a text one; one that
+// does not, or that was cut at max_param_bytes, stays hex (the cut marked).
+TEST(StatementLog, BinaryParamsDecodedOrHexAndCutMarked) {
+  StatementEvent ev;
+  ev.kind = StatementKind::kExecute;
+  ev.sql = "SELECT $1, $2, $3, $4, $5, $6, $7, $8";
+  ev.params = {StatementParam{std::string("\x00\x00\x00\x2a", 4), 1, 23},
+               StatementParam{std::string("42"), 0, 23},
+               StatementParam{std::string("it's"), 1, 25},
+               StatementParam{std::string("\x00\x2a", 2), 1, 23},
+               StatementParam{std::string("\x00\x00\x00\x01", 4), 1, 0},
+               StatementParam{std::string("abcd"), 1, 25, 70000},
+               StatementParam{std::string("abcd"), 0, 25, 70000},
+               StatementParam{std::string("\x00\x00\x00\x01", 4), 1, 16384}};
+  ev.outcome = Outcome::kOk;
+  ev.start_ns = 1764298868123456000;
+  SessionInfo s;
+  s.session_id = 1;
+  std::string line;
+  format_statement(LogFormat::kText, ev, s, line);
+  EXPECT_NE(line.find(" params=($1='42'::23, $2='42'::23, $3='it''s'::25, $4=x'002a'::23, $5=x'00000001', "
+                      "$6=x'61626364'...(cut, 70000 bytes in all)::25, $7='abcd'...(cut, 70000 bytes in all)::25, "
+                      "$8=x'00000001'::16384) sql: "),
+            std::string::npos)
+      << line;
+  line.clear();
+  format_statement(LogFormat::kJson, ev, s, line);
+  EXPECT_NE(line.find("\"params\":[\"42\",\"42\",\"it's\",\"\\\\x002a\",\"\\\\x00000001\","
+                      "\"\\\\x61626364...(cut, 70000 bytes in all)\",\"abcd...(cut, 70000 bytes in all)\","
+                      "\"\\\\x00000001\"],\"param_formats\":[1,0,1,1,1,1,0,1],"
+                      "\"param_types\":[\"int4\",\"int4\",\"text\",\"int4\",null,\"text\",\"text\",\"16384\"],"
+                      "\"param_type_oids\":[23,23,25,23,0,25,25,16384],"),
+            std::string::npos)
+      << line;
 }
 
 TEST(StatementLog, InvalidUtf8AndControlsAreEscaped) {

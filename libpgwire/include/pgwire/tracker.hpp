@@ -63,6 +63,9 @@ struct StatementParam {
   std::optional<std::string> value;  // nullopt = SQL NULL; raw bytes (binary values are not converted)
   int16_t format = 0;                // 0 text, 1 binary
   uint32_t type_oid = 0;             // from Parse, else ParameterDescription, else 0
+  // The value was longer than TrackerOptions::max_param_bytes and `value`
+  // holds only its first bytes: its whole size. 0 when `value` is whole.
+  uint32_t cut_size = 0;
 };
 
 enum class StatementKind : uint8_t { kQuery, kExecute, kFunctionCall };
@@ -106,7 +109,7 @@ struct StatementEvent {
 struct TrackerOptions {
   bool frontend_only = false;
   uint32_t max_sql_bytes = 1 << 20;    // longer SQL texts are cut (and flagged)
-  uint32_t max_param_bytes = 1 << 16;  // longer parameter values are cut
+  uint32_t max_param_bytes = 1 << 16;  // longer parameter values are cut (StatementParam::cut_size)
   uint32_t max_error_bytes = 4096;     // longer error messages are cut (and the cut marked)
   // Named prepared statements and named portals remembered per session (at
   // least one each): beyond that the least recently used one (parsed, bound,
