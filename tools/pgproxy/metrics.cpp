@@ -190,8 +190,16 @@ std::unique_ptr<MetricsEndpoint> MetricsEndpoint::open(const std::string& host_p
     return nullptr;
   }
   std::unique_ptr<MetricsEndpoint> m(new MetricsEndpoint());
-  m->listen_fd_ = pgwire::listen_on(addrs.front(), 64, error);
-  if (m->listen_fd_ < 0) {
+  std::string why;
+  for (const auto& a : addrs) {
+    int fd = pgwire::listen_on(a, 64, why);
+    if (fd >= 0) {
+      m->listen_fds_.push_back(fd);
+    } else {
+      error = why;
+    }
+  }
+  if (m->listen_fds_.empty()) {
     error = fmt::format("--metrics-listen {}: {}", host_port, error);
     return nullptr;
   }
@@ -200,16 +208,24 @@ std::unique_ptr<MetricsEndpoint> MetricsEndpoint::open(const std::string& host_p
 
 MetricsEndpoint::~MetricsEndpoint() {
   close_all();
-  if (listen_fd_ >= 0) close(listen_fd_);
+  for (int fd : listen_fds_) close(fd);
 }
 
-std::string MetricsEndpoint::address() const { return pgwire::local_address(listen_fd_); }
+std::string MetricsEndpoint::address() const { return pgwire::local_address(listen_fds_.front()); }
 
-std::vector<MetricsConnection*> MetricsEndpoint::accept_all(int64_t now) {
+std::vector<MetricsConnection*> MetricsEndpoint::accept_all(int listen_fd, int64_t now, int& error) {
   std::vector<MetricsConnection*> fresh;
+  error = 0;
   for (int i = 0; i < 16; ++i) {
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) break;  // EAGAIN, or an error of that one connection: the proxy's own accepts say more
+    int fd = accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;  // that one is gone
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        error = errno;  // EMFILE, ENFILE, ENOBUFS, ENOMEM: it would fail again at once
+        paused_until_ms_ = now + kAcceptPauseMs;
+      }
+      break;
+    }
     if (conns_.size() >= kMaxConnections) {
       ++refused_;
       close(fd);
@@ -260,14 +276,22 @@ void MetricsEndpoint::respond(MetricsConnection& c, const Render& render) {
 bool MetricsEndpoint::on_event(MetricsConnection& c, short revents, const Render& render) {
   char buf[2048];
   if (c.draining) {
-    for (;;) {
+    // Bounded: a scraper that keeps sending after its response is dropped,
+    // and never keeps the loop here.
+    size_t taken = 0;
+    while (taken < kReadPerEvent && c.drained <= kMaxRequest) {
       ssize_t n = recv(c.fd, buf, sizeof buf, 0);
-      if (n > 0) continue;
+      if (n > 0) {
+        taken += static_cast<size_t>(n);
+        c.drained += static_cast<size_t>(n);
+        continue;
+      }
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
       if (n < 0 && errno == EINTR) continue;
-      drop(c);  // the scraper closed its side (or is gone): done
-      return false;
+      break;  // the scraper closed its side (or is gone): done
     }
+    drop(c);  // closed, gone, or sending more than a request's worth after its response
+    return false;
   }
   if (c.response.empty()) {
     if ((revents & (POLLIN | POLLHUP | POLLERR)) == 0) return true;

@@ -90,6 +90,7 @@ struct MetricsConnection {
   std::string request;   // what has arrived, up to kMaxRequest
   std::string response;  // once the request is complete
   size_t sent = 0;
+  size_t drained = 0;  // bytes read and dropped after the response
   // The response is out and our side shut down: what the scraper still sends is read and dropped
   // until it closes (closing with unread bytes would reset the connection, and could take the
   // response with it).
@@ -106,20 +107,33 @@ class MetricsEndpoint {
   static constexpr size_t kMaxRequest = 8192;
   static constexpr int64_t kTimeoutMs = 5000;
   static constexpr size_t kMaxConnections = 16;
+  static constexpr int64_t kAcceptPauseMs = 100;
+  // Read per event, at most: a scraper that streams bytes gets no more of the loop than that.
+  static constexpr size_t kReadPerEvent = 8192;
   using Render = std::function<void(std::string&)>;
 
-  // Listens on HOST:PORT (non-blocking); null and `error` set when it cannot.
+  // Listens on HOST:PORT, every address the name has (non-blocking); null
+  // and `error` set when it cannot listen on any.
   static std::unique_ptr<MetricsEndpoint> open(const std::string& host_port, std::string& error);
   ~MetricsEndpoint();
   MetricsEndpoint(const MetricsEndpoint&) = delete;
   MetricsEndpoint& operator=(const MetricsEndpoint&) = delete;
 
-  int listen_fd() const { return listen_fd_; }
-  std::string address() const;
+  const std::vector<int>& listen_fds() const { return listen_fds_; }
+  std::string address() const;  // the first address, printable
+  // Whether to wait on the listening sockets now: not for a moment after
+  // accept() failed for want of descriptors or memory (it would fail again
+  // at once, and the wait would spin).
+  bool listening(int64_t now) const { return now >= paused_until_ms_; }
+  int64_t paused_until_ms() const { return paused_until_ms_; }
   const std::vector<std::unique_ptr<MetricsConnection>>& connections() const { return conns_; }
 
-  // Accepts what is waiting (a few at most); the new connections wait for POLLIN.
-  std::vector<MetricsConnection*> accept_all(int64_t now);
+  // Accepts what is waiting on `listen_fd` (a few at most); the new
+  // connections wait for POLLIN. An accept() error other than "nothing
+  // waiting" or a connection gone before it was accepted pauses the
+  // listening sockets for kAcceptPauseMs and is returned in `error` (an
+  // errno, else 0).
+  std::vector<MetricsConnection*> accept_all(int listen_fd, int64_t now, int& error);
   // Reads or writes as `revents` allow. When a complete GET /metrics has
   // arrived, `render` appends the metrics' text. Returns false when the
   // connection is finished: it is closed then, and must be forgotten.
@@ -134,13 +148,14 @@ class MetricsEndpoint {
   void close_all();
   uint64_t refused() const { return refused_; }      // over kMaxConnections
   uint64_t timed_out() const { return timed_out_; }  // past kTimeoutMs
-  uint64_t responses() const { return responses_; }  // complete responses sent
+  uint64_t responses() const { return responses_; }  // responses made (their sending may still fail)
 
  private:
   MetricsEndpoint() = default;
   void respond(MetricsConnection& c, const Render& render);
 
-  int listen_fd_ = -1;
+  std::vector<int> listen_fds_;
+  int64_t paused_until_ms_ = 0;
   uint64_t next_serial_ = 0;
   std::vector<std::unique_ptr<MetricsConnection>> conns_;
   uint64_t refused_ = 0;

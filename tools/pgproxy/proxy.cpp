@@ -171,6 +171,7 @@ class Proxy {
   std::vector<ProxySession*> touched_;
   int64_t next_deadline_ = 0;
   bool listening_ = false;
+  bool metrics_listening_ = false;  // the metrics endpoint's listening sockets registered
   // A session ended this round: reap() has something to do. With epoll every
   // session that ends was touched (ending takes a call into it), so the walk
   // over all sessions, a cache miss each, is left out of the other rounds.
@@ -286,12 +287,6 @@ bool Proxy::setup() {
                               uint8_t(SlotKind::kWake), nullptr))) {
     epoll_error = fmt::format("epoll_ctl: {}", pgwire::errno_text(errno));
     epoll_.reset();
-  }
-  if (epoll_ && metrics_ &&
-      !epoll_->set(metrics_->listen_fd(), POLLIN, proxy_key(SlotKind::kMetricsListener, metrics_->listen_fd()),
-                   uint8_t(SlotKind::kMetricsListener), nullptr)) {
-    diag("--metrics-listen: epoll_ctl: {}", pgwire::errno_text(errno));
-    return false;
   }
 
   for (int fd : listeners_) diag("listening on {}", pgwire::local_address(fd));
@@ -423,7 +418,9 @@ void Proxy::build_poll_set(int64_t now, int64_t& next_deadline) {
     for (int fd : listeners_) add(fd, POLLIN, SlotKind::kListener, nullptr);
   }
   if (metrics_) {
-    add(metrics_->listen_fd(), POLLIN, SlotKind::kMetricsListener, nullptr);
+    if (metrics_->listening(now)) {
+      for (int fd : metrics_->listen_fds()) add(fd, POLLIN, SlotKind::kMetricsListener, nullptr);
+    }
     for (const auto& c : metrics_->connections())
       add(c->fd, MetricsEndpoint::events(*c), SlotKind::kMetricsConnection, nullptr);
   }
@@ -447,7 +444,10 @@ int Proxy::poll_timeout(int64_t now, int64_t next_deadline) const {
   };
   consider(next_deadline);
   consider(next_stats_ms_);
-  if (metrics_) consider(metrics_->next_deadline());
+  if (metrics_) {
+    consider(metrics_->next_deadline());
+    if (!metrics_->listening(now)) consider(metrics_->paused_until_ms());
+  }
   if (batch_since_ms_ != 0) consider(batch_since_ms_ + kBatchMaxAgeMs);
   if (now < listen_paused_until_ms_) consider(listen_paused_until_ms_);
   if (throttled_) consider(now + 50);  // the writer's wake-up may race with our check
@@ -612,6 +612,16 @@ void Proxy::cannot_wait(ProxySession& s, const char* side) {
 
 void Proxy::update_listening(int64_t now) {
   if (!epoll_) return;
+  if (metrics_ && metrics_->listening(now) != metrics_listening_) {
+    metrics_listening_ = !metrics_listening_;
+    for (int fd : metrics_->listen_fds()) {
+      if (!epoll_->set(fd, metrics_listening_ ? POLLIN : 0, proxy_key(SlotKind::kMetricsListener, fd),
+                       uint8_t(SlotKind::kMetricsListener), nullptr)) {
+        ++ctx_.stats.errors;
+        diag("metrics: epoll_ctl on a listening socket: {}", pgwire::errno_text(errno));
+      }
+    }
+  }
   const bool want = now >= listen_paused_until_ms_ && !listeners_.empty();
   if (want == listening_) return;
   bool ok = true;
@@ -778,7 +788,16 @@ void Proxy::report_stats(int64_t now) {
 // --metrics-listen: a scraper's connection, or the listening socket.
 void Proxy::on_metrics_event(const Event& ev, int64_t now) {
   if (ev.kind == SlotKind::kMetricsListener) {
-    for (MetricsConnection* c : metrics_->accept_all(now)) watch_metrics_connection(*c);
+    int err = 0;
+    for (MetricsConnection* c : metrics_->accept_all(ev.fd, now, err)) watch_metrics_connection(*c);
+    if (err != 0) {
+      ++ctx_.stats.errors;
+      if (now - last_accept_diag_ms_ >= 1000) {
+        diag("metrics: accept: {}; not accepting scrapers for {} ms", pgwire::errno_text(err),
+             MetricsEndpoint::kAcceptPauseMs);
+        last_accept_diag_ms_ = now;
+      }
+    }
     return;
   }
   const auto& conns = metrics_->connections();
@@ -868,6 +887,8 @@ int Proxy::stop(int sig) {
   diag("{}: stopping; {} sessions open, finishing the SQL log and capture (send again to exit at once)",
        signal_name(static_cast<uint32_t>(sig)), ctx_.stats.active);
   close_listeners();
+  metrics_.reset();  // scrapers are not answered while the files are finished
+  ctx_.metrics = nullptr;
   final_sweep();
   for (auto& s : sessions_) s->abort("proxy shutdown");
   sessions_.clear();
