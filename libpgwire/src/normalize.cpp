@@ -163,4 +163,23 @@ std::string normalize_sql(std::string_view s) {
   return out;
 }
 
+uint64_t fingerprint_of_normalized(std::string_view normalized) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (char c : normalized) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+std::string fingerprint_hex(uint64_t fingerprint) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i) {
+    out[static_cast<size_t>(i)] = kDigits[fingerprint & 0xf];
+    fingerprint >>= 4;
+  }
+  return out;
+}
+
 }  // namespace pgwire

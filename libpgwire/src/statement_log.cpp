@@ -7,6 +7,7 @@
 #include "pgwire/binary_values.hpp"
 #include "pgwire/bytes.hpp"
 #include "pgwire/json.hpp"
+#include "pgwire/normalize.hpp"
 #include "pgwire/text.hpp"
 
 namespace pgwire {
@@ -200,6 +201,12 @@ void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& ou
     j.value(ev.sql);
   }
   j.key("query_truncated").boolean(ev.sql_truncated);
+  j.key("fingerprint");  // of the text as logged (cut, when query_truncated)
+  if (ev.sql_unknown) {
+    j.null();
+  } else {
+    j.value(fingerprint_hex(statement_fingerprint(ev.sql)));
+  }
   j.key("params").begin_array();
   thread_local std::string text;
   for (const StatementParam& p : ev.params) {

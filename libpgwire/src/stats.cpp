@@ -61,7 +61,10 @@ StatementAggregate& StatementStats::slot(std::string_view sql) {
   if (it != by_text_.end()) return it->second;
   if (by_text_.size() >= max_) key = "<other>";
   StatementAggregate& a = by_text_[key];
-  if (a.text.empty()) a.text = key;
+  if (a.text.empty()) {
+    a.text = key;
+    if (key != "<other>") a.fingerprint = fingerprint_of_normalized(key);
+  }
   return a;
 }
 

@@ -297,6 +297,8 @@ TEST_F(PgproxyTest, JsonLogAndBackendCapture) {
   EXPECT_NE(log.find("\"kind\":\"query\""), std::string::npos) << log;
   EXPECT_NE(log.find("\"query\":\"SELECT NULL::int, 'x\\\"y'\""), std::string::npos) << log;
   EXPECT_NE(log.find("\"executed\":true"), std::string::npos) << log;
+  // FNV-1a 64 of "SELECT NULL::int, ?", computed outside this code (docs/fingerprints.md).
+  EXPECT_NE(log.find("\"fingerprint\":\"789a94c4dab9263c\""), std::string::npos) << log;
   CaptureSummary cap = read_capture(proxy.capture());
   EXPECT_EQ(cap.error, "");
   EXPECT_GT(cap.backend_frames, 5);

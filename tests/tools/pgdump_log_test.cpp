@@ -127,7 +127,9 @@ TEST(PgdumpLog, StatsJsonHasTheFigures) {
   EXPECT_EQ(r.out, slurp(kCorpus + "/expected/pgbench_prepared.stats.json"));
   EXPECT_NE(r.out.find("\"by_kind\":{\"execute\":35,\"query\":2}"), std::string::npos) << r.out;
   EXPECT_NE(
-      r.out.find("{\"statement\":\"UPDATE pgbench_accounts SET abalance = abalance + ? WHERE aid = ?\",\"count\":5"),
+      // The fingerprint: FNV-1a 64 of the normalized text, computed outside this code (docs/fingerprints.md).
+      r.out.find("{\"statement\":\"UPDATE pgbench_accounts SET abalance = abalance + ? WHERE aid = ?\","
+                 "\"fingerprint\":\"a8b6284bbd25d386\",\"count\":5"),
       std::string::npos);
 }
 

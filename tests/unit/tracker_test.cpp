@@ -966,7 +966,8 @@ TEST(StatementLog, TextLineIsOneLineWithEverything) {
   EXPECT_EQ(line,
             "{\"ts\":\"2025-11-28T03:01:08.123456Z\",\"session\":7,\"client\":\"127.0.0.1:5000\",\"user\":\"alice\","
             "\"database\":\"shop db\",\"application_name\":\"\",\"kind\":\"execute\",\"statement\":\"s1\","
-            "\"portal\":\"\",\"query\":\"SELECT $1,\\n $2\",\"query_truncated\":false,\"params\":[\"it's\",null,"
+            "\"portal\":\"\",\"query\":\"SELECT $1,\\n "
+            "$2\",\"query_truncated\":false,\"fingerprint\":\"6d6cfb1662145cf1\",\"params\":[\"it's\",null,"
             "\"\\\\x002a\"],\"param_formats\":[0,0,1],\"param_types\":[\"text\",null,\"int4\"],"
             "\"param_type_oids\":[25,0,23],\"duration_ms\":1.500,"
             "\"status\":\"ok\",\"tag\":\"SELECT 1\",\"rows\":1,\"sqlstate\":null,\"error\":null,\"executed\":true}\n");

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "pgwire/json.hpp"
+#include "pgwire/normalize.hpp"
 #include "pgwire/protocol.hpp"
 #include "pgwire/text.hpp"
 
@@ -189,7 +190,13 @@ std::string Report::json(size_t top_n) const {
   auto list = [&](const std::vector<const StatementAggregate*>& v) {
     j.begin_array();
     for (const StatementAggregate* a : v) {
-      j.begin_object().field("statement", a->text).field("count", a->count).field("errors", a->errors);
+      j.begin_object().field("statement", a->text).key("fingerprint");
+      if (a->fingerprint != 0) {
+        j.value(pgwire::fingerprint_hex(a->fingerprint));
+      } else {
+        j.null();  // "<other>": many statements
+      }
+      j.field("count", a->count).field("errors", a->errors);
       j.field("rows", a->rows).key("latency");
       hist(a->latency);
       j.end_object();

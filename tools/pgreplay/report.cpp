@@ -444,7 +444,13 @@ std::string Report::json() const {
   hist("latency", stats_.overall());
   j.key("top_statements").begin_array();
   for (const pgwire::StatementAggregate* a : stats_.top_by_time(opts_.top)) {
-    j.begin_object().field("statement", a->text).field("calls", a->count).field("errors", a->errors);
+    j.begin_object().field("statement", a->text).key("fingerprint");
+    if (a->fingerprint != 0) {
+      j.value(pgwire::fingerprint_hex(a->fingerprint));
+    } else {
+      j.null();  // "<other>": many statements
+    }
+    j.field("calls", a->count).field("errors", a->errors);
     j.field("rows", a->rows).key("total_ms");
     millis(a->latency.sum_ns());
     j.key("p50_ms");

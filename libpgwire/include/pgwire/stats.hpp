@@ -39,6 +39,8 @@ class LatencyHistogram {
 
 struct StatementAggregate {
   std::string text;  // normalized
+  // fingerprint_of_normalized(text); 0 for the "<other>" bucket (many texts).
+  uint64_t fingerprint = 0;
   uint64_t count = 0;
   uint64_t errors = 0;
   uint64_t rows = 0;
