@@ -674,8 +674,9 @@ bool render_array(uint32_t element_oid, Bytes v, std::string& out) {
     lbounds[d] = i32_at(v, at + 4);
     at += 8;
     if (dims[d] < 0) return false;  // ArrayGetNItems refuses a negative length
-    // ArrayCheckBounds: "array upper bound is too large"
-    if (int64_t{lbounds[d]} + dims[d] - 1 > std::numeric_limits<int32_t>::max()) return false;
+    // ArrayCheckBounds: "array lower bound is too large" when lower bound plus
+    // length overflows int32: the last subscript is at most INT32_MAX - 1.
+    if (int64_t{lbounds[d]} + dims[d] > std::numeric_limits<int32_t>::max()) return false;
     empty = empty || dims[d] == 0;
   }
   uint64_t nitems = empty ? 0 : 1;

@@ -268,6 +268,16 @@ TEST(BinaryValues, MalformedArraysAreRefused) {
   EXPECT_EQ(render(kInt4Array, "00000000 00000000 00000017 00"), kRefused);
 }
 
+// ArrayCheckBounds refuses a lower bound plus length past INT32_MAX: no array
+// has INT32_MAX as its last subscript, '[2147483647:2147483647]={1}' included.
+TEST(BinaryValues, ArrayEndingAtInt32MaxIsRefused) {
+  const std::string one = "00000004 00000001";
+  EXPECT_EQ(render(kInt4Array, "00000001 00000000 00000017 00000001 7fffffff" + one), kRefused);
+  EXPECT_EQ(render(kInt4Array, "00000001 00000000 00000017 00000001 7ffffffe" + one), "[2147483646:2147483646]={1}");
+  EXPECT_EQ(render(kInt4Array, "00000001 00000000 00000017 00000000 7fffffff"), "{}");  // no element: no sum overflows
+  EXPECT_EQ(render(kInt4Array, "00000002 00000000 00000017 00000001 00000001 00000001 7fffffff" + one), kRefused);
+}
+
 TEST(BinaryValues, TypeNames) {
   EXPECT_STREQ(pgwire::type_name(23), "int4");
   EXPECT_STREQ(pgwire::type_name(1007), "_int4");
