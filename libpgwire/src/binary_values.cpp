@@ -192,7 +192,10 @@ constexpr uint16_t kNumericPInf = 0xD000;
 constexpr uint16_t kNumericNInf = 0xF000;
 constexpr uint16_t kNumericDscaleMask = 0x3FFF;
 
-bool render_numeric(Bytes v, std::string& out) {
+// `d` (0..9999) in decimal: how many digits.
+size_t decimal_digits(int d) { return d < 10 ? 1 : d < 100 ? 2 : d < 1000 ? 3 : 4; }
+
+bool render_numeric(Bytes v, std::string& out, size_t max_out) {
   if (v.size() < 8) return false;
   const uint16_t ndigits = load_be16(v.data());
   int weight = i16_at(v, 2);
@@ -239,6 +242,12 @@ bool render_numeric(Bytes v, std::string& out) {
   auto digit = [&](long d) -> int {
     return d >= 0 && static_cast<size_t>(d) < digits.size() - first ? digits[first + static_cast<size_t>(d)] : 0;
   };
+  // The text's length, before any of it is written: up to 131,072 integer
+  // digits (weight 32767) and 16383 decimals from 10 bytes.
+  const size_t length = (negative ? 1 : 0) +
+                        (weight < 0 ? 1 : decimal_digits(digit(0)) + 4 * static_cast<size_t>(weight)) +
+                        (dscale > 0 ? 1 + size_t{dscale} : 0);
+  if (length > max_out) return false;
   // get_str_from_var: the integer part without leading zeros, then dscale decimals.
   if (negative) out += '-';
   if (weight < 0) {
@@ -554,7 +563,9 @@ bool has_nul(Bytes v) {
   return false;
 }
 
-bool render_scalar(Kind kind, Bytes v, std::string& out) {
+// `max_out` bounds only the numeric's text, the one that can be much longer
+// than its bytes; render_binary_value checks the others' when they are written.
+bool render_scalar(Kind kind, Bytes v, std::string& out, size_t max_out) {
   switch (kind) {
     case Kind::kBool:
       if (v.size() != 1) return false;
@@ -592,7 +603,7 @@ bool render_scalar(Kind kind, Bytes v, std::string& out) {
       append_float(out, d, 15);
       return true;
     }
-    case Kind::kNumeric: return render_numeric(v, out);
+    case Kind::kNumeric: return render_numeric(v, out, max_out);
     case Kind::kName:
       if (v.size() >= 64) return false;  // namerecv: "identifier too long"
       [[fallthrough]];
@@ -654,7 +665,10 @@ void append_array_element(std::string& out, std::string_view text) {
   out += '"';
 }
 
-bool render_array(uint32_t element_oid, Bytes v, std::string& out) {
+// Refuses an array whose text would be longer than `max_out`, checked after
+// each element.
+bool render_array(uint32_t element_oid, Bytes v, std::string& out, size_t max_out) {
+  const size_t start = out.size();
   const TypeInfo* element = find_type(element_oid);
   if (element == nullptr || v.size() < 12) return false;
   const int32_t ndim = i32_at(v, 0);
@@ -705,6 +719,7 @@ bool render_array(uint32_t element_oid, Bytes v, std::string& out) {
   std::string text;
   int32_t index[kMaxDim] = {};
   out.append(static_cast<size_t>(ndim), '{');
+  if (out.size() - start > max_out) return false;
   for (uint64_t i = 0; i < nitems; ++i) {
     if (v.size() - at < 4) return false;
     const int32_t len = i32_at(v, at);
@@ -714,10 +729,12 @@ bool render_array(uint32_t element_oid, Bytes v, std::string& out) {
     } else {
       if (len < -1 || static_cast<size_t>(len) > v.size() - at) return false;
       text.clear();
-      if (!render_scalar(element->kind, v.subspan(at, static_cast<size_t>(len)), text)) return false;
+      const size_t left = max_out - (out.size() - start);
+      if (!render_scalar(element->kind, v.subspan(at, static_cast<size_t>(len)), text, left)) return false;
       at += static_cast<size_t>(len);
       append_array_element(out, text);
     }
+    if (out.size() - start > max_out) return false;
     // Close the dimensions this element completes, and open them again if more follow.
     int32_t d = ndim - 1;
     size_t closed = 0;
@@ -738,14 +755,17 @@ bool render_array(uint32_t element_oid, Bytes v, std::string& out) {
 
 }  // namespace
 
-bool render_binary_value(uint32_t type_oid, Bytes value, std::string& out) {
+bool render_binary_value(uint32_t type_oid, Bytes value, std::string& out, size_t max_out) {
   const TypeInfo* type = find_type(type_oid);
   if (type == nullptr) return false;
   const size_t start = out.size();
-  const bool ok =
-      type->kind == Kind::kArray ? render_array(type->element, value, out) : render_scalar(type->kind, value, out);
-  if (!ok) out.resize(start);
-  return ok;
+  const bool ok = type->kind == Kind::kArray ? render_array(type->element, value, out, max_out)
+                                             : render_scalar(type->kind, value, out, max_out);
+  if (!ok || out.size() - start > max_out) {
+    out.resize(start);
+    return false;
+  }
+  return true;
 }
 
 const char* type_name(uint32_t type_oid) {

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -300,6 +301,70 @@ uint32_t oid_named(std::string_view name) {
 
 void put_be32(std::string& out, uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((v >> shift) & 0xff);
+}
+
+// A _numeric array (ndim 1, no NULLs, element type 1700, lower bound 1) of
+// `count` copies of the numeric_send bytes `element`.
+std::string numeric_array(uint32_t count, std::string_view element) {
+  std::string out;
+  for (uint32_t v : {1u, 0u, 1700u, count, 1u}) put_be32(out, v);
+  for (uint32_t i = 0; i < count; ++i) {
+    put_be32(out, static_cast<uint32_t>(element.size()));
+    out += element;
+  }
+  return out;
+}
+
+// numeric_send of 9999 * 10000^32767 with 16383 decimals: 10 bytes that
+// would print 147,456 characters. render_binary_value's budget (8 bytes of
+// text per input byte, plus 64, plus 64 KiB) refuses it before writing.
+const std::string kHugeNumeric = unhex("0001 7fff 0000 3fff 270f");
+// Zero with 16383 decimals: 8 bytes, "0." and 16383 zeros.
+const std::string kZeroWithAllDecimals = unhex("0000 0000 0000 3fff");
+
+TEST(BinaryValues, NumericLongerThanTheBudgetIsRefused) {
+  EXPECT_EQ(render(kNumeric, "0001 7fff 0000 3fff 270f"), kRefused);
+  EXPECT_EQ(render(kNumeric, "0001 7fff 4000 0000 0001"), kRefused);  // -10000^32767: 131,070 characters
+  EXPECT_EQ(render(kNumeric, "0000 0000 0000 3fff"), "0." + std::string(16383, '0'));  // 16,385: within
+  // The length is known before anything is written, to the character.
+  std::string out;
+  EXPECT_FALSE(render_binary_value(kNumeric, pgwire::as_bytes(kZeroWithAllDecimals), out, 16384));
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(out.capacity(), std::string().capacity()) << "nothing was written";
+  EXPECT_TRUE(render_binary_value(kNumeric, pgwire::as_bytes(kZeroWithAllDecimals), out, 16385));
+  EXPECT_EQ(out.size(), 16385u);
+  out.clear();
+  EXPECT_FALSE(render_binary_value(kNumeric, pgwire::as_bytes(unhex("0001 0000 4000 0000 0001")), out, 1));  // "-1"
+  EXPECT_TRUE(render_binary_value(kNumeric, pgwire::as_bytes(unhex("0001 0000 4000 0000 0001")), out, 2));
+  EXPECT_EQ(out, "-1");
+  out.clear();
+  EXPECT_FALSE(render_binary_value(kInt4, pgwire::as_bytes(unhex("80000000")), out, 10));  // "-2147483648"
+  EXPECT_TRUE(out.empty());
+}
+
+// A _numeric array just under max_param_bytes (64 KiB) of such values would
+// print some 690 MB (4,679 x 147,456) or, of the 8-byte ones, 82 MB: refused
+// once the text passes the budget, after little work and little memory.
+TEST(BinaryValues, NumericArrayLongerThanTheBudgetIsRefusedQuickly) {
+  for (const std::string& element : {kHugeNumeric, kZeroWithAllDecimals}) {
+    const std::string array = numeric_array(65000 / (4 + static_cast<uint32_t>(element.size())), element);
+    ASSERT_LT(array.size(), 65536u);
+    std::string out;
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_FALSE(render_binary_value(1231, pgwire::as_bytes(array), out));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+    EXPECT_TRUE(out.empty());
+    EXPECT_LE(out.capacity(), size_t{2} << 20) << "the budget is 8 * 65,000 + 64 + 65,536 bytes";
+  }
+  // Four of the 8-byte ones fit: 65,545 characters of 66,144 (68 bytes in).
+  const std::string four = numeric_array(4, kZeroWithAllDecimals);
+  const std::string element = "0." + std::string(16383, '0');
+  std::string out;
+  ASSERT_TRUE(render_binary_value(1231, pgwire::as_bytes(four), out));
+  EXPECT_EQ(out, "{" + element + "," + element + "," + element + "," + element + "}");
+  out.clear();
+  EXPECT_FALSE(render_binary_value(1231, pgwire::as_bytes(four), out, 65544));
+  EXPECT_TRUE(out.empty());
 }
 
 // Every known type, given random bytes and every prefix of them: no crash (the
