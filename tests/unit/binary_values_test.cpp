@@ -144,6 +144,90 @@ TEST(BinaryValues, JsonbVersionByte) {
   EXPECT_EQ(render(kJsonb, ""), kRefused);
 }
 
+// textrecv, varchar_recv, bpcharrecv and namerecv read the bytes as the
+// client's encoding (the log takes it to be UTF-8) and refuse any that is not
+// valid: overlong forms, surrogates, code points past U+10FFFF, a cut sequence.
+TEST(BinaryValues, TextThatIsNotUtf8IsRefused) {
+  EXPECT_EQ(render(kText, "f0 9f 98 80"), "\xf0\x9f\x98\x80");  // U+1F600
+  EXPECT_EQ(render(kText, "f4 8f bf bf"), "\xf4\x8f\xbf\xbf");  // U+10FFFF, the last
+  EXPECT_EQ(render(kText, "ef bf bf"), "\xef\xbf\xbf");         // U+FFFF
+  EXPECT_EQ(render(kText, "ff"), kRefused);
+  EXPECT_EQ(render(kText, "80"), kRefused);           // a continuation byte alone
+  EXPECT_EQ(render(kText, "61 c3"), kRefused);        // a cut sequence
+  EXPECT_EQ(render(kText, "c3 28"), kRefused);        // a sequence without its continuation
+  EXPECT_EQ(render(kText, "c0 af"), kRefused);        // '/' overlong in two bytes
+  EXPECT_EQ(render(kVarchar, "e0 80 af"), kRefused);  // and in three
+  EXPECT_EQ(render(kVarchar, "f0 8f bf bf"), kRefused);
+  EXPECT_EQ(render(kBpchar, "ed a0 80"), kRefused);   // U+D800, a surrogate
+  EXPECT_EQ(render(kBpchar, "ed bf bf"), kRefused);   // U+DFFF
+  EXPECT_EQ(render(kName, "f4 90 80 80"), kRefused);  // U+110000
+  EXPECT_EQ(render(kName, "f5 80 80 80"), kRefused);
+  EXPECT_EQ(render(kTextArray, "00000001 00000000 00000019 00000002 00000001 00000001 61 00000001 ff"), kRefused);
+}
+
+// The text of a json or jsonb value, or kRefused.
+std::string render_json(uint32_t oid, std::string_view text) {
+  std::string bytes = oid == kJsonb ? "\x01" + std::string(text) : std::string(text);
+  std::string out;
+  if (!render_binary_value(oid, pgwire::as_bytes(bytes), out)) {
+    EXPECT_EQ(out, "");
+    return kRefused;
+  }
+  return out;
+}
+
+// Texts that are not JSON, for json_recv and jsonb_recv alike: a row per kind of mistake.
+// clang-format off
+const char* const kNotJson[] = {
+    "", " ", "{", "}", "[1,]", "[,1]", "[1 2]", "[}", "{]", "[1]]", "[1]x", "1 2", "\f1",
+    "{\"a\"}", "{\"a\":}", "{\"a\" 1}", "{1:2}", "{\"a\":1,}", "{\"a\":1 \"b\":2}",
+    "01", "1.", ".5", "-", "+1", "1e", "1e+", "0x1",
+    "tru", "truex", "nul", "True", "'a'",
+    "\"a", "\"\\x\"", "\"\\u12g4\"", "\"\\u12\"", "\"a\tb\"", "\"\xff\"", "\"\xed\xa0\x80\"",
+};
+// clang-format on
+
+// json_recv and jsonb_recv parse the text (RFC 8259's grammar) and refuse it
+// when it is not JSON; jsonb_recv also turns escapes into characters and
+// numbers into numerics, and refuses those that do not convert.
+TEST(BinaryValues, JsonThatIsNotJsonIsRefused) {
+  const std::string good =
+      " [1, -0.5e+3, 10E-2, 0, \"a\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\", true, false, null, {}, [], "
+      "{\"k\": {\"l\": [0]}, \"m\": \"\xc3\xa9\"}]\n";
+  for (uint32_t oid : {kJson, kJsonb}) {
+    SCOPED_TRACE(oid);
+    EXPECT_EQ(render_json(oid, good), good);
+    EXPECT_EQ(render_json(oid, "\t\"top-level string\"\r\n"), "\t\"top-level string\"\r\n");
+    EXPECT_EQ(render_json(oid, "-12.5"), "-12.5");
+    EXPECT_EQ(render_json(oid, "\"\\ud83d\\ude00\""), "\"\\ud83d\\ude00\"");
+    const std::string deep = std::string(20000, '[') + std::string(20000, ']');  // no recursion
+    EXPECT_EQ(render_json(oid, deep), deep);
+    EXPECT_EQ(render_json(oid, std::string(20000, '[') + std::string(19999, ']')), kRefused);
+    for (const char* bad : kNotJson) {
+      EXPECT_EQ(render_json(oid, bad), kRefused) << bad;
+    }
+    EXPECT_EQ(render_json(oid, "\"a\nb\""), kRefused);  // a control character, not escaped
+    EXPECT_EQ(render_json(oid, std::string("\"a\0b\"", 5)), kRefused);
+  }
+  // json keeps its text: any four hex digits pass. jsonb makes characters of
+  // them: no U+0000 (text has none), surrogates only as high-low pairs.
+  for (const char* escapes : {"\"\\u0000\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\ud800\"", "\"\\ud800x\"",
+                              "\"\\ud800\\n\"", "\"\\ude00\\ud83d\""}) {
+    EXPECT_EQ(render_json(kJson, escapes), escapes);
+    EXPECT_EQ(render_json(kJsonb, escapes), kRefused) << escapes;
+  }
+  // jsonb's numbers become numerics: a base-10000 weight up to 32767, at most 16383 decimals.
+  for (const char* fits :
+       {"1e131071", "-1E+131071", "1e-16383", "0.0e-16382", "1.5e-16382", "123456789e-16383", "0e-16383", "0.00000"}) {
+    EXPECT_EQ(render_json(kJsonb, fits), fits);
+  }
+  for (const char* overflows : {"1e131072", "10e131071", "1e-16384", "0.0e-16383", "0e-16384", "1e1073741823",
+                                "0e1073741823", "1e99999999999999999999", "1e-99999999999999999999"}) {
+    EXPECT_EQ(render_json(kJsonb, overflows), kRefused) << overflows;
+    EXPECT_EQ(render_json(kJson, overflows), overflows);
+  }
+}
+
 TEST(BinaryValues, ByteaAndUuid) {
   EXPECT_EQ(render(kBytea, "de ad be ef"), "\\xdeadbeef");
   EXPECT_EQ(render(kBytea, ""), "\\x");

@@ -13,10 +13,11 @@
 //     jsonb_out would (same value; key order, spacing and duplicate keys may
 //     differ from the server's output).
 // A value that a server would refuse (wrong length, out of range, a bad array
-// header, ...), a type not listed in type_name(), and anything not sure to
-// print exactly as the server would (an interval of only INT32/INT64 extremes,
-// which PostgreSQL 17 reads as infinity and older servers as a number) is not
-// rendered: the caller falls back to hex.
+// header, text that is not UTF-8, json that does not parse, ...), a type not
+// listed in type_name(), and anything not sure to print exactly as the server
+// would (an interval of only INT32/INT64 extremes, which PostgreSQL 17 reads
+// as infinity and older servers as a number) is not rendered: the caller
+// falls back to hex. The client encoding is taken to be UTF-8.
 //
 // Work is bounded by the input: array element counts are checked against the
 // bytes left before anything is read, dimensions are at most 6 (MAXDIM), and
