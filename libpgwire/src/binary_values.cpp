@@ -214,6 +214,8 @@ bool render_numeric(Bytes v, std::string& out, size_t max_out) {
   }
   switch (sign) {
     case kNumericNaN: out += "NaN"; return true;
+    // PostgreSQL 14 and later; older servers refuse the infinities, but none
+    // reads them as another value (unlike the interval extremes): rendered.
     case kNumericPInf: out += "Infinity"; return true;
     case kNumericNInf: out += "-Infinity"; return true;
     case kNumericPos:
