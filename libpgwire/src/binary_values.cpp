@@ -1,5 +1,6 @@
 #include "pgwire/binary_values.hpp"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -8,6 +9,8 @@
 #include <string_view>
 #include <system_error>
 #include <vector>
+
+#include "pgwire/text.hpp"
 
 namespace pgwire {
 namespace {
@@ -21,8 +24,9 @@ enum class Kind : uint8_t {
   kFloat4,
   kFloat8,
   kNumeric,
-  kText,  // text, varchar, bpchar, json: the bytes as they are
+  kText,  // text, varchar, bpchar: the bytes as they are
   kName,  // like text, at most 63 bytes
+  kJson,  // like text, and JSON
   kBytea,
   kUuid,
   kDate,
@@ -54,7 +58,7 @@ constexpr std::array kTypes{
     TypeInfo{23, "int4", Kind::kInt4, 0},
     TypeInfo{25, "text", Kind::kText, 0},
     TypeInfo{26, "oid", Kind::kOid, 0},
-    TypeInfo{114, "json", Kind::kText, 0},
+    TypeInfo{114, "json", Kind::kJson, 0},
     TypeInfo{199, "_json", Kind::kArray, 114},
     TypeInfo{650, "cidr", Kind::kCidr, 0},
     TypeInfo{651, "_cidr", Kind::kArray, 650},
@@ -192,7 +196,10 @@ constexpr uint16_t kNumericPInf = 0xD000;
 constexpr uint16_t kNumericNInf = 0xF000;
 constexpr uint16_t kNumericDscaleMask = 0x3FFF;
 
-bool render_numeric(Bytes v, std::string& out) {
+// `d` (0..9999) in decimal: how many digits.
+size_t decimal_digits(int d) { return d < 10 ? 1 : d < 100 ? 2 : d < 1000 ? 3 : 4; }
+
+bool render_numeric(Bytes v, std::string& out, size_t max_out) {
   if (v.size() < 8) return false;
   const uint16_t ndigits = load_be16(v.data());
   int weight = i16_at(v, 2);
@@ -207,6 +214,8 @@ bool render_numeric(Bytes v, std::string& out) {
   }
   switch (sign) {
     case kNumericNaN: out += "NaN"; return true;
+    // PostgreSQL 14 and later; older servers refuse the infinities, but none
+    // reads them as another value (unlike the interval extremes): rendered.
     case kNumericPInf: out += "Infinity"; return true;
     case kNumericNInf: out += "-Infinity"; return true;
     case kNumericPos:
@@ -239,6 +248,12 @@ bool render_numeric(Bytes v, std::string& out) {
   auto digit = [&](long d) -> int {
     return d >= 0 && static_cast<size_t>(d) < digits.size() - first ? digits[first + static_cast<size_t>(d)] : 0;
   };
+  // The text's length, before any of it is written: up to 131,072 integer
+  // digits (weight 32767) and 16383 decimals from 10 bytes.
+  const size_t length = (negative ? 1 : 0) +
+                        (weight < 0 ? 1 : decimal_digits(digit(0)) + 4 * static_cast<size_t>(weight)) +
+                        (dscale > 0 ? 1 + size_t{dscale} : 0);
+  if (length > max_out) return false;
   // get_str_from_var: the integer part without leading zeros, then dscale decimals.
   if (negative) out += '-';
   if (weight < 0) {
@@ -545,16 +560,207 @@ bool render_network(Bytes v, bool is_cidr, std::string& out) {
   return true;
 }
 
+// ---- text: what pq_getmsgtext accepts ---------------------------------------
+
+// The text types' recv functions read the bytes in the client's encoding,
+// which the log takes to be UTF-8 (the server refuses bytes that are not),
+// into a text value, which cannot hold a zero byte.
+bool is_pg_text(std::string_view s) { return s.find('\0') == std::string_view::npos && is_utf8(s); }
+
+// ---- json and jsonb: json_recv's and jsonb_recv's parse ----------------------
+
+bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_hex_digit(char c) { return is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f'); }
+int hex_value(char c) { return is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10; }
+
+// Checks a JSON text the way PostgreSQL's parser does: RFC 8259's grammar,
+// which is also PostgreSQL's. For jsonb (`as_jsonb`) it also checks what
+// jsonb_recv then does with the tokens: \u escapes become characters (none
+// may be U+0000, a surrogate only in a high-low pair) and numbers numerics
+// (which must fit). json_recv keeps the text and checks neither.
+//
+// No recursion: the containers open at a point are an explicit stack, at most
+// one entry per byte of input.
+class JsonChecker {
+ public:
+  JsonChecker(std::string_view text, bool as_jsonb) : s_(text), jsonb_(as_jsonb) {}
+
+  bool valid() {
+    std::vector<char> open;  // '[' or '{' for each container not yet closed
+    for (;;) {
+      // A value, or the start of a container's first one.
+      skip_space();
+      if (at_end()) return false;
+      const char c = s_[i_];
+      if (c == '[' || c == '{') {
+        ++i_;
+        skip_space();
+        if (!at_end() && s_[i_] == (c == '[' ? ']' : '}')) {
+          ++i_;  // empty: a whole value
+        } else {
+          open.push_back(c);
+          if (c == '{' && !member_name()) return false;
+          continue;
+        }
+      } else if (!scalar()) {
+        return false;
+      }
+      // After a value: close containers, or go on to the next value of one.
+      for (;;) {
+        skip_space();
+        if (open.empty()) return at_end();
+        if (at_end()) return false;
+        const char next = s_[i_++];
+        if (next == ',') {
+          if (open.back() == '{' && !member_name()) return false;
+          break;
+        }
+        if (next != (open.back() == '[' ? ']' : '}')) return false;
+        open.pop_back();
+      }
+    }
+  }
+
+ private:
+  bool at_end() const { return i_ == s_.size(); }
+  void skip_space() {
+    while (!at_end() && is_json_space(s_[i_])) ++i_;
+  }
+
+  // "name" and the colon after it.
+  bool member_name() {
+    skip_space();
+    if (at_end() || s_[i_] != '"' || !string()) return false;
+    skip_space();
+    if (at_end() || s_[i_] != ':') return false;
+    ++i_;
+    return true;
+  }
+
+  bool scalar() {
+    const char c = s_[i_];
+    if (c == '"') return string();
+    if (c == '-' || is_digit(c)) return number();
+    for (std::string_view word : {"true", "false", "null"}) {
+      if (s_.substr(i_, word.size()) == word) {
+        i_ += word.size();
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // From the opening quote past the closing one. No control characters;
+  // escapes \" \\ \/ \b \f \n \r \t and \u with four hex digits.
+  bool string() {
+    ++i_;
+    bool want_low = false;  // jsonb: after a high surrogate's escape, only a low one's may follow
+    while (!at_end()) {
+      const char c = s_[i_];
+      if (c == '"') {
+        ++i_;
+        return !want_low;
+      }
+      if (static_cast<unsigned char>(c) < 0x20) return false;
+      if (c != '\\') {
+        if (want_low) return false;
+        ++i_;
+        continue;
+      }
+      if (s_.size() - i_ < 2) return false;
+      const char e = s_[i_ + 1];
+      if (e != 'u') {
+        if (std::string_view("\"\\/bfnrt").find(e) == std::string_view::npos || want_low) return false;
+        i_ += 2;
+        continue;
+      }
+      if (s_.size() - i_ < 6) return false;
+      uint32_t code = 0;
+      for (size_t k = 2; k < 6; ++k) {
+        if (!is_hex_digit(s_[i_ + k])) return false;
+        code = code * 16 + static_cast<uint32_t>(hex_value(s_[i_ + k]));
+      }
+      i_ += 6;
+      if (!jsonb_) continue;
+      const bool high = code >= 0xD800 && code <= 0xDBFF;
+      const bool low = code >= 0xDC00 && code <= 0xDFFF;
+      if (high ? want_low : low != want_low) return false;  // a pair's halves in order, nothing between
+      if (code == 0) return false;                          // jsonb: "\u0000 cannot be converted to text"
+      want_low = high;
+    }
+    return false;
+  }
+
+  // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+  bool number() {
+    if (s_[i_] == '-') ++i_;
+    if (at_end() || !is_digit(s_[i_])) return false;
+    const size_t int_begin = i_;
+    if (s_[i_] == '0') {
+      ++i_;
+    } else {
+      while (!at_end() && is_digit(s_[i_])) ++i_;
+    }
+    const size_t int_end = i_;
+    size_t frac_end = i_;
+    if (!at_end() && s_[i_] == '.') {
+      ++i_;
+      if (at_end() || !is_digit(s_[i_])) return false;
+      while (!at_end() && is_digit(s_[i_])) ++i_;
+      frac_end = i_;
+    }
+    int64_t exponent = 0;
+    if (!at_end() && (s_[i_] == 'e' || s_[i_] == 'E')) {
+      ++i_;
+      bool negative = false;
+      if (!at_end() && (s_[i_] == '+' || s_[i_] == '-')) negative = s_[i_++] == '-';
+      if (at_end() || !is_digit(s_[i_])) return false;
+      for (; !at_end() && is_digit(s_[i_]); ++i_) {
+        exponent = std::min<int64_t>(exponent * 10 + (s_[i_] - '0'), kExponentCap);
+      }
+      if (negative) exponent = -exponent;
+    }
+    return !jsonb_ || fits_numeric(int_begin, int_end, frac_end, exponent);
+  }
+
+  // numeric_in on the number: an exponent under INT_MAX / 2 either way, at
+  // most 16383 decimals (NUMERIC_DSCALE_MAX) once it is applied, and the
+  // first nonzero digit's base-10000 weight in int16 (make_result: "value
+  // overflows numeric format"). The digits are s_[int_begin, int_end), then
+  // after the point up to frac_end.
+  bool fits_numeric(size_t int_begin, size_t int_end, size_t frac_end, int64_t exponent) const {
+    constexpr int64_t kMaxExponent = std::numeric_limits<int32_t>::max() / 2;
+    if (exponent >= kMaxExponent || exponent <= -kMaxExponent) return false;
+    const size_t frac_begin = int_end == frac_end ? int_end : int_end + 1;
+    const auto decimals = static_cast<int64_t>(frac_end - frac_begin);
+    if (decimals - exponent > 16383) return false;
+    // The first nonzero digit's decimal weight (10^dweight); none: zero, weight 0.
+    int64_t dweight = 0;
+    bool zero = true;
+    for (size_t k = int_begin; k < frac_end && zero; ++k) {
+      if (s_[k] == '.' || s_[k] == '0') continue;
+      zero = false;
+      dweight = k < int_end ? static_cast<int64_t>(int_end - k) - 1 : -static_cast<int64_t>(k - frac_begin) - 1;
+    }
+    if (zero) return true;
+    dweight += exponent;
+    const int64_t weight = dweight >= 0 ? dweight / 4 : -((-dweight - 1) / 4 + 1);
+    return weight <= std::numeric_limits<int16_t>::max() && weight >= std::numeric_limits<int16_t>::min();
+  }
+
+  static constexpr int64_t kExponentCap = int64_t{1} << 40;  // well past what fits: no overflow
+
+  std::string_view s_;
+  bool jsonb_;
+  size_t i_ = 0;
+};
+
 // ---- the scalar types --------------------------------------------------------
 
-bool has_nul(Bytes v) {
-  for (std::byte b : v) {
-    if (b == std::byte{0}) return true;
-  }
-  return false;
-}
-
-bool render_scalar(Kind kind, Bytes v, std::string& out) {
+// `max_out` bounds only the numeric's text, the one that can be much longer
+// than its bytes; render_binary_value checks the others' when they are written.
+bool render_scalar(Kind kind, Bytes v, std::string& out, size_t max_out) {
   switch (kind) {
     case Kind::kBool:
       if (v.size() != 1) return false;
@@ -592,19 +798,25 @@ bool render_scalar(Kind kind, Bytes v, std::string& out) {
       append_float(out, d, 15);
       return true;
     }
-    case Kind::kNumeric: return render_numeric(v, out);
+    case Kind::kNumeric: return render_numeric(v, out, max_out);
     case Kind::kName:
       if (v.size() >= 64) return false;  // namerecv: "identifier too long"
       [[fallthrough]];
     case Kind::kText:
-      if (has_nul(v)) return false;  // no text value holds a zero byte
+      if (!is_pg_text(as_string_view(v))) return false;
       out += as_string_view(v);
       return true;
-    case Kind::kJsonb:
-      if (v.empty() || byte_at(v, 0) != 1) return false;  // jsonb_recv: version 1 only
-      if (has_nul(v.subspan(1))) return false;
-      out += as_string_view(v.subspan(1));
+    case Kind::kJson:
+      if (!is_pg_text(as_string_view(v)) || !JsonChecker(as_string_view(v), false).valid()) return false;
+      out += as_string_view(v);
       return true;
+    case Kind::kJsonb: {
+      if (v.empty() || byte_at(v, 0) != 1) return false;  // jsonb_recv: version 1 only
+      const std::string_view text = as_string_view(v.subspan(1));
+      if (!is_pg_text(text) || !JsonChecker(text, true).valid()) return false;
+      out += text;
+      return true;
+    }
     case Kind::kBytea:
       out += "\\x";
       for (std::byte b : v) append_hex_byte(out, std::to_integer<uint8_t>(b));
@@ -654,7 +866,10 @@ void append_array_element(std::string& out, std::string_view text) {
   out += '"';
 }
 
-bool render_array(uint32_t element_oid, Bytes v, std::string& out) {
+// Refuses an array whose text would be longer than `max_out`, checked after
+// each element.
+bool render_array(uint32_t element_oid, Bytes v, std::string& out, size_t max_out) {
+  const size_t start = out.size();
   const TypeInfo* element = find_type(element_oid);
   if (element == nullptr || v.size() < 12) return false;
   const int32_t ndim = i32_at(v, 0);
@@ -674,8 +889,9 @@ bool render_array(uint32_t element_oid, Bytes v, std::string& out) {
     lbounds[d] = i32_at(v, at + 4);
     at += 8;
     if (dims[d] < 0) return false;  // ArrayGetNItems refuses a negative length
-    // ArrayCheckBounds: "array upper bound is too large"
-    if (int64_t{lbounds[d]} + dims[d] - 1 > std::numeric_limits<int32_t>::max()) return false;
+    // ArrayCheckBounds: "array lower bound is too large" when lower bound plus
+    // length overflows int32: the last subscript is at most INT32_MAX - 1.
+    if (int64_t{lbounds[d]} + dims[d] > std::numeric_limits<int32_t>::max()) return false;
     empty = empty || dims[d] == 0;
   }
   uint64_t nitems = empty ? 0 : 1;
@@ -704,6 +920,7 @@ bool render_array(uint32_t element_oid, Bytes v, std::string& out) {
   std::string text;
   int32_t index[kMaxDim] = {};
   out.append(static_cast<size_t>(ndim), '{');
+  if (out.size() - start > max_out) return false;
   for (uint64_t i = 0; i < nitems; ++i) {
     if (v.size() - at < 4) return false;
     const int32_t len = i32_at(v, at);
@@ -713,10 +930,12 @@ bool render_array(uint32_t element_oid, Bytes v, std::string& out) {
     } else {
       if (len < -1 || static_cast<size_t>(len) > v.size() - at) return false;
       text.clear();
-      if (!render_scalar(element->kind, v.subspan(at, static_cast<size_t>(len)), text)) return false;
+      const size_t left = max_out - (out.size() - start);
+      if (!render_scalar(element->kind, v.subspan(at, static_cast<size_t>(len)), text, left)) return false;
       at += static_cast<size_t>(len);
       append_array_element(out, text);
     }
+    if (out.size() - start > max_out) return false;
     // Close the dimensions this element completes, and open them again if more follow.
     int32_t d = ndim - 1;
     size_t closed = 0;
@@ -737,14 +956,17 @@ bool render_array(uint32_t element_oid, Bytes v, std::string& out) {
 
 }  // namespace
 
-bool render_binary_value(uint32_t type_oid, Bytes value, std::string& out) {
+bool render_binary_value(uint32_t type_oid, Bytes value, std::string& out, size_t max_out) {
   const TypeInfo* type = find_type(type_oid);
   if (type == nullptr) return false;
   const size_t start = out.size();
-  const bool ok =
-      type->kind == Kind::kArray ? render_array(type->element, value, out) : render_scalar(type->kind, value, out);
-  if (!ok) out.resize(start);
-  return ok;
+  const bool ok = type->kind == Kind::kArray ? render_array(type->element, value, out, max_out)
+                                             : render_scalar(type->kind, value, out, max_out);
+  if (!ok || out.size() - start > max_out) {
+    out.resize(start);
+    return false;
+  }
+  return true;
 }
 
 const char* type_name(uint32_t type_oid) {

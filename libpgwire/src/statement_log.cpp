@@ -108,13 +108,41 @@ void append_session(std::string& out, const SessionInfo& s) {
   out += cached.text;
 }
 
+// How long the decoded binary parameters of one line may be: each its
+// proportional_text_budget, and the line shares one kTextBudgetSlack beyond
+// that. A numeric of 8 bytes can print 16 KiB: a Bind of thousands of them
+// would otherwise build a line of gigabytes on the proxy's event loop; this
+// way their text is at most 8 times their bytes, plus 64 per value, plus 64 KiB.
+class LineTextBudget {
+ public:
+  size_t for_value(size_t value_size) const { return proportional_text_budget(value_size) + slack_; }
+  void spend(size_t value_size, size_t text_size) {
+    const size_t own = proportional_text_budget(value_size);
+    if (text_size > own) slack_ -= text_size - own;  // text_size <= for_value(value_size)
+  }
+
+ private:
+  size_t slack_ = kTextBudgetSlack;
+};
+
 // The text form of a binary parameter (render_binary_value) in `text`, or
 // false when it is to be shown as hex: a type not known, a value the server
-// would refuse, or one cut at TrackerOptions::max_param_bytes (a prefix must
-// never pass for the value).
-bool binary_param_text(const StatementParam& p, std::string& text) {
+// would refuse, one whose text is over the budget, or one cut at
+// TrackerOptions::max_param_bytes (a prefix must never pass for the value).
+bool binary_param_text(const StatementParam& p, std::string& text, LineTextBudget& budget) {
   text.clear();
-  return p.cut_size == 0 && render_binary_value(p.type_oid, as_bytes(*p.value), text);
+  if (p.cut_size != 0) return false;
+  const Bytes value = as_bytes(*p.value);
+  if (!render_binary_value(p.type_oid, value, text, budget.for_value(value.size()))) return false;
+  budget.spend(value.size(), text.size());
+  return true;
+}
+
+// The thread's scratch string for binary_param_text, emptied of a big value's
+// memory once it is used: one value of hundreds of KiB must not stay
+// allocated for the life of the thread.
+void release_if_big(std::string& scratch) {
+  if (scratch.capacity() > kTextBudgetSlack) std::string().swap(scratch);
 }
 
 // The tracker's mark for a cut string, after the kept part.
@@ -127,11 +155,11 @@ void append_cut_mark(std::string& out, const StatementParam& p) {
 
 // NULL, 'text' or x'hex', then the cut mark and ::type-oid. A binary value
 // that decodes is written as the text value would be: '42'::23 either way.
-void append_text_param(std::string& out, const StatementParam& p) {
+void append_text_param(std::string& out, const StatementParam& p, LineTextBudget& budget) {
   thread_local std::string text;
   if (!p.value) {
     out += "NULL";
-  } else if (p.format == 1 && !binary_param_text(p, text)) {
+  } else if (p.format == 1 && !binary_param_text(p, text, budget)) {
     out += "x'";
     out += to_hex(as_bytes(*p.value));
     out += '\'';
@@ -140,6 +168,7 @@ void append_text_param(std::string& out, const StatementParam& p) {
     append_escaped_quoted(out, p.format == 1 ? std::string_view(text) : std::string_view(*p.value), '\'', '\'');
     out += '\'';
   }
+  release_if_big(text);
   append_cut_mark(out, p);
   if (p.type_oid != 0) {
     out += "::";
@@ -169,12 +198,13 @@ void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& ou
   if (ev.kind == StatementKind::kExecute && !ev.statement.empty()) append_field(out, "statement", ev.statement);
   if (!ev.params.empty()) {
     out += " params=(";
+    LineTextBudget budget;
     for (size_t i = 0; i < ev.params.size(); ++i) {
       if (i) out += ", ";
       out += '$';
       append_int(out, i + 1);
       out += '=';
-      append_text_param(out, ev.params[i]);
+      append_text_param(out, ev.params[i], budget);
     }
     out += ')';
   }
@@ -209,10 +239,11 @@ void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& ou
   }
   j.key("params").begin_array();
   thread_local std::string text;
+  LineTextBudget budget;
   for (const StatementParam& p : ev.params) {
     if (!p.value) {
       j.null();
-    } else if (p.format == 1 && !binary_param_text(p, text)) {
+    } else if (p.format == 1 && !binary_param_text(p, text, budget)) {
       j.string_by([&](std::string& o) {
         o += "\\\\x";
         o += to_hex(as_bytes(*p.value));
@@ -226,6 +257,7 @@ void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& ou
         append_cut_mark(o, p);
       });
     }
+    release_if_big(text);
   }
   j.end_array().key("param_formats").begin_array();
   for (const StatementParam& p : ev.params) j.value(p.format);

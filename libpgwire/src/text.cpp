@@ -56,6 +56,15 @@ bool plain8(const char* p) {
 
 }  // namespace
 
+bool is_utf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_sequence(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
 void append_escaped(std::string& out, std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     // Copy a run of plain printable ASCII in one go: most SQL is nothing else.

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -143,6 +144,90 @@ TEST(BinaryValues, JsonbVersionByte) {
   EXPECT_EQ(render(kJsonb, ""), kRefused);
 }
 
+// textrecv, varchar_recv, bpcharrecv and namerecv read the bytes as the
+// client's encoding (the log takes it to be UTF-8) and refuse any that is not
+// valid: overlong forms, surrogates, code points past U+10FFFF, a cut sequence.
+TEST(BinaryValues, TextThatIsNotUtf8IsRefused) {
+  EXPECT_EQ(render(kText, "f0 9f 98 80"), "\xf0\x9f\x98\x80");  // U+1F600
+  EXPECT_EQ(render(kText, "f4 8f bf bf"), "\xf4\x8f\xbf\xbf");  // U+10FFFF, the last
+  EXPECT_EQ(render(kText, "ef bf bf"), "\xef\xbf\xbf");         // U+FFFF
+  EXPECT_EQ(render(kText, "ff"), kRefused);
+  EXPECT_EQ(render(kText, "80"), kRefused);           // a continuation byte alone
+  EXPECT_EQ(render(kText, "61 c3"), kRefused);        // a cut sequence
+  EXPECT_EQ(render(kText, "c3 28"), kRefused);        // a sequence without its continuation
+  EXPECT_EQ(render(kText, "c0 af"), kRefused);        // '/' overlong in two bytes
+  EXPECT_EQ(render(kVarchar, "e0 80 af"), kRefused);  // and in three
+  EXPECT_EQ(render(kVarchar, "f0 8f bf bf"), kRefused);
+  EXPECT_EQ(render(kBpchar, "ed a0 80"), kRefused);   // U+D800, a surrogate
+  EXPECT_EQ(render(kBpchar, "ed bf bf"), kRefused);   // U+DFFF
+  EXPECT_EQ(render(kName, "f4 90 80 80"), kRefused);  // U+110000
+  EXPECT_EQ(render(kName, "f5 80 80 80"), kRefused);
+  EXPECT_EQ(render(kTextArray, "00000001 00000000 00000019 00000002 00000001 00000001 61 00000001 ff"), kRefused);
+}
+
+// The text of a json or jsonb value, or kRefused.
+std::string render_json(uint32_t oid, std::string_view text) {
+  std::string bytes = oid == kJsonb ? "\x01" + std::string(text) : std::string(text);
+  std::string out;
+  if (!render_binary_value(oid, pgwire::as_bytes(bytes), out)) {
+    EXPECT_EQ(out, "");
+    return kRefused;
+  }
+  return out;
+}
+
+// Texts that are not JSON, for json_recv and jsonb_recv alike: a row per kind of mistake.
+// clang-format off
+const char* const kNotJson[] = {
+    "", " ", "{", "}", "[1,]", "[,1]", "[1 2]", "[}", "{]", "[1]]", "[1]x", "1 2", "\f1",
+    "{\"a\"}", "{\"a\":}", "{\"a\" 1}", "{1:2}", "{\"a\":1,}", "{\"a\":1 \"b\":2}",
+    "01", "1.", ".5", "-", "+1", "1e", "1e+", "0x1",
+    "tru", "truex", "nul", "True", "'a'",
+    "\"a", "\"\\x\"", "\"\\u12g4\"", "\"\\u12\"", "\"a\tb\"", "\"\xff\"", "\"\xed\xa0\x80\"",
+};
+// clang-format on
+
+// json_recv and jsonb_recv parse the text (RFC 8259's grammar) and refuse it
+// when it is not JSON; jsonb_recv also turns escapes into characters and
+// numbers into numerics, and refuses those that do not convert.
+TEST(BinaryValues, JsonThatIsNotJsonIsRefused) {
+  const std::string good =
+      " [1, -0.5e+3, 10E-2, 0, \"a\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\", true, false, null, {}, [], "
+      "{\"k\": {\"l\": [0]}, \"m\": \"\xc3\xa9\"}]\n";
+  for (uint32_t oid : {kJson, kJsonb}) {
+    SCOPED_TRACE(oid);
+    EXPECT_EQ(render_json(oid, good), good);
+    EXPECT_EQ(render_json(oid, "\t\"top-level string\"\r\n"), "\t\"top-level string\"\r\n");
+    EXPECT_EQ(render_json(oid, "-12.5"), "-12.5");
+    EXPECT_EQ(render_json(oid, "\"\\ud83d\\ude00\""), "\"\\ud83d\\ude00\"");
+    const std::string deep = std::string(20000, '[') + std::string(20000, ']');  // no recursion
+    EXPECT_EQ(render_json(oid, deep), deep);
+    EXPECT_EQ(render_json(oid, std::string(20000, '[') + std::string(19999, ']')), kRefused);
+    for (const char* bad : kNotJson) {
+      EXPECT_EQ(render_json(oid, bad), kRefused) << bad;
+    }
+    EXPECT_EQ(render_json(oid, "\"a\nb\""), kRefused);  // a control character, not escaped
+    EXPECT_EQ(render_json(oid, std::string("\"a\0b\"", 5)), kRefused);
+  }
+  // json keeps its text: any four hex digits pass. jsonb makes characters of
+  // them: no U+0000 (text has none), surrogates only as high-low pairs.
+  for (const char* escapes : {"\"\\u0000\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\ud800\"", "\"\\ud800x\"",
+                              "\"\\ud800\\n\"", "\"\\ude00\\ud83d\""}) {
+    EXPECT_EQ(render_json(kJson, escapes), escapes);
+    EXPECT_EQ(render_json(kJsonb, escapes), kRefused) << escapes;
+  }
+  // jsonb's numbers become numerics: a base-10000 weight up to 32767, at most 16383 decimals.
+  for (const char* fits :
+       {"1e131071", "-1E+131071", "1e-16383", "0.0e-16382", "1.5e-16382", "123456789e-16383", "0e-16383", "0.00000"}) {
+    EXPECT_EQ(render_json(kJsonb, fits), fits);
+  }
+  for (const char* overflows : {"1e131072", "10e131071", "1e-16384", "0.0e-16383", "0e-16384", "1e1073741823",
+                                "0e1073741823", "1e99999999999999999999", "1e-99999999999999999999"}) {
+    EXPECT_EQ(render_json(kJsonb, overflows), kRefused) << overflows;
+    EXPECT_EQ(render_json(kJson, overflows), overflows);
+  }
+}
+
 TEST(BinaryValues, ByteaAndUuid) {
   EXPECT_EQ(render(kBytea, "de ad be ef"), "\\xdeadbeef");
   EXPECT_EQ(render(kBytea, ""), "\\x");
@@ -268,6 +353,16 @@ TEST(BinaryValues, MalformedArraysAreRefused) {
   EXPECT_EQ(render(kInt4Array, "00000000 00000000 00000017 00"), kRefused);
 }
 
+// ArrayCheckBounds refuses a lower bound plus length past INT32_MAX: no array
+// has INT32_MAX as its last subscript, '[2147483647:2147483647]={1}' included.
+TEST(BinaryValues, ArrayEndingAtInt32MaxIsRefused) {
+  const std::string one = "00000004 00000001";
+  EXPECT_EQ(render(kInt4Array, "00000001 00000000 00000017 00000001 7fffffff" + one), kRefused);
+  EXPECT_EQ(render(kInt4Array, "00000001 00000000 00000017 00000001 7ffffffe" + one), "[2147483646:2147483646]={1}");
+  EXPECT_EQ(render(kInt4Array, "00000001 00000000 00000017 00000000 7fffffff"), "{}");  // no element: no sum overflows
+  EXPECT_EQ(render(kInt4Array, "00000002 00000000 00000017 00000001 00000001 00000001 7fffffff" + one), kRefused);
+}
+
 TEST(BinaryValues, TypeNames) {
   EXPECT_STREQ(pgwire::type_name(23), "int4");
   EXPECT_STREQ(pgwire::type_name(1007), "_int4");
@@ -290,6 +385,70 @@ uint32_t oid_named(std::string_view name) {
 
 void put_be32(std::string& out, uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) out += static_cast<char>((v >> shift) & 0xff);
+}
+
+// A _numeric array (ndim 1, no NULLs, element type 1700, lower bound 1) of
+// `count` copies of the numeric_send bytes `element`.
+std::string numeric_array(uint32_t count, std::string_view element) {
+  std::string out;
+  for (uint32_t v : {1u, 0u, 1700u, count, 1u}) put_be32(out, v);
+  for (uint32_t i = 0; i < count; ++i) {
+    put_be32(out, static_cast<uint32_t>(element.size()));
+    out += element;
+  }
+  return out;
+}
+
+// numeric_send of 9999 * 10000^32767 with 16383 decimals: 10 bytes that
+// would print 147,456 characters. render_binary_value's budget (8 bytes of
+// text per input byte, plus 64, plus 64 KiB) refuses it before writing.
+const std::string kHugeNumeric = unhex("0001 7fff 0000 3fff 270f");
+// Zero with 16383 decimals: 8 bytes, "0." and 16383 zeros.
+const std::string kZeroWithAllDecimals = unhex("0000 0000 0000 3fff");
+
+TEST(BinaryValues, NumericLongerThanTheBudgetIsRefused) {
+  EXPECT_EQ(render(kNumeric, "0001 7fff 0000 3fff 270f"), kRefused);
+  EXPECT_EQ(render(kNumeric, "0001 7fff 4000 0000 0001"), kRefused);  // -10000^32767: 131,070 characters
+  EXPECT_EQ(render(kNumeric, "0000 0000 0000 3fff"), "0." + std::string(16383, '0'));  // 16,385: within
+  // The length is known before anything is written, to the character.
+  std::string out;
+  EXPECT_FALSE(render_binary_value(kNumeric, pgwire::as_bytes(kZeroWithAllDecimals), out, 16384));
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(out.capacity(), std::string().capacity()) << "nothing was written";
+  EXPECT_TRUE(render_binary_value(kNumeric, pgwire::as_bytes(kZeroWithAllDecimals), out, 16385));
+  EXPECT_EQ(out.size(), 16385u);
+  out.clear();
+  EXPECT_FALSE(render_binary_value(kNumeric, pgwire::as_bytes(unhex("0001 0000 4000 0000 0001")), out, 1));  // "-1"
+  EXPECT_TRUE(render_binary_value(kNumeric, pgwire::as_bytes(unhex("0001 0000 4000 0000 0001")), out, 2));
+  EXPECT_EQ(out, "-1");
+  out.clear();
+  EXPECT_FALSE(render_binary_value(kInt4, pgwire::as_bytes(unhex("80000000")), out, 10));  // "-2147483648"
+  EXPECT_TRUE(out.empty());
+}
+
+// A _numeric array just under max_param_bytes (64 KiB) of such values would
+// print some 690 MB (4,679 x 147,456) or, of the 8-byte ones, 82 MB: refused
+// once the text passes the budget, after little work and little memory.
+TEST(BinaryValues, NumericArrayLongerThanTheBudgetIsRefusedQuickly) {
+  for (const std::string& element : {kHugeNumeric, kZeroWithAllDecimals}) {
+    const std::string array = numeric_array(65000 / (4 + static_cast<uint32_t>(element.size())), element);
+    ASSERT_LT(array.size(), 65536u);
+    std::string out;
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_FALSE(render_binary_value(1231, pgwire::as_bytes(array), out));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+    EXPECT_TRUE(out.empty());
+    EXPECT_LE(out.capacity(), size_t{2} << 20) << "the budget is 8 * 65,000 + 64 + 65,536 bytes";
+  }
+  // Four of the 8-byte ones fit: 65,545 characters of 66,144 (68 bytes in).
+  const std::string four = numeric_array(4, kZeroWithAllDecimals);
+  const std::string element = "0." + std::string(16383, '0');
+  std::string out;
+  ASSERT_TRUE(render_binary_value(1231, pgwire::as_bytes(four), out));
+  EXPECT_EQ(out, "{" + element + "," + element + "," + element + "," + element + "}");
+  out.clear();
+  EXPECT_FALSE(render_binary_value(1231, pgwire::as_bytes(four), out, 65544));
+  EXPECT_TRUE(out.empty());
 }
 
 // Every known type, given random bytes and every prefix of them: no crash (the

@@ -1009,6 +1009,36 @@ TEST(StatementLog, BinaryParamsDecodedOrHexAndCutMarked) {
       << line;
 }
 
+// numeric_send of zero with 16383 decimals is 8 bytes and prints 16,385
+// characters. Each binary value may print 8 bytes per input byte plus 64, and
+// a line shares one 64 KiB allowance beyond that: four of these fit (4 x
+// 16,257 over their own 128), the rest stay hex. Without it a Bind of 60,000
+// of them would build a 1 GB line.
+TEST(StatementLog, BinaryValuesShareOneOutputBudgetPerLine) {
+  const std::string zero_all_decimals("\x00\x00\x00\x00\x00\x00\x3f\xff", 8);
+  StatementEvent ev;
+  ev.kind = StatementKind::kExecute;
+  ev.sql = "SELECT";
+  ev.params.assign(1000, StatementParam{zero_all_decimals, 1, 1700});
+  ev.params.push_back(StatementParam{std::string("\x00\x00\x00\x2a", 4), 1, 23});
+  ev.outcome = Outcome::kOk;
+  const std::string text = "0." + std::string(16383, '0');
+  std::string line;
+  format_statement(LogFormat::kText, ev, SessionInfo{}, line);
+  EXPECT_LT(line.size(), size_t{256} << 10);
+  EXPECT_NE(line.find(" params=($1='" + text + "'::1700, $2='" + text + "'::1700, $3='" + text + "'::1700, $4='" +
+                      text + "'::1700, $5=x'0000000000003fff'::1700, $6=x'0000000000003fff'::1700, "),
+            std::string::npos);
+  EXPECT_NE(line.find(", $1000=x'0000000000003fff'::1700, $1001='42'::23) sql: SELECT\n"), std::string::npos);
+  line.clear();
+  format_statement(LogFormat::kJson, ev, SessionInfo{}, line);
+  EXPECT_LT(line.size(), size_t{256} << 10);
+  EXPECT_NE(line.find("\"params\":[\"" + text + "\",\"" + text + "\",\"" + text + "\",\"" + text +
+                      "\",\"\\\\x0000000000003fff\","),
+            std::string::npos);
+  EXPECT_NE(line.find(",\"\\\\x0000000000003fff\",\"42\"],"), std::string::npos);
+}
+
 TEST(StatementLog, InvalidUtf8AndControlsAreEscaped) {
   StatementEvent ev;
   ev.sql = std::string("SELECT '\xff\x01' -- é", 17);

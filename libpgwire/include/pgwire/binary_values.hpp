@@ -13,16 +13,22 @@
 //     jsonb_out would (same value; key order, spacing and duplicate keys may
 //     differ from the server's output).
 // A value that a server would refuse (wrong length, out of range, a bad array
-// header, ...), a type not listed in type_name(), and anything not sure to
-// print exactly as the server would (an interval of only INT32/INT64 extremes,
-// which PostgreSQL 17 reads as infinity and older servers as a number) is not
-// rendered: the caller falls back to hex.
+// header, text that is not UTF-8, json that does not parse, ...), a type not
+// listed in type_name(), and anything not sure to print exactly as the server
+// would (an interval of only INT32/INT64 extremes, which PostgreSQL 17 reads
+// as infinity and older servers as a number) is not rendered: the caller
+// falls back to hex. The client encoding is taken to be UTF-8.
 //
 // Work is bounded by the input: array element counts are checked against the
 // bytes left before anything is read, dimensions are at most 6 (MAXDIM), and
-// nothing recurses. Nothing throws.
+// nothing recurses. So is the text, by a budget (max_out): a numeric of 10
+// bytes can print 147,456 digits (weight 32767, 16383 decimals), an array of
+// them just under 64 KiB 690 MB. A value whose text would be longer than the
+// budget is not rendered; a numeric's length is known before it is written,
+// an array's checked after each element. Nothing throws.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -30,10 +36,26 @@
 
 namespace pgwire {
 
+// The text budget every value gets: 8 bytes of text per byte of value, plus
+// 64. Every value of the types listed fits in it (a byte of bytea prints 2, of
+// a timestamptz 4, an array's length words and braces less than that) except
+// numerics that print thousands of digits from a few bytes.
+constexpr size_t proportional_text_budget(size_t value_size) { return 8 * value_size + 64; }
+// What a value may print beyond that, for such numerics: 16383 decimals fit,
+// 131,072 integer digits do not. The SQL log shares it between the values of
+// a line, so a Bind of many of them cannot build a line of gigabytes.
+constexpr size_t kTextBudgetSlack = size_t{64} << 10;
+
 // Appends the text form of `value`, a binary value of type `type_oid`, to
 // `out` and returns true; returns false and leaves `out` as it was when the
-// type is not known or the value is not one the server would accept.
-[[nodiscard]] bool render_binary_value(uint32_t type_oid, Bytes value, std::string& out);
+// type is not known, the value is not one the server would accept, or its
+// text would be longer than `max_out` bytes.
+[[nodiscard]] bool render_binary_value(uint32_t type_oid, Bytes value, std::string& out, size_t max_out);
+
+// With the budget proportional_text_budget(value.size()) + kTextBudgetSlack.
+[[nodiscard]] inline bool render_binary_value(uint32_t type_oid, Bytes value, std::string& out) {
+  return render_binary_value(type_oid, value, out, proportional_text_budget(value.size()) + kTextBudgetSlack);
+}
 
 // PostgreSQL's pg_type.typname for the built-in types the log knows ("int4",
 // "_int4" for int4[], "timestamptz", "bpchar"); nullptr for any other OID.

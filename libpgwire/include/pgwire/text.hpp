@@ -7,6 +7,10 @@
 
 namespace pgwire {
 
+// Whether `s` is valid UTF-8: no overlong forms, no surrogates (U+D800 to
+// U+DFFF), nothing past U+10FFFF, no sequence cut short. Zero bytes are valid.
+[[nodiscard]] bool is_utf8(std::string_view s);
+
 // Appends `s` with \n \r \t \\ escaped and every other control byte, and
 // every byte that is not part of valid UTF-8, written as \xNN: the result is
 // one line of valid UTF-8 whatever the input.
