@@ -176,7 +176,7 @@ void append_text_param(std::string& out, const StatementParam& p, LineTextBudget
   }
 }
 
-void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& out) {
+void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& out, ParamLogging mode) {
   append_iso8601_utc(out, ev.start_ns);
   append_session(out, s);
   out += ' ';
@@ -196,15 +196,20 @@ void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& ou
   // Also without a SQLSTATE: why an outcome is unknown (an undecodable response).
   if (!ev.sqlstate.empty() || !ev.error_message.empty()) append_field(out, "error", ev.error_message);
   if (ev.kind == StatementKind::kExecute && !ev.statement.empty()) append_field(out, "statement", ev.statement);
-  if (!ev.params.empty()) {
+  if (!ev.params.empty() && mode != ParamLogging::kNone) {
     out += " params=(";
     LineTextBudget budget;
     for (size_t i = 0; i < ev.params.size(); ++i) {
       if (i) out += ", ";
       out += '$';
       append_int(out, i + 1);
-      out += '=';
-      append_text_param(out, ev.params[i], budget);
+      if (mode == ParamLogging::kFull) {
+        out += '=';
+        append_text_param(out, ev.params[i], budget);
+      } else if (ev.params[i].type_oid != 0) {
+        out += "::";
+        append_int(out, ev.params[i].type_oid);
+      }
     }
     out += ')';
   }
@@ -215,7 +220,7 @@ void format_text(const StatementEvent& ev, const SessionInfo& s, std::string& ou
   out += '\n';
 }
 
-void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& out) {
+void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& out, ParamLogging mode) {
   JsonWriter j(out);
   j.begin_object();
   j.key("ts").string_by([&](std::string& o) { append_iso8601_utc(o, ev.start_ns); });
@@ -237,10 +242,18 @@ void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& ou
   } else {
     j.value(fingerprint_hex(statement_fingerprint(ev.sql)));
   }
-  j.key("params").begin_array();
+  j.key("params");
+  if (mode != ParamLogging::kFull) {
+    j.null();  // not logged (--log-params); a SQL NULL is a null inside the array
+    if (mode == ParamLogging::kNone) {
+      j.key("param_formats").null().key("param_types").null().key("param_type_oids").null();
+    }
+  }
+  if (mode == ParamLogging::kFull) j.begin_array();
   thread_local std::string text;
   LineTextBudget budget;
-  for (const StatementParam& p : ev.params) {
+  static const std::vector<StatementParam> kNoParams;
+  for (const StatementParam& p : mode == ParamLogging::kFull ? ev.params : kNoParams) {
     if (!p.value) {
       j.null();
     } else if (p.format == 1 && !binary_param_text(p, text, budget)) {
@@ -259,24 +272,28 @@ void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& ou
     }
     release_if_big(text);
   }
-  j.end_array().key("param_formats").begin_array();
-  for (const StatementParam& p : ev.params) j.value(p.format);
-  // pg_type's name for the types the log knows, the OID in decimal for any
-  // other, null when the client left the type to the server and it was not
-  // described.
-  j.end_array().key("param_types").begin_array();
-  for (const StatementParam& p : ev.params) {
-    if (const char* name = type_name(p.type_oid)) {
-      j.value(std::string_view(name));
-    } else if (p.type_oid != 0) {
-      j.string_by([&](std::string& o) { append_int(o, p.type_oid); });
-    } else {
-      j.null();
+  if (mode == ParamLogging::kFull) j.end_array();
+  if (mode != ParamLogging::kNone) {
+    j.key("param_formats").begin_array();
+    for (const StatementParam& p : ev.params) j.value(p.format);
+    // pg_type's name for the types the log knows, the OID in decimal for any
+    // other, null when the client left the type to the server and it was not
+    // described.
+    j.end_array().key("param_types").begin_array();
+    for (const StatementParam& p : ev.params) {
+      if (const char* name = type_name(p.type_oid)) {
+        j.value(std::string_view(name));
+      } else if (p.type_oid != 0) {
+        j.string_by([&](std::string& o) { append_int(o, p.type_oid); });
+      } else {
+        j.null();
+      }
     }
+    j.end_array().key("param_type_oids").begin_array();
+    for (const StatementParam& p : ev.params) j.value(p.type_oid);
+    j.end_array();
   }
-  j.end_array().key("param_type_oids").begin_array();
-  for (const StatementParam& p : ev.params) j.value(p.type_oid);
-  j.end_array().key("duration_ms");
+  j.key("duration_ms");
   if (has_duration(ev)) {
     j.raw_by([&](std::string& o) { append_duration_ms(o, ev); });
   } else {
@@ -294,11 +311,12 @@ void format_json(const StatementEvent& ev, const SessionInfo& s, std::string& ou
 
 }  // namespace
 
-void format_statement(LogFormat format, const StatementEvent& ev, const SessionInfo& session, std::string& out) {
+void format_statement(LogFormat format, const StatementEvent& ev, const SessionInfo& session, std::string& out,
+                      ParamLogging params) {
   if (format == LogFormat::kJson) {
-    format_json(ev, session, out);
+    format_json(ev, session, out, params);
   } else {
-    format_text(ev, session, out);
+    format_text(ev, session, out, params);
   }
 }
 

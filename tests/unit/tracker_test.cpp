@@ -973,6 +973,38 @@ TEST(StatementLog, TextLineIsOneLineWithEverything) {
             "\"status\":\"ok\",\"tag\":\"SELECT 1\",\"rows\":1,\"sqlstate\":null,\"error\":null,\"executed\":true}\n");
 }
 
+// --log-params redacted / none: positions and types without values, or nothing of them.
+TEST(StatementLog, RedactedOrNoParams) {
+  StatementEvent ev;
+  ev.kind = StatementKind::kExecute;
+  ev.sql = "SELECT $1, $2";
+  ev.params = {StatementParam{std::string("secret"), 0, 25}, StatementParam{std::nullopt, 0, 0}};
+  ev.outcome = Outcome::kOk;
+  ev.start_ns = 1764298868123456000;
+  ev.end_ns = ev.start_ns + 1000000;
+  SessionInfo s;
+  std::string line;
+  format_statement(LogFormat::kText, ev, s, line, ParamLogging::kRedacted);
+  EXPECT_NE(line.find(" params=($1::25, $2) sql: SELECT $1, $2\n"), std::string::npos) << line;
+  EXPECT_EQ(line.find("secret"), std::string::npos);
+  line.clear();
+  format_statement(LogFormat::kText, ev, s, line, ParamLogging::kNone);
+  EXPECT_EQ(line.find("params="), std::string::npos) << line;
+  line.clear();
+  format_statement(LogFormat::kJson, ev, s, line, ParamLogging::kRedacted);
+  EXPECT_NE(line.find("\"params\":null,\"param_formats\":[0,0],\"param_types\":[\"text\",null],"
+                      "\"param_type_oids\":[25,0],\"duration_ms\":1.000,"),
+            std::string::npos)
+      << line;
+  EXPECT_EQ(line.find("secret"), std::string::npos);
+  line.clear();
+  format_statement(LogFormat::kJson, ev, s, line, ParamLogging::kNone);
+  EXPECT_NE(line.find("\"params\":null,\"param_formats\":null,\"param_types\":null,\"param_type_oids\":null,"
+                      "\"duration_ms\":1.000,"),
+            std::string::npos)
+      << line;
+}
+
 // The SQL log: a binary value that decodes looks like a text one; one that
 // does not, or that was cut at max_param_bytes, stays hex (the cut marked).
 TEST(StatementLog, BinaryParamsDecodedOrHexAndCutMarked) {

@@ -37,6 +37,20 @@ int run(int argc, char** argv) {
   app.add_option("--stats-interval", o.stats_interval, "seconds between statistics lines on stderr (0 = off)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--log-user", o.log_users,
+                 "log only sessions whose user matches this POSIX extended regex (repeatable: any of them)");
+  app.add_option("--log-database", o.log_databases, "log only sessions whose database matches (repeatable)");
+  app.add_option("--log-application", o.log_applications,
+                 "log only sessions whose startup application_name matches (repeatable)");
+  app.add_option("--log-min-duration-ms", o.log_min_duration_ms,
+                 "leave out of the SQL log statements faster than this (errors and unknown outcomes always logged)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--log-params", o.log_params, "parameters in the SQL log: full, redacted (positions and types), none")
+      ->check(CLI::IsMember({"full", "redacted", "none"}))
+      ->capture_default_str();
+  app.add_option("--log-max-query-bytes", o.log_max_query_bytes, "SQL text longer than this is cut in the log (marked)")
+      ->check(CLI::Range(uint32_t{64}, uint32_t{1} << 30))
+      ->capture_default_str();
   app.add_option("--metrics-listen", o.metrics_listen,
                  "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9187); off when not given");
   app.add_option("--startup-timeout", o.startup_timeout,

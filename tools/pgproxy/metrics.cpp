@@ -122,6 +122,11 @@ void render_metrics(const MetricsSnapshot& m, std::string& out) {
     e.real(s.duration_sum(), {}, "_sum").value(s.duration_count(), {}, "_count");
   }
   e.family("pgproxy_sql_log_lines_written_total", "counter", "SQL log lines written.").value(m.log_lines_written);
+  e.family("pgproxy_sql_log_statements_left_out_total", "counter",
+           "Statements not written to the SQL log on purpose: their session does not match --log-user, "
+           "--log-database or --log-application, or they took less than --log-min-duration-ms.")
+      .value(m.not_logged_session, "reason=\"session\"")
+      .value(m.not_logged_duration, "reason=\"duration\"");
   e.family("pgproxy_sql_log_lines_lost_total", "counter",
            "SQL log lines lost (the writer's queue full, or the file could not be written).")
       .value(m.log_lines_lost);

@@ -75,7 +75,9 @@ struct MetricsSnapshot {
   uint64_t tls_server_handshakes = 0;
   uint64_t tls_failures = 0;
   uint64_t channel_binding_removed = 0;
-  uint64_t scrapes = 0;  // responses served, this one included
+  uint64_t scrapes = 0;              // responses served, this one included
+  uint64_t not_logged_session = 0;   // statements of sessions the --log-* patterns leave out
+  uint64_t not_logged_duration = 0;  // statements faster than --log-min-duration-ms
   const StatementMetrics* statements = nullptr;
 };
 

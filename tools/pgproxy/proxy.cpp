@@ -19,6 +19,7 @@
 #include "async_writer.hpp"
 #include "diag.hpp"
 #include "epoll_set.hpp"
+#include "log_filter.hpp"
 #include "metrics.hpp"
 #include "pgwire/messages.hpp"
 #include "pgwire/net.hpp"
@@ -138,6 +139,7 @@ class Proxy {
   void on_metrics_event(const Event& ev, int64_t now);
   void watch_metrics_connection(MetricsConnection& c);
   void render_metrics_text(std::string& out) const;
+  bool setup_log_selection();
 
   ProxyOptions opts_;
   SessionContext ctx_;
@@ -148,6 +150,7 @@ class Proxy {
   std::unique_ptr<EpollSet> epoll_;           // null: poll() over every descriptor each round
   std::unique_ptr<MetricsEndpoint> metrics_;  // --metrics-listen; null: off
   StatementMetrics statement_metrics_;
+  LogFilter log_filter_;
   double start_time_seconds_ = 0;
   int signal_fd_ = -1;
   int keylog_fd_ = -1;
@@ -266,6 +269,7 @@ bool Proxy::setup() {
   }
 
   ctx_.log_format = opts_.log_format == "json" ? pgwire::LogFormat::kJson : pgwire::LogFormat::kText;
+  if (!setup_log_selection()) return false;
   ctx_.log_enabled = writer_->has_log();
   ctx_.capture_enabled = writer_->has_capture();
   ctx_.capture_backend = opts_.capture_backend;
@@ -785,6 +789,30 @@ void Proxy::report_stats(int64_t now) {
   next_stats_ms_ = now + stats_every_ms_;
 }
 
+// --log-user, --log-database, --log-application, --log-min-duration-ms,
+// --log-params, --log-max-query-bytes.
+bool Proxy::setup_log_selection() {
+  std::string error;
+  if (!log_filter_.add_patterns(LogFilter::Field::kUser, opts_.log_users, error) ||
+      !log_filter_.add_patterns(LogFilter::Field::kDatabase, opts_.log_databases, error) ||
+      !log_filter_.add_patterns(LogFilter::Field::kApplication, opts_.log_applications, error)) {
+    diag("{}", error);
+    return false;
+  }
+  log_filter_.set_min_duration_ns(static_cast<int64_t>(opts_.log_min_duration_ms * 1e6));
+  if (log_filter_.filters_sessions() || opts_.log_min_duration_ms > 0) ctx_.log_filter = &log_filter_;
+  if (opts_.log_params == "redacted") {
+    ctx_.log_params = pgwire::ParamLogging::kRedacted;
+  } else if (opts_.log_params == "none") {
+    ctx_.log_params = pgwire::ParamLogging::kNone;
+  } else if (opts_.log_params != "full") {
+    diag("--log-params must be full, redacted or none");
+    return false;
+  }
+  ctx_.tracker.max_sql_bytes = opts_.log_max_query_bytes;
+  return true;
+}
+
 // --metrics-listen: a scraper's connection, or the listening socket.
 void Proxy::on_metrics_event(const Event& ev, int64_t now) {
   if (ev.kind == SlotKind::kMetricsListener) {
@@ -856,6 +884,8 @@ void Proxy::render_metrics_text(std::string& out) const {
   m.tls_failures = s.tls_failures;
   m.channel_binding_removed = s.channel_binding_removed;
   m.scrapes = metrics_->responses();
+  m.not_logged_session = s.not_logged_session;
+  m.not_logged_duration = s.not_logged_duration;
   m.statements = &statement_metrics_;
   render_metrics(m, out);
 }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "pgwire/version.hpp"
 #include "tls.hpp"
@@ -29,6 +30,11 @@ struct ProxyOptions {
   ServerTlsOptions server_tls;  // --upstream-ssl*: TLS toward the server (host filled in from --upstream)
   std::string tls_keylog;       // NSS key log file of both legs' secrets; "" = none
   std::string metrics_listen;   // HOST:PORT of the Prometheus endpoint; "" = none
+  // Which statements the SQL log gets (the capture keeps everything).
+  std::vector<std::string> log_users, log_databases, log_applications;  // POSIX EREs
+  double log_min_duration_ms = 0;                                       // 0 = every statement
+  std::string log_params = "full";                                      // full, redacted, none
+  uint32_t log_max_query_bytes = 1 << 20;                               // longer SQL is cut (and marked)
 };
 
 // Serves until SIGINT / SIGTERM; returns the process exit code.

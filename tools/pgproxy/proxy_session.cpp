@@ -7,6 +7,7 @@
 #include <cerrno>
 
 #include "diag.hpp"
+#include "log_filter.hpp"
 #include "metrics.hpp"
 #include "pgwire/messages.hpp"
 #include "pgwire/system.hpp"
@@ -35,7 +36,7 @@ ProxySession::ProxySession(SessionContext& ctx, uint64_t id, int client_fd, std:
       client_addr_(std::move(client_addr)),
       client_fd_(client_fd),
       reject_message_(std::move(reject_message)),
-      monitor_(pgwire::TrackerOptions{},
+      monitor_(ctx.tracker,
                [this](const pgwire::StatementEvent& ev, const pgwire::SessionInfo& info) { on_statement(ev, info); }) {
   open_ts_ns_ = pgwire::realtime_ns();
   bool reject = !reject_message_.empty();
@@ -53,7 +54,18 @@ void ProxySession::on_statement(const pgwire::StatementEvent& ev, const pgwire::
   ++ctx_.stats.statements;
   if (ctx_.metrics != nullptr) ctx_.metrics->record(ev);
   if (!ctx_.log_enabled) return;
-  pgwire::format_statement(ctx_.log_format, ev, info, ctx_.batch->log);
+  if (ctx_.log_filter != nullptr) {
+    if (log_selected_ < 0) log_selected_ = ctx_.log_filter->session_selected(info) ? 1 : 0;
+    if (log_selected_ == 0) {
+      ++ctx_.stats.not_logged_session;
+      return;
+    }
+    if (!ctx_.log_filter->statement_selected(ev)) {
+      ++ctx_.stats.not_logged_duration;
+      return;
+    }
+  }
+  pgwire::format_statement(ctx_.log_format, ev, info, ctx_.batch->log, ctx_.log_params);
   ++ctx_.batch->log_lines;
 }
 

@@ -39,12 +39,15 @@ struct ProxyStats {
   uint64_t tls_failures = 0;             // handshakes that failed, either leg
   uint64_t channel_binding_removed = 0;  // AuthenticationSASL lists without SCRAM-SHA-256-PLUS
   uint64_t servers_connected = 0;        // connections to the server established
+  uint64_t not_logged_session = 0;       // statements of sessions --log-user/-database/-application leave out
+  uint64_t not_logged_duration = 0;      // statements faster than --log-min-duration-ms
   uint64_t polls = 0;                    // poll() calls that returned something
   uint64_t ready = 0;                    // descriptors they returned ready
 };
 
 class ProxySession;
 class StatementMetrics;
+class LogFilter;
 
 // What all sessions share: options, the upstream addresses, the batch being
 // filled for the writer thread, the read buffer, the counters.
@@ -65,12 +68,15 @@ struct SessionContext {
   std::shared_ptr<TlsContext> server_tls;
   UpstreamSslMode upstream_sslmode = UpstreamSslMode::kDisable;
   std::string upstream_host;
-  int64_t startup_timeout_ms = 60'000;  // like PostgreSQL's authentication_timeout
-  WriteBatch* batch = nullptr;          // SQL log lines and capture records go here
-  StatementMetrics* metrics = nullptr;  // --metrics-listen: every statement counted there
-  std::vector<ProxySession*> dirty;     // sessions with output queued in this poll round
-  std::vector<std::byte> scratch;       // one read buffer for the whole loop
-  std::vector<std::byte> plain;         // what TLS decrypted of one read
+  int64_t startup_timeout_ms = 60'000;    // like PostgreSQL's authentication_timeout
+  WriteBatch* batch = nullptr;            // SQL log lines and capture records go here
+  StatementMetrics* metrics = nullptr;    // --metrics-listen: every statement counted there
+  const LogFilter* log_filter = nullptr;  // --log-user etc.: null = every statement logged
+  pgwire::ParamLogging log_params = pgwire::ParamLogging::kFull;
+  pgwire::TrackerOptions tracker;    // --log-max-query-bytes
+  std::vector<ProxySession*> dirty;  // sessions with output queued in this poll round
+  std::vector<std::byte> scratch;    // one read buffer for the whole loop
+  std::vector<std::byte> plain;      // what TLS decrypted of one read
   bool channel_binding_reported = false;
   ProxyStats stats;
 };
@@ -223,7 +229,8 @@ class ProxySession {
   WaitState wait_state_;
   std::string reject_message_;
   bool counted_ = true;
-  bool analysing_ = true;  // the server's stream is framed (and logged, and captured)
+  int8_t log_selected_ = -1;  // --log-user etc., judged at the session's first statement: -1 not yet
+  bool analysing_ = true;     // the server's stream is framed (and logged, and captured)
   bool capturing_ = true;
   bool client_readable_ = true;  // no EOF / error seen
   bool client_writable_ = true;

@@ -10,8 +10,15 @@ namespace pgwire {
 
 enum class LogFormat : uint8_t { kText, kJson };
 
+// What of the parameters goes into a line: everything; their positions and
+// types, no values (an audit log that must not hold the data: text
+// "params=($1::23, $2)", JSON "params":null with the formats and types kept);
+// nothing (text: no params=, JSON: null for params and their formats and types).
+enum class ParamLogging : uint8_t { kFull, kRedacted, kNone };
+
 // Appends one line, '\n' included. Newlines and control characters inside SQL
 // and parameters are escaped, so one statement is always one line.
-void format_statement(LogFormat format, const StatementEvent& ev, const SessionInfo& session, std::string& out);
+void format_statement(LogFormat format, const StatementEvent& ev, const SessionInfo& session, std::string& out,
+                      ParamLogging params = ParamLogging::kFull);
 
 }  // namespace pgwire
