@@ -18,6 +18,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -298,6 +299,17 @@ TEST_F(PgReplayTest, ReplaysTheSameStatementsWithoutDivergence) {
   std::string json = pt::read_text_file(w.file("report.json"));
   EXPECT_NE(json.find("\"divergences\":0"), std::string::npos) << json;
   EXPECT_NE(json.find("\"failed\":0"), std::string::npos) << json;
+  // The report's top statements carry the fingerprints the capture's JSON lines have
+  // (docs/fingerprints.md), so the two can be joined.
+  pt::CommandResult dump = pt::run_command({pt::tool_path("pgdump-log"), "--no-progress", "--format", "json", cap});
+  ASSERT_TRUE(dump.ok()) << dump.describe();
+  std::regex fp_re("\"fingerprint\":\"([0-9a-f]{16})\"");
+  int fingerprints = 0;
+  for (auto it = std::sregex_iterator(json.begin(), json.end(), fp_re); it != std::sregex_iterator(); ++it) {
+    ++fingerprints;
+    EXPECT_NE(dump.out.find((*it)[0].str()), std::string::npos) << (*it)[0].str();
+  }
+  EXPECT_GT(fingerprints, 3) << json;
 }
 
 TEST_F(PgReplayTest, CompareReportsExactlyTheChangedRow) {
