@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config clang-format clang-tidy
-  libcli11-dev libfmt-dev libgtest-dev libgmock-dev libssl-dev liburing-dev
+  libcli11-dev libfmt-dev libgtest-dev libgmock-dev libssl-dev liburing-dev libzstd-dev zstd
   postgresql postgresql-contrib postgresql-client
   sysbench pgbouncer python3 python3-prometheus-client time bc openssl
 )
