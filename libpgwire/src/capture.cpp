@@ -9,9 +9,11 @@
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <optional>
 #include <system_error>
@@ -27,6 +29,8 @@ constexpr uint16_t kTypeSessionMeta = static_cast<uint16_t>(CaptureRecordType::k
 
 // header_length in version 1.0 without the creator: created_ns, pid, creator_length, header_crc.
 constexpr uint32_t kMinHeaderLength = 8 + 4 + 2 + 4;
+// Appended by version 1.1 after the creator: set_id, set_index.
+constexpr uint32_t kSetFieldsLength = 8 + 4;
 constexpr size_t kMaxString = 0xffff;  // a u16-prefixed string
 // The reader's buffer never grows beyond this: the largest header or record.
 constexpr size_t kMaxReadBuffer = kCaptureFileHeaderFixedSize + kMaxCaptureReadLength;
@@ -297,6 +301,9 @@ Result<std::unique_ptr<CaptureWriter>> CaptureWriter::create(const std::string& 
 
 Result<std::unique_ptr<CaptureWriter>> CaptureWriter::from_fd(int fd, bool owns_fd, CaptureWriterOptions opts) {
   if (fd < 0) return Error{Errc::kIo, 0, "invalid file descriptor"};
+  if (opts.set_id == 0 && opts.set_index != 0) {
+    return Error{Errc::kBadValue, 0, fmt::format("set_index {} without a set_id", opts.set_index)};
+  }
   std::unique_ptr<CaptureWriter> w(new CaptureWriter());
   w->impl_ = std::make_unique<Impl>();
   Impl& m = *w->impl_;
@@ -307,14 +314,21 @@ Result<std::unique_ptr<CaptureWriter>> CaptureWriter::from_fd(int fd, bool owns_
   if (m.opts.creator.size() > kMaxString) m.opts.creator.resize(kMaxString);
 
   const std::string& creator = m.opts.creator;
+  // Version 1.1 only for a file of a set: any other file stays 1.0, the same
+  // bytes as before sets existed.
+  const bool in_set = m.opts.set_id != 0;
   std::vector<std::byte> header;
   for (char c : kCaptureMagic) put_u8(header, static_cast<uint8_t>(c));
   put_u16(header, kCaptureVersionMajor);
-  put_u16(header, kCaptureVersionMinor);
-  put_u32(header, kMinHeaderLength + static_cast<uint32_t>(creator.size()));
+  put_u16(header, in_set ? 1 : 0);
+  put_u32(header, kMinHeaderLength + static_cast<uint32_t>(creator.size()) + (in_set ? kSetFieldsLength : 0));
   put_u64(header, static_cast<uint64_t>(m.opts.created_ns != 0 ? m.opts.created_ns : realtime_ns()));
   put_u32(header, m.opts.creator_pid);
   put_string16(header, creator);
+  if (in_set) {
+    put_u64(header, m.opts.set_id);
+    put_u32(header, m.opts.set_index);
+  }
   put_u32(header, crc32_ieee({header.data(), header.size()}));
   m.accepted = header.size();
   // Out at once: a reader on a pipe sees the header, and a bad descriptor shows now.
@@ -415,6 +429,24 @@ struct CaptureReader::Impl {
   int64_t created_ns = 0;
   uint32_t creator_pid = 0;
   std::string creator;
+  uint64_t set_id = 0;
+  uint32_t set_index = 0;
+
+  // A zstd-compressed input, recognised by its frame magic: fill() gets the
+  // decompressed bytes, reading the file into `in` and decompressing one
+  // buffer at a time (ZSTD_DStream), so memory stays bounded by the buffers
+  // and the frame's window (at most 2^kMaxZstdWindowLog bytes).
+  struct Zstd {
+    ZSTD_DStream* ds = nullptr;
+    std::vector<std::byte> in;  // compressed bytes read; [inb.pos, inb.size) not decompressed yet
+    ZSTD_inBuffer inb{nullptr, 0, 0};
+    size_t hint = 0;        // the last ZSTD_decompressStream result: 0 once a frame is whole
+    bool more_out = false;  // the last call filled the output: more may be waiting inside
+    bool eof = false;       // the file ended
+    ~Zstd() { ZSTD_freeDStream(ds); }
+  };
+  std::unique_ptr<Zstd> zstd;
+  uint64_t raw_read = 0;  // bytes read from the descriptor
 
   ~Impl() {
     if (owns_fd && fd >= 0) ::close(fd);
@@ -429,9 +461,103 @@ struct CaptureReader::Impl {
 
   Error fail(Errc code, uint64_t offset, std::string message) { return fail(Error{code, offset, std::move(message)}); }
   Error fail(Error e) {
-    failed = std::move(e);
+    failed = located(std::move(e));
     return *failed;
   }
+  // The offsets of a compressed file are offsets in its decompressed bytes: said in every error.
+  Error located(Error e) const {
+    if (zstd) e.message += " (" + name + " is zstd-compressed: the offset is in the decompressed data)";
+    return e;
+  }
+
+  // One read(2) of at most `room` bytes; *got = 0 at the end of the file.
+  // Errors have no offset yet: fill() gives them one.
+  Status read_raw(std::byte* dst, size_t room, size_t* got) {
+    for (;;) {
+      ssize_t n = ::read(fd, dst, room);
+      if (n >= 0) {
+        *got = static_cast<size_t>(n);
+        raw_read += static_cast<uint64_t>(n);
+        return {};
+      }
+      int err = errno;
+      if (err == EINTR) continue;
+      if ((err == EAGAIN || err == EWOULDBLOCK) && wait_ready(fd, POLLIN)) continue;
+      return Error{Errc::kIo, 0, fmt::format("read {}: {}", name, errno_text(err))};
+    }
+  }
+
+  // Looks at the first bytes: a zstd frame magic makes this a compressed
+  // input. Whatever was read is kept, in `in` or in `buf`.
+  Status detect_compression() {
+    static constexpr std::byte kZstdMagic[4] = {std::byte{0x28}, std::byte{0xb5}, std::byte{0x2f}, std::byte{0xfd}};
+    std::byte head[4];
+    size_t have = 0;
+    while (have < sizeof head) {
+      size_t n = 0;
+      if (Status s = read_raw(head + have, sizeof head - have, &n); !s) return s;
+      if (n == 0) break;
+      have += n;
+    }
+    if (have < sizeof head || std::memcmp(head, kZstdMagic, sizeof head) != 0) {
+      std::copy_n(head, have, buf.begin());
+      end = have;
+      return {};
+    }
+    zstd = std::make_unique<Zstd>();
+    zstd->ds = ZSTD_createDStream();
+    if (zstd->ds == nullptr) return Error{Errc::kIo, 0, "cannot allocate a zstd decompression context"};
+    const size_t r = ZSTD_DCtx_setParameter(zstd->ds, ZSTD_d_windowLogMax, kMaxZstdWindowLog);
+    if (ZSTD_isError(r)) return Error{Errc::kIo, 0, fmt::format("zstd: {}", ZSTD_getErrorName(r))};
+    zstd->in.resize(std::max(ZSTD_DStreamInSize(), sizeof head));
+    std::copy_n(head, sizeof head, zstd->in.begin());
+    zstd->inb = {zstd->in.data(), sizeof head, 0};
+    return {};
+  }
+
+  // At most `room` bytes of the capture: the file's, or decompressed ones;
+  // *got = 0 at the end. A compressed file that ends inside a zstd frame is
+  // truncated, whatever the capture's records say.
+  Status read_input(std::byte* dst, size_t room, size_t* got) {
+    if (!zstd) return read_raw(dst, room, got);
+    Zstd& z = *zstd;
+    for (;;) {
+      if (z.inb.pos == z.inb.size && !z.more_out) {
+        // Called again without input, the decoder would begin a new frame:
+        // only when the file ends is it known whether the last one was whole.
+        if (z.eof) {
+          if (z.hint != 0) {
+            return Error{Errc::kTruncated, 0,
+                         fmt::format("{}: the zstd data ends inside a frame (the compressed file is cut off)", name)};
+          }
+          *got = 0;
+          return {};
+        }
+        size_t n = 0;
+        if (Status s = read_raw(z.in.data(), z.in.size(), &n); !s) return s;
+        if (n == 0) {
+          z.eof = true;
+          continue;
+        }
+        z.inb = {z.in.data(), n, 0};
+      }
+      ZSTD_outBuffer out{dst, room, 0};
+      const size_t r = ZSTD_decompressStream(z.ds, &out, &z.inb);
+      if (ZSTD_isError(r)) {
+        return Error{Errc::kBadValue, 0, fmt::format("{}: the zstd data is damaged: {}", name, ZSTD_getErrorName(r))};
+      }
+      z.hint = r;
+      z.more_out = r != 0 && out.pos == out.size;
+      if (out.pos > 0) {
+        *got = out.pos;
+        return {};
+      }
+    }
+  }
+
+  // Bytes of the file itself used so far: for a compressed one, the
+  // compressed bytes the decoder took.
+  uint64_t input_offset() const { return zstd ? raw_read - (zstd->inb.size - zstd->inb.pos) : consumed; }
 
   // Reads until at least `want` (<= kMaxReadBuffer) bytes are available or
   // the input ends; the caller compares available() with what it needs.
@@ -444,16 +570,16 @@ struct CaptureReader::Impl {
       if (want > buf.size()) buf.resize(std::min(kMaxReadBuffer, std::max(want, buf.size() * 2)));
     }
     while (available() < want) {
-      ssize_t n = ::read(fd, buf.data() + end, buf.size() - end);
-      if (n > 0) {
-        end += static_cast<size_t>(n);
-        continue;
+      size_t n = 0;
+      if (Status s = read_input(buf.data() + end, buf.size() - end, &n); !s) {
+        // An operating-system error where reading stopped; bad compressed
+        // data where the capture stops being readable: the record it cuts.
+        Error e = s.error();
+        e.offset = e.code == Errc::kIo ? consumed + available() : consumed;
+        return e;
       }
       if (n == 0) break;  // end of input
-      int err = errno;
-      if (err == EINTR) continue;
-      if ((err == EAGAIN || err == EWOULDBLOCK) && wait_ready(fd, POLLIN)) continue;
-      return Error{Errc::kIo, consumed + available(), fmt::format("read {}: {}", name, errno_text(err))};
+      end += n;
     }
     return {};
   }
@@ -628,6 +754,17 @@ Status CaptureReader::Impl::read_header() {
                  fmt::format("creator length {} overflows the header of {} bytes", creator_length, header_length)};
   }
   creator.assign(reinterpret_cast<const char*>(p + 30), creator_length);
+  if (minor >= 1) {
+    // Every minor version from 1.1 on has the set fields after the creator.
+    if (kMinHeaderLength + creator_length + kSetFieldsLength > header_length) {
+      return Error{Errc::kBadLength, 12,
+                   fmt::format("header length {} leaves no room for the set fields of version 1.{} after a creator of "
+                               "{} bytes",
+                               header_length, minor, creator_length)};
+    }
+    set_id = load_be64(p + 30 + creator_length);
+    set_index = load_be32(p + 38 + creator_length);
+  }
   consume(total);  // fields of newer minor versions included
   return {};
 }
@@ -648,7 +785,8 @@ Result<std::unique_ptr<CaptureReader>> CaptureReader::from_fd(int fd, bool owns_
   m.owns_fd = owns_fd;
   m.name = std::move(name);
   m.buf.resize(kInitialReadBuffer);
-  if (Status s = m.read_header(); !s) return s.error();
+  if (Status s = m.detect_compression(); !s) return m.located(s.error());
+  if (Status s = m.read_header(); !s) return m.located(s.error());
   return r;
 }
 
@@ -714,9 +852,13 @@ uint16_t CaptureReader::version_minor() const { return impl_->minor; }
 std::string_view CaptureReader::creator() const { return impl_->creator; }
 int64_t CaptureReader::created_ns() const { return impl_->created_ns; }
 uint32_t CaptureReader::creator_pid() const { return impl_->creator_pid; }
+uint64_t CaptureReader::set_id() const { return impl_->set_id; }
+uint32_t CaptureReader::set_index() const { return impl_->set_index; }
 size_t CaptureReader::buffer_capacity() const { return impl_->buf.size(); }
 uint64_t CaptureReader::offset() const { return impl_->consumed; }
 uint64_t CaptureReader::skipped_records() const { return impl_->skipped; }
+bool CaptureReader::compressed() const { return impl_->zstd != nullptr; }
+uint64_t CaptureReader::input_offset() const { return impl_->input_offset(); }
 const std::string& CaptureReader::name() const { return impl_->name; }
 
 }  // namespace pgwire

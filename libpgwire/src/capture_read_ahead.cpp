@@ -21,7 +21,8 @@ constexpr size_t kBlockRecords = 2048;     // ...or this many records
 struct Block {
   struct Entry {
     CaptureRecord rec;
-    uint64_t end_offset = 0;  // the reader's offset() once the record was read
+    uint64_t end_offset = 0;    // the reader's offset() once the record was read
+    uint64_t input_offset = 0;  // and its input_offset()
   };
   // Allocated once, to kBlockBytes plus the largest record: records are
   // added while size < kBlockBytes, so it never needs to grow and the views
@@ -34,6 +35,7 @@ struct Block {
   std::optional<Error> error;  // after the entries: the reader's error...
   bool end = false;            // ...or its clean end
   uint64_t final_offset = 0;   // the reader's offset() after that
+  uint64_t final_input = 0;    // and its input_offset()
 
   Block() { entries.reserve(kBlockRecords); }
   bool full() const { return size >= kBlockBytes || entries.size() >= kBlockRecords; }
@@ -47,7 +49,7 @@ struct Block {
   }
   std::string_view copy(std::string_view s) { return as_string_view(copy(as_bytes(s))); }
 
-  void add(const CaptureRecord& r, uint64_t end_offset) {
+  void add(const CaptureRecord& r, uint64_t end_offset, uint64_t input_offset) {
     Entry& e = entries.emplace_back();
     e.rec = r;
     e.rec.client = copy(r.client);
@@ -57,6 +59,7 @@ struct Block {
     e.rec.key = copy(r.key);
     e.rec.value = copy(r.value);
     e.end_offset = end_offset;
+    e.input_offset = input_offset;
   }
 };
 
@@ -80,6 +83,7 @@ struct CaptureReadAhead::Impl {
   std::unique_ptr<Block> current;
   size_t pos = 0;
   uint64_t offset = 0;
+  uint64_t input_offset = 0;
   std::optional<Error> failed;
   bool ended = false;
 
@@ -119,9 +123,10 @@ struct CaptureReadAhead::Impl {
         if (!r) b.error = r.error();
         b.end = r.ok();
         b.final_offset = reader->offset();
+        b.final_input = reader->input_offset();
         return true;
       }
-      b.add(rec, reader->offset());
+      b.add(rec, reader->offset(), reader->input_offset());
     }
     return false;
   }
@@ -165,6 +170,7 @@ struct CaptureReadAhead::Impl {
         // Every record of the block was returned: now what came after them.
         if (current->error || current->end) {
           offset = current->final_offset;
+          input_offset = current->final_input;
           failed = current->error;
           ended = current->end;
           give_back(std::move(current));
@@ -179,6 +185,7 @@ struct CaptureReadAhead::Impl {
     }
     const Block::Entry& e = current->entries[pos++];
     offset = e.end_offset;
+    input_offset = e.input_offset;
     return &e.rec;
   }
 };
@@ -187,6 +194,7 @@ CaptureReadAhead::CaptureReadAhead(std::unique_ptr<CaptureReader> reader, bool t
     : impl_(std::make_unique<Impl>()) {
   impl_->reader = std::move(reader);
   impl_->offset = impl_->reader->offset();
+  impl_->input_offset = impl_->reader->input_offset();
   if (!threaded) return;
   try {
     impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
@@ -215,6 +223,11 @@ Result<const CaptureRecord*> CaptureReadAhead::next() {
 uint64_t CaptureReadAhead::offset() const {
   if (!impl_->thread.joinable()) return impl_->reader->offset();
   return impl_->offset;
+}
+
+uint64_t CaptureReadAhead::input_offset() const {
+  if (!impl_->thread.joinable()) return impl_->reader->input_offset();
+  return impl_->input_offset;
 }
 
 }  // namespace pgwire

@@ -63,6 +63,9 @@ ByteVec file_header(uint16_t major = 1, uint16_t minor = 0, std::string_view cre
   return h.b;
 }
 
+// The set fields every header of version 1.1 or later has: set_id 0 (no set), set_index 0.
+const std::string_view kNoSet("\0\0\0\0\0\0\0\0\0\0\0\0", 12);
+
 ByteVec record(uint16_t type, Bytes payload, uint16_t flags = 0) {
   Enc r;
   r.u32(static_cast<uint32_t>(payload.size())).u16(type).u16(flags).raw(payload);
@@ -347,6 +350,8 @@ TEST(CaptureFormat, ReaderDecodesTheGoldenBytes) {
   EXPECT_EQ(r.created_ns(), kT0 + 123456789);
   EXPECT_EQ(r.offset(), 45u);
   EXPECT_EQ(r.name(), "golden");
+  EXPECT_EQ(r.set_id(), 0u);  // a 1.0 file is part of no set
+  EXPECT_EQ(r.set_index(), 0u);
 
   CaptureRecord rec;
   auto next = [&] {
@@ -393,6 +398,65 @@ TEST(CaptureFormat, ReaderDecodesTheGoldenBytes) {
   EXPECT_FALSE(*end);
   EXPECT_EQ(r.offset(), 268u);
   EXPECT_EQ(r.skipped_records(), 0u);
+}
+
+// The header of a file of a rotated set, version 1.1: docs/capture-format.md
+// section 3.2, its CRC from Python's zlib.crc32.
+const char* kGoldenSetHeader =
+    "5047574341500d0a 0001 0001 00000029 17979cfe3d85cd15 00001092 000b 6578616d706c6520312e31"
+    "1a2b3c4d5e6f7081 00000002 9e47be5e";
+
+TEST(CaptureFormat, WriterOfASetFileProducesTheGoldenHeader) {
+  CaptureWriterOptions o = golden_options();
+  o.creator = "example 1.1";
+  o.set_id = 0x1a2b3c4d5e6f7081;
+  o.set_index = 2;
+  ByteVec bytes = write_capture([](CaptureWriter&) {}, o);
+  EXPECT_EQ(to_hex(bytes), to_hex(hex(kGoldenSetHeader)));
+}
+
+TEST(CaptureFormat, ReaderDecodesTheGoldenSetHeader) {
+  // The set header, then the records of the 1.0 example.
+  const ByteVec golden = hex(kGolden);
+  ByteVec file = cat({hex(kGoldenSetHeader), ByteVec(golden.begin() + 45, golden.end())});
+  auto reader = CaptureReader::from_fd(memfd_with(file), true, "set");
+  ASSERT_TRUE(reader.ok()) << reader.error().describe();
+  CaptureReader& r = **reader;
+  EXPECT_EQ(r.version_minor(), 1);
+  EXPECT_EQ(r.creator(), "example 1.1");
+  EXPECT_EQ(r.creator_pid(), 4242u);
+  EXPECT_EQ(r.created_ns(), kT0 + 123456789);
+  EXPECT_EQ(r.set_id(), 0x1a2b3c4d5e6f7081u);
+  EXPECT_EQ(r.set_index(), 2u);
+  EXPECT_EQ(r.offset(), 57u);
+  Outcome o = read_reader(r);
+  ASSERT_FALSE(o.error) << o.error->describe();
+  ASSERT_EQ(o.records.size(), 5u);
+  EXPECT_EQ(o.records[0].file_offset, 57u);
+  EXPECT_EQ(o.records[0].client, "10.0.0.1:5000");
+}
+
+TEST(CaptureFormat, SetIndexWithoutASetIsRefused) {
+  CaptureWriterOptions o;
+  o.set_index = 1;
+  auto w = CaptureWriter::from_fd(::open("/dev/null", O_WRONLY | O_CLOEXEC), true, o);
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.error().code, Errc::kBadValue);
+}
+
+TEST(CaptureFormat, MinorVersionOneWithoutRoomForTheSetFields) {
+  // 1.1 says set_id and set_index follow the creator: 11 bytes are not 12.
+  Outcome o = read_all(file_header(1, 1, "enc", std::string_view("\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b", 11)));
+  ASSERT_TRUE(o.open_error);
+  EXPECT_EQ(o.open_error->code, Errc::kBadLength);
+  EXPECT_EQ(o.open_error->offset, 12u);
+  // Exactly 12: read.
+  Enc set;
+  set.u64(0xfeedfacecafebeef).u32(7);
+  auto reader = CaptureReader::from_fd(memfd_with(file_header(1, 1, "enc", as_string_view(set.b))), true, "ok");
+  ASSERT_TRUE(reader.ok()) << reader.error().describe();
+  EXPECT_EQ((*reader)->set_id(), 0xfeedfacecafebeefu);
+  EXPECT_EQ((*reader)->set_index(), 7u);
 }
 
 // ---------------------------------------------------------------------------
@@ -727,14 +791,19 @@ TEST(CaptureFile, NewerMajorVersionIsUnsupported) {
 }
 
 TEST(CaptureFile, NewerMinorVersionWithLongerHeaderIsRead) {
+  // The set fields of 1.1, then fields of a later minor version.
+  Enc fields;
+  fields.u64(99).u32(3).raw("new header fields");
   ByteVec file =
-      cat({file_header(1, 3, "future writer", "new header fields"), record(1, open_payload(5, 6, "c", "s"))});
+      cat({file_header(1, 3, "future writer", as_string_view(fields.b)), record(1, open_payload(5, 6, "c", "s"))});
   auto reader = CaptureReader::from_fd(memfd_with(file), true, "minor");
   ASSERT_TRUE(reader.ok()) << reader.error().describe();
   EXPECT_EQ((*reader)->version_minor(), 3);
   EXPECT_EQ((*reader)->creator(), "future writer");
   EXPECT_EQ((*reader)->created_ns(), 42);
   EXPECT_EQ((*reader)->creator_pid(), 7u);
+  EXPECT_EQ((*reader)->set_id(), 99u);
+  EXPECT_EQ((*reader)->set_index(), 3u);
   Outcome o = read_reader(**reader);
   ASSERT_FALSE(o.error);
   ASSERT_EQ(o.records.size(), 1u);
@@ -922,7 +991,7 @@ TEST(CaptureCompat, KnownTypesWithExtraTrailingPayloadBytesAreAccepted) {
   Enc close;
   close.u64(3).u64(5).str16("r").raw(future);
   ByteVec file = cat({
-      file_header(1, 7),
+      file_header(1, 7, "enc", kNoSet),
       record(1, cat({open_payload(3, 1, "cli", "srv"), future})),
       record(2, cat({frame_payload(3, 2, 1, 3, 0, hex("5a0000000549")), future})),
       record(4, meta.b),
@@ -945,7 +1014,7 @@ TEST(CaptureCompat, KnownTypesWithExtraTrailingPayloadBytesAreAccepted) {
 TEST(CaptureCompat, RecordFlagsAndFrameValuesFromANewerWriter) {
   ByteVec open = open_payload(1, 2, "c", "s");
   ByteVec file = cat({
-      file_header(1, 2), record(1, open, 0x0001),                     // ignorable flag: read
+      file_header(1, 2, "enc", kNoSet), record(1, open, 0x0001),      // ignorable flag: read
       record(1, open, 0x0100),                                        // critical flag: skipped
       record(2, frame_payload(1, 3, 2, 3, 0, hex("5300000004"))),     // direction 2: skipped
       record(2, frame_payload(1, 3, 0, 3, 9, hex("5300000004"))),     // frame kind 9: skipped

@@ -18,7 +18,10 @@
 namespace pgwire {
 
 inline constexpr uint16_t kCaptureVersionMajor = 1;
-inline constexpr uint16_t kCaptureVersionMinor = 0;
+// The newest minor version this library reads and writes. Its writer writes
+// 1.1 only for a file of a rotated set (CaptureWriterOptions::set_id), 1.0
+// otherwise, so files outside sets stay readable by 1.0 readers byte for byte.
+inline constexpr uint16_t kCaptureVersionMinor = 1;
 // A record's payload never exceeds this; the writer splits larger frames.
 inline constexpr uint32_t kMaxCaptureRecordPayload = 1 << 20;
 
@@ -146,6 +149,12 @@ struct CaptureWriterOptions {
   uint32_t creator_pid = 0;      // informational, goes into the header
   std::string creator;           // e.g. "pgproxy 0.1.0"; cut to 65535 bytes
   int64_t created_ns = 0;        // header creation time; 0 = now
+  // A rotated set (docs/capture-format.md section 3.2): the random non-zero id
+  // shared by every file of one writer's set, and this file's place in it (0
+  // for the first file, +1 per rotation). With set_id 0 (not part of a set)
+  // the header is version 1.0 and set_index must be 0.
+  uint64_t set_id = 0;
+  uint32_t set_index = 0;
 };
 
 class CaptureWriter {
@@ -187,15 +196,27 @@ class CaptureWriter {
   std::unique_ptr<Impl> impl_;
 };
 
+// The largest zstd window a CaptureReader decompresses with (2^27 = 128 MiB,
+// zstd's own default limit): a frame that needs more (zstd --long=31) is
+// refused as damaged rather than allowed to take that much memory.
+inline constexpr int kMaxZstdWindowLog = 27;
+
 class CaptureReader {
  public:
+  // Reads a capture file, or a capture compressed with zstd (any number of
+  // concatenated frames), recognised by the zstd frame magic 28 B5 2F FD at
+  // its start, not by its name: on a pipe and on stdin too. A compressed
+  // capture is decompressed as it is read, one buffer at a time. Its offsets
+  // (records, errors) are offsets in the decompressed data, and errors say so.
   static Result<std::unique_ptr<CaptureReader>> open(const std::string& path);  // "-" = stdin
   static Result<std::unique_ptr<CaptureReader>> from_fd(int fd, bool owns_fd, std::string name);
   ~CaptureReader();
 
   // Reads the next record. Returns true with `rec` filled, false at the clean
   // end of the file, or an error (truncated tail, bad checksum, impossible
-  // length) with its file offset. Every good record before the damage has
+  // length; for a compressed file also kTruncated for zstd data cut inside a
+  // frame, kBadValue for damaged zstd data, both at the start of the record
+  // they make unreadable) with its file offset. Every good record before the damage has
   // been returned first; a damaged record is never returned. Records of
   // unknown types are skipped (counted in skipped_records()).
   Result<bool> next(CaptureRecord& rec);
@@ -205,11 +226,19 @@ class CaptureReader {
   std::string_view creator() const;
   int64_t created_ns() const;
   uint32_t creator_pid() const;
+  // The rotated set the file belongs to (header version 1.1): 0 and 0 for a
+  // file that is not part of a set, and for every 1.0 file.
+  uint64_t set_id() const;
+  uint32_t set_index() const;
   // Size of the read buffer: grows to the largest record read, never beyond
   // kCaptureFileHeaderFixedSize + kMaxCaptureReadLength.
   size_t buffer_capacity() const;
   uint64_t offset() const;  // bytes consumed so far; after an error, where the bad record starts
   uint64_t skipped_records() const;
+  bool compressed() const;  // zstd
+  // Bytes of the file itself used so far: offset() for an uncompressed file,
+  // the compressed bytes decompressed so far for a compressed one (progress).
+  uint64_t input_offset() const;
   const std::string& name() const;
 
  private:

@@ -31,6 +31,8 @@ class CaptureReadAhead {
   Result<const CaptureRecord*> next();
   // As CaptureReader::offset(): at the caller's position, not the thread's.
   uint64_t offset() const;
+  // As CaptureReader::input_offset(), at the caller's position too.
+  uint64_t input_offset() const;
 
  private:
   struct Impl;
