@@ -5,6 +5,7 @@
 #   lib/cmake/pgwire/           pgwireConfig.cmake, pgwireConfigVersion.cmake, pgwireTargets.cmake:
 #                               find_package(pgwire) and target pgwire::pgwire
 #   lib/pkgconfig/pgwire.pc     pkg-config --static --cflags --libs pgwire
+#   share/man/man1/             pgproxy.1, pgdump-log.1, pgreplay.1 (docs/man/)
 # tests/install/ builds a small program against such a tree.
 include(CMakePackageConfigHelpers)
 
@@ -48,3 +49,5 @@ install(CODE "
   configure_file(\"${PROJECT_BINARY_DIR}/cmake/pgwire.pc.in\" \"${PROJECT_BINARY_DIR}/cmake/pgwire.pc\" @ONLY)
 ")
 install(FILES ${PROJECT_BINARY_DIR}/cmake/pgwire.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+install(FILES ${PGWIRE_MAN_PAGES} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs a build tree into a fresh prefix and uses it as an outside project
-# would: the installed tools print the project's version, and a small program
+# would: the installed tools print the project's version, man finds their
+# pages under the prefix, and a small program
 # (consumer/) built against the installed libpgwire — once through
 # find_package(pgwire), once through pkg-config — prints the statements of
 # recorded captures exactly as pgdump-log's golden outputs have them.
@@ -26,7 +27,8 @@ cmake --install "$build" --prefix "$prefix" >"$work/install.log" || { cat "$work
 # What the tree must hold.
 for f in bin/pgproxy bin/pgdump-log bin/pgreplay lib/libpgwire.a include/pgwire/version.hpp \
   lib/cmake/pgwire/pgwireConfig.cmake lib/cmake/pgwire/pgwireConfigVersion.cmake \
-  lib/cmake/pgwire/pgwireTargets.cmake lib/pkgconfig/pgwire.pc; do
+  lib/cmake/pgwire/pgwireTargets.cmake lib/pkgconfig/pgwire.pc share/man/man1/pgproxy.1 share/man/man1/pgdump-log.1 \
+  share/man/man1/pgreplay.1; do
   [ -e "$prefix/$f" ] || fail "$f is not installed"
 done
 for h in "$src"/libpgwire/include/pgwire/*.hpp; do
@@ -37,6 +39,10 @@ if grep -rn 'fmt/' "$prefix/include/pgwire"; then fail "an installed header incl
 for tool in pgproxy pgdump-log pgreplay; do
   got=$("$prefix/bin/$tool" --version) || fail "$tool --version exited $?"
   [ "$got" = "$tool $version" ] || fail "installed $tool --version says '$got', expected '$tool $version'"
+done
+
+for tool in pgproxy pgdump-log pgreplay; do
+  [ "$(MANPATH=$prefix/share/man man -w "$tool")" = "$prefix/share/man/man1/$tool.1" ] || fail "man does not find $tool(1) in $prefix/share/man"
 done
 
 generator=()
