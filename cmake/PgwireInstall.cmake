@@ -6,6 +6,9 @@
 #                               find_package(pgwire) and target pgwire::pgwire
 #   lib/pkgconfig/pgwire.pc     pkg-config --static --cflags --libs pgwire
 #   share/man/man1/             pgproxy.1, pgdump-log.1, pgreplay.1 (docs/man/)
+#   etc/pgproxy/                main.conf (kept if there already) and pgproxy.conf.example
+#   lib/systemd/system/         pgproxy@.service, naming the installed pgproxy and etc/pgproxy
+# etc/ is /etc when the prefix is /usr (the .deb) or /.
 # tests/install/ builds a small program against such a tree.
 include(CMakePackageConfigHelpers)
 
@@ -51,3 +54,36 @@ install(CODE "
 install(FILES ${PROJECT_BINARY_DIR}/cmake/pgwire.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
 install(FILES ${PGWIRE_MAN_PAGES} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+
+# pgproxy as a service (packaging/): the example configuration, also as the
+# configuration of the instance pgproxy@main, and the systemd template unit.
+# Where etc/ is, and so what the unit's ExecStart names, depends on the prefix,
+# which `cmake --install --prefix` and cpack only give at install time: both
+# are decided then, as GNUInstallDirs would (prefix /usr or /: /etc).
+install(CODE "
+  set(confdir \"${CMAKE_INSTALL_SYSCONFDIR}\")
+  if(NOT IS_ABSOLUTE \"\${confdir}\")
+    if(CMAKE_INSTALL_PREFIX STREQUAL \"/usr\" OR CMAKE_INSTALL_PREFIX STREQUAL \"/\")
+      set(confdir \"/\${confdir}\")
+    else()
+      set(confdir \"\${CMAKE_INSTALL_PREFIX}/\${confdir}\")
+    endif()
+  endif()
+  set(PGPROXY_CONFDIR \"\${confdir}/pgproxy\")
+  set(PGPROXY_BINDIR \"${CMAKE_INSTALL_BINDIR}\")
+  if(NOT IS_ABSOLUTE \"\${PGPROXY_BINDIR}\")
+    set(PGPROXY_BINDIR \"\${CMAKE_INSTALL_PREFIX}/\${PGPROXY_BINDIR}\")
+  endif()
+  file(INSTALL \"${PROJECT_SOURCE_DIR}/packaging/pgproxy.conf.example\" DESTINATION \"\${PGPROXY_CONFDIR}\")
+  # An edited configuration is never overwritten.
+  if(EXISTS \"\$ENV{DESTDIR}\${PGPROXY_CONFDIR}/main.conf\")
+    message(STATUS \"Keeping: \$ENV{DESTDIR}\${PGPROXY_CONFDIR}/main.conf\")
+  else()
+    file(INSTALL \"${PROJECT_SOURCE_DIR}/packaging/pgproxy.conf.example\" DESTINATION \"\${PGPROXY_CONFDIR}\"
+         RENAME main.conf)
+  endif()
+  configure_file(\"${PROJECT_SOURCE_DIR}/packaging/pgproxy@.service.in\"
+                 \"${PROJECT_BINARY_DIR}/packaging/pgproxy@.service\" @ONLY)
+  file(INSTALL \"${PROJECT_BINARY_DIR}/packaging/pgproxy@.service\"
+       DESTINATION \"\${CMAKE_INSTALL_PREFIX}/lib/systemd/system\")
+")

@@ -1,7 +1,8 @@
 // pgproxy --check-config and --config: the built pgproxy judging configuration
 // files and options without serving (no server needed: nothing is connected
 // to). A good configuration passes with a summary; every problem is named by
-// its option and exits 2; every option of --help is a key of --config.
+// its option and exits 2; every option of --help is a key of --config; the
+// example configuration shipped in packaging/ passes.
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -30,6 +31,8 @@ namespace {
 namespace fs = std::filesystem;
 namespace pt = pgwire::test;
 using namespace std::chrono_literals;
+
+const std::string kExampleConfig = std::string(PGWIRE_SOURCE_DIR) + "/packaging/pgproxy.conf.example";
 
 // A private directory, removed with everything in it.
 class TempDir {
@@ -61,6 +64,13 @@ class TempDir {
 std::string write_file(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::trunc) << text;
   return path;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 pt::CommandResult pgproxy(std::vector<std::string> args) {
@@ -328,6 +338,55 @@ TEST(PgproxyCheckConfig, BindsNoPort) {
   pt::CommandResult r = check({"--sql-log", "", "--listen", taken, "--metrics-listen", taken});
   close(fd);
   EXPECT_EQ(r.exit_code, 0) << r.describe();
+}
+
+// The example of packaging/ (installed as /etc/pgproxy/main.conf) passes as it is, its SQL log
+// put where this test may write.
+TEST(PgproxyCheckConfig, ExampleConfigPasses) {
+  TempDir dir;
+  pt::CommandResult r = check({"--config", kExampleConfig, "--sql-log", dir.file("statements.log")});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("\nlisten 127.0.0.1:6432; upstream 127.0.0.1:5432; SQL log " + dir.file("statements.log") +
+                       " (text);"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(dir.names(), std::vector<std::string>{});
+}
+
+// The options the example only shows, commented out, are options too, with values pgproxy
+// takes: uncommented, the only problems are the example's certificate paths, missing here.
+TEST(PgproxyCheckConfig, ExampleConfigCommentedOptionsAreValid) {
+  pt::CommandResult help = pgproxy({"--help"});
+  ASSERT_TRUE(help.ok()) << help.describe();
+  std::set<std::string> options;
+  for (const pt::HelpOption& o : pt::help_long_options(help.out)) options.insert(o.name.substr(2));
+
+  const std::regex commented(R"(^# ([a-z][a-z0-9-]*) = (.*)$)");
+  std::string uncommented;
+  std::vector<std::string> keys;
+  std::istringstream in(read_file(kExampleConfig));
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (std::regex_match(line, m, commented)) {
+      keys.push_back(m[1]);
+      EXPECT_TRUE(options.count(m[1])) << "the example shows '" << m[1] << "', which is no option of --help";
+      line = line.substr(2);
+    }
+    uncommented += line + "\n";
+  }
+  EXPECT_GE(keys.size(), 15u) << "the example shows fewer options than expected";
+  TempDir dir;
+  const std::string file = write_file(dir.file("uncommented.conf"), uncommented);
+  pt::CommandResult r =
+      check({"--config", file, "--sql-log", dir.file("statements.log"), "--capture", dir.file("traffic.pgwcap")});
+  const std::regex missing_file(R"(^pgproxy: --(tls|upstream-ssl)[a-z-]+ /\S+: No such file or directory$)");
+  const std::vector<std::string> err = lines(r.err);
+  ASSERT_FALSE(err.empty()) << r.describe();
+  for (size_t i = 0; i + 1 < err.size(); ++i) {
+    EXPECT_TRUE(std::regex_match(err[i], missing_file)) << "unexpected problem: " << err[i];
+  }
+  EXPECT_TRUE(err.back().starts_with("pgproxy: configuration has ")) << r.describe();
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
 }
 
 }  // namespace
