@@ -9,21 +9,25 @@
 #   etc/pgproxy/                main.conf (kept if there already) and pgproxy.conf.example
 #   lib/systemd/system/         pgproxy@.service, naming the installed pgproxy and etc/pgproxy
 # etc/ is /etc when the prefix is /usr (the .deb) or /.
-# tests/install/ builds a small program against such a tree.
+# tests/install/ builds a small program against such a tree. Two components,
+# the two .deb packages of cmake/PgwirePackage.cmake: `tools` (the tools, their
+# man pages, pgproxy's configuration and unit) and `dev` (libpgwire, headers,
+# CMake package, pgwire.pc); `cmake --install` without --component puts both.
 include(CMakePackageConfigHelpers)
 
 set(PGWIRE_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/pgwire)
 
-install(TARGETS pgproxy pgdump-log pgreplay RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS pgproxy pgdump-log pgreplay RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tools)
 
 install(TARGETS pgwire EXPORT pgwireTargets
-  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev
+  FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev)
 install(EXPORT pgwireTargets
   NAMESPACE pgwire::
   FILE pgwireTargets.cmake
-  DESTINATION ${PGWIRE_INSTALL_CMAKEDIR})
+  DESTINATION ${PGWIRE_INSTALL_CMAKEDIR}
+  COMPONENT dev)
 
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/pgwireConfig.cmake.in
   ${PROJECT_BINARY_DIR}/cmake/pgwireConfig.cmake
@@ -33,7 +37,8 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/cmake/pgwireConfigVersion
   VERSION ${PROJECT_VERSION}
   COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/cmake/pgwireConfig.cmake ${PROJECT_BINARY_DIR}/cmake/pgwireConfigVersion.cmake
-  DESTINATION ${PGWIRE_INSTALL_CMAKEDIR})
+  DESTINATION ${PGWIRE_INSTALL_CMAKEDIR}
+  COMPONENT dev)
 
 # pgwire.pc names the prefix it is installed under, which `cmake --install
 # --prefix P` only decides at install time: the file is configured here with
@@ -50,10 +55,10 @@ configure_file(${CMAKE_CURRENT_LIST_DIR}/pgwire.pc.in ${PROJECT_BINARY_DIR}/cmak
 install(CODE "
   set(PGWIRE_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
   configure_file(\"${PROJECT_BINARY_DIR}/cmake/pgwire.pc.in\" \"${PROJECT_BINARY_DIR}/cmake/pgwire.pc\" @ONLY)
-")
-install(FILES ${PROJECT_BINARY_DIR}/cmake/pgwire.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+" COMPONENT dev)
+install(FILES ${PROJECT_BINARY_DIR}/cmake/pgwire.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT dev)
 
-install(FILES ${PGWIRE_MAN_PAGES} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+install(FILES ${PGWIRE_MAN_PAGES} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1 COMPONENT tools)
 
 # pgproxy as a service (packaging/): the example configuration, also as the
 # configuration of the instance pgproxy@main, and the systemd template unit.
@@ -86,4 +91,4 @@ install(CODE "
                  \"${PROJECT_BINARY_DIR}/packaging/pgproxy@.service\" @ONLY)
   file(INSTALL \"${PROJECT_BINARY_DIR}/packaging/pgproxy@.service\"
        DESTINATION \"\${CMAKE_INSTALL_PREFIX}/lib/systemd/system\")
-")
+" COMPONENT tools)
