@@ -5,21 +5,29 @@
 #   lib/cmake/pgwire/           pgwireConfig.cmake, pgwireConfigVersion.cmake, pgwireTargets.cmake:
 #                               find_package(pgwire) and target pgwire::pgwire
 #   lib/pkgconfig/pgwire.pc     pkg-config --static --cflags --libs pgwire
-# tests/install/ builds a small program against such a tree.
+#   share/man/man1/             pgproxy.1, pgdump-log.1, pgreplay.1 (docs/man/)
+#   etc/pgproxy/                main.conf (kept if there already) and pgproxy.conf.example
+#   lib/systemd/system/         pgproxy@.service, naming the installed pgproxy and etc/pgproxy
+# etc/ is /etc when the prefix is /usr (the .deb) or /.
+# tests/install/ builds a small program against such a tree. Two components,
+# the two .deb packages of cmake/PgwirePackage.cmake: `tools` (the tools, their
+# man pages, pgproxy's configuration and unit) and `dev` (libpgwire, headers,
+# CMake package, pgwire.pc); `cmake --install` without --component puts both.
 include(CMakePackageConfigHelpers)
 
 set(PGWIRE_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/pgwire)
 
-install(TARGETS pgproxy pgdump-log pgreplay RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS pgproxy pgdump-log pgreplay RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tools)
 
 install(TARGETS pgwire EXPORT pgwireTargets
-  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev
+  FILE_SET HEADERS DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev)
 install(EXPORT pgwireTargets
   NAMESPACE pgwire::
   FILE pgwireTargets.cmake
-  DESTINATION ${PGWIRE_INSTALL_CMAKEDIR})
+  DESTINATION ${PGWIRE_INSTALL_CMAKEDIR}
+  COMPONENT dev)
 
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/pgwireConfig.cmake.in
   ${PROJECT_BINARY_DIR}/cmake/pgwireConfig.cmake
@@ -29,7 +37,8 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/cmake/pgwireConfigVersion
   VERSION ${PROJECT_VERSION}
   COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/cmake/pgwireConfig.cmake ${PROJECT_BINARY_DIR}/cmake/pgwireConfigVersion.cmake
-  DESTINATION ${PGWIRE_INSTALL_CMAKEDIR})
+  DESTINATION ${PGWIRE_INSTALL_CMAKEDIR}
+  COMPONENT dev)
 
 # pgwire.pc names the prefix it is installed under, which `cmake --install
 # --prefix P` only decides at install time: the file is configured here with
@@ -46,5 +55,40 @@ configure_file(${CMAKE_CURRENT_LIST_DIR}/pgwire.pc.in ${PROJECT_BINARY_DIR}/cmak
 install(CODE "
   set(PGWIRE_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
   configure_file(\"${PROJECT_BINARY_DIR}/cmake/pgwire.pc.in\" \"${PROJECT_BINARY_DIR}/cmake/pgwire.pc\" @ONLY)
-")
-install(FILES ${PROJECT_BINARY_DIR}/cmake/pgwire.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+" COMPONENT dev)
+install(FILES ${PROJECT_BINARY_DIR}/cmake/pgwire.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT dev)
+
+install(FILES ${PGWIRE_MAN_PAGES} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1 COMPONENT tools)
+
+# pgproxy as a service (packaging/): the example configuration, also as the
+# configuration of the instance pgproxy@main, and the systemd template unit.
+# Where etc/ is, and so what the unit's ExecStart names, depends on the prefix,
+# which `cmake --install --prefix` and cpack only give at install time: both
+# are decided then, as GNUInstallDirs would (prefix /usr or /: /etc).
+install(CODE "
+  set(confdir \"${CMAKE_INSTALL_SYSCONFDIR}\")
+  if(NOT IS_ABSOLUTE \"\${confdir}\")
+    if(CMAKE_INSTALL_PREFIX STREQUAL \"/usr\" OR CMAKE_INSTALL_PREFIX STREQUAL \"/\")
+      set(confdir \"/\${confdir}\")
+    else()
+      set(confdir \"\${CMAKE_INSTALL_PREFIX}/\${confdir}\")
+    endif()
+  endif()
+  set(PGPROXY_CONFDIR \"\${confdir}/pgproxy\")
+  set(PGPROXY_BINDIR \"${CMAKE_INSTALL_BINDIR}\")
+  if(NOT IS_ABSOLUTE \"\${PGPROXY_BINDIR}\")
+    set(PGPROXY_BINDIR \"\${CMAKE_INSTALL_PREFIX}/\${PGPROXY_BINDIR}\")
+  endif()
+  file(INSTALL \"${PROJECT_SOURCE_DIR}/packaging/pgproxy.conf.example\" DESTINATION \"\${PGPROXY_CONFDIR}\")
+  # An edited configuration is never overwritten.
+  if(EXISTS \"\$ENV{DESTDIR}\${PGPROXY_CONFDIR}/main.conf\")
+    message(STATUS \"Keeping: \$ENV{DESTDIR}\${PGPROXY_CONFDIR}/main.conf\")
+  else()
+    file(INSTALL \"${PROJECT_SOURCE_DIR}/packaging/pgproxy.conf.example\" DESTINATION \"\${PGPROXY_CONFDIR}\"
+         RENAME main.conf)
+  endif()
+  configure_file(\"${PROJECT_SOURCE_DIR}/packaging/pgproxy@.service.in\"
+                 \"${PROJECT_BINARY_DIR}/packaging/pgproxy@.service\" @ONLY)
+  file(INSTALL \"${PROJECT_BINARY_DIR}/packaging/pgproxy@.service\"
+       DESTINATION \"\${CMAKE_INSTALL_PREFIX}/lib/systemd/system\")
+" COMPONENT tools)

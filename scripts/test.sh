@@ -3,7 +3,8 @@
 # (.clang-format), builds with -Werror, runs clang-tidy on the files changed
 # since the tree was last checked whole (scripts/tidy.sh), runs every test
 # (unit, corpus replay, integration against a throwaway PostgreSQL the tests
-# start themselves, the installed library), then the same suite again under
+# start themselves, the installed library), the .deb end to end
+# (scripts/check-deb.sh, as root), then the same suite again under
 # AddressSanitizer + UBSan.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,4 +24,9 @@ for variant in release asan; do
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   ctest --test-dir "build/$variant" --output-on-failure -j "$(nproc)" --timeout 600
+  if [ "$variant" = release ]; then
+    # Installs and purges the package: as root only (77: skipped, said why).
+    echo "== release: the .deb installed, the service run from it (scripts/check-deb.sh)"
+    scripts/check-deb.sh --no-build || [ $? -eq 77 ]
+  fi
 done

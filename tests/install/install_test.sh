@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs a build tree into a fresh prefix and uses it as an outside project
-# would: the installed tools print the project's version, and a small program
+# would: the installed tools print the project's version, the man pages, the
+# configuration and the systemd unit are under the prefix (the unit naming the
+# installed pgproxy and configuration), and a small program
 # (consumer/) built against the installed libpgwire — once through
 # find_package(pgwire), once through pkg-config — prints the statements of
 # recorded captures exactly as pgdump-log's golden outputs have them.
@@ -26,7 +28,8 @@ cmake --install "$build" --prefix "$prefix" >"$work/install.log" || { cat "$work
 # What the tree must hold.
 for f in bin/pgproxy bin/pgdump-log bin/pgreplay lib/libpgwire.a include/pgwire/version.hpp \
   lib/cmake/pgwire/pgwireConfig.cmake lib/cmake/pgwire/pgwireConfigVersion.cmake \
-  lib/cmake/pgwire/pgwireTargets.cmake lib/pkgconfig/pgwire.pc; do
+  lib/cmake/pgwire/pgwireTargets.cmake lib/pkgconfig/pgwire.pc share/man/man1/pgproxy.1 share/man/man1/pgdump-log.1 \
+  share/man/man1/pgreplay.1 etc/pgproxy/main.conf etc/pgproxy/pgproxy.conf.example lib/systemd/system/pgproxy@.service; do
   [ -e "$prefix/$f" ] || fail "$f is not installed"
 done
 for h in "$src"/libpgwire/include/pgwire/*.hpp; do
@@ -38,6 +41,33 @@ for tool in pgproxy pgdump-log pgreplay; do
   got=$("$prefix/bin/$tool" --version) || fail "$tool --version exited $?"
   [ "$got" = "$tool $version" ] || fail "installed $tool --version says '$got', expected '$tool $version'"
 done
+
+echo "== pgproxy as a service, under the prefix"
+for f in main.conf pgproxy.conf.example; do
+  cmp -s "$src/packaging/pgproxy.conf.example" "$prefix/etc/pgproxy/$f" || fail "etc/pgproxy/$f is not packaging/pgproxy.conf.example"
+done
+unit=$prefix/lib/systemd/system/pgproxy@.service
+exec_start=$(grep '^ExecStart=' "$unit") || fail "no ExecStart in $unit"
+[ "$exec_start" = "ExecStart=$prefix/bin/pgproxy --config $prefix/etc/pgproxy/%i.conf" ] ||
+  fail "the unit says '$exec_start', not the installed pgproxy and configuration"
+if command -v systemd-analyze >/dev/null; then
+  # --man=no: the page of Documentation= is not where man looks.
+  systemd-analyze verify --man=no "$unit" 2>&1 | tee "$work/verify.log"
+  [ ! -s "$work/verify.log" ] || fail "systemd-analyze verify $unit"
+else
+  echo "systemd-analyze not installed: the unit is not verified"
+fi
+got=$("$prefix/bin/pgproxy" --check-config --config "$prefix/etc/pgproxy/main.conf" --sql-log "$work/statements.log") ||
+  fail "the installed main.conf does not pass --check-config"
+[ "$(echo "$got" | head -n 1)" = "pgproxy: configuration OK" ] || fail "--check-config said: $got"
+for tool in pgproxy pgdump-log pgreplay; do
+  [ "$(MANPATH=$prefix/share/man man -w "$tool")" = "$prefix/share/man/man1/$tool.1" ] || fail "man does not find $tool(1) in $prefix/share/man"
+done
+# Installing again keeps a configuration the administrator edited.
+echo '# edited' >>"$prefix/etc/pgproxy/main.conf"
+cmake --install "$build" --prefix "$prefix" >"$work/install-again.log" || { cat "$work/install-again.log"; fail "cmake --install again"; }
+[ "$(tail -n 1 "$prefix/etc/pgproxy/main.conf")" = "# edited" ] || fail "installing again overwrote etc/pgproxy/main.conf"
+echo "service files: as expected"
 
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include "check_config.hpp"
 #include "pgwire/system.hpp"
 #include "proxy.hpp"
 
@@ -16,6 +17,11 @@ int run(int argc, char** argv) {
       "SIGHUP reopens the files (logrotate), SIGINT/SIGTERM finish writing and exit."};
   app.set_version_flag("--version", fmt::format("pgproxy {}", pgproxy::kVersion));
   app.set_config("--config", "", "Read options from a TOML/INI file (keys = long option names)");
+  app.allow_config_extras(false);  // a key that is no option is an error, not ignored
+  bool check_config = false;
+  app.add_flag("--check-config", check_config,
+               "check the options (and --config file) without serving, print what is wrong; exit 0 if fine, 2 if not")
+      ->configurable(false);
   app.add_option("--listen", o.listen,
                  "HOST:PORT to accept clients on ([::1]:6432 for IPv6, *:6432 for all, /DIR:PORT for the Unix socket "
                  "DIR/.s.PGSQL.PORT)")
@@ -103,7 +109,7 @@ int run(int argc, char** argv) {
          "--poller", poller,
          "how the loop waits: epoll (the kernel keeps the interest list) or poll() over every socket each round")
       ->check(CLI::IsMember({"epoll", "poll"}));
-  CLI11_PARSE(app, argc, argv);
+  if (int code = pgproxy::parse_options(app, argc, argv); code >= 0) return code;
   o.io_uring = !no_io_uring;
   o.epoll = poller == "epoll";
   o.client_tls.verify = client_verify == "verify-full" ? pgproxy::ClientVerify::kVerifyFull
@@ -115,6 +121,7 @@ int run(int argc, char** argv) {
                       : sslmode == "verify-ca"   ? UpstreamSslMode::kVerifyCa
                       : sslmode == "verify-full" ? UpstreamSslMode::kVerifyFull
                                                  : UpstreamSslMode::kDisable;
+  if (check_config) return pgproxy::report_config_check(pgproxy::check_config(o));
   if (!o.sql_log.empty() && o.sql_log == o.capture) {
     fmt::print(stderr, "pgproxy: --sql-log and --capture cannot both be {}\n", o.sql_log == "-" ? "stdout" : o.sql_log);
     return 2;
