@@ -234,10 +234,11 @@ std::vector<std::string> MergedReader::open(const std::vector<std::string>& path
       expected = uint64_t{m.set_index} + 1;
     }
     if (!missing.empty()) {
-      warnings_.push_back(fmt::format(
-          "capture set {:016x}: index {} not read ({} to {} given; deleted by --rotate-keep, or not given): sessions "
-          "that span the missing files are partial, and those open at a gap end there",
-          id, missing, in.members.front().path, in.members.back().path));
+      warnings_.push_back(
+          fmt::format("capture set {:016x}: index {} not read (deleted by --rotate-keep, or not given; the first file "
+                      "of the set read is {}): sessions that span the missing files are partial, and those open at a "
+                      "gap end there",
+                      id, missing, in.members.front().path));
     }
     by_order.emplace_back(first_order, std::move(in));
   }
