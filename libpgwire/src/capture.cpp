@@ -527,8 +527,7 @@ struct CaptureReader::Impl {
         // only when the file ends is it known whether the last one was whole.
         if (z.eof) {
           if (z.hint != 0) {
-            return Error{Errc::kTruncated, 0,
-                         fmt::format("{}: the zstd data ends inside a frame (the compressed file is cut off)", name)};
+            return Error{Errc::kTruncated, 0, "the zstd data ends inside a frame: the compressed file is cut off"};
           }
           *got = 0;
           return {};
@@ -544,7 +543,7 @@ struct CaptureReader::Impl {
       ZSTD_outBuffer out{dst, room, 0};
       const size_t r = ZSTD_decompressStream(z.ds, &out, &z.inb);
       if (ZSTD_isError(r)) {
-        return Error{Errc::kBadValue, 0, fmt::format("{}: the zstd data is damaged: {}", name, ZSTD_getErrorName(r))};
+        return Error{Errc::kBadValue, 0, fmt::format("the zstd data is damaged: {}", ZSTD_getErrorName(r))};
       }
       z.hint = r;
       z.more_out = r != 0 && out.pos == out.size;

@@ -51,6 +51,12 @@ void Framer::resume_decrypted() {
   }
 }
 
+void Framer::join_mid_stream(FrameKind kind) {
+  if (state_ == State::kFailed || offset_ != 0) return;
+  if (kind == FrameKind::kTyped) state_ = State::kTyped;
+  if (kind == FrameKind::kOpaque) state_ = State::kOpaque;
+}
+
 FrameResult Framer::fail(Errc code, uint64_t at, std::string message) {
   set_failed(code, at, std::move(message));
   return FrameResult::failure(error_);

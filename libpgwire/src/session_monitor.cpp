@@ -65,6 +65,10 @@ struct CaptureDecoder::DecodedSession {
   SessionInfo info;                         // until the monitor exists
   bool frontend_only = false;
   bool failed[2] = {false, false};
+  // A frame of that direction began in the records: until then, a record
+  // that cannot start the stream shows the session is partial.
+  bool started[2] = {false, false};
+  bool partial = false;
   SessionInfo& current() { return monitor ? monitor->tracker().session() : info; }
 };
 
@@ -131,6 +135,7 @@ void CaptureDecoder::on_frame_record(DecodedSession& s, const CaptureRecord& rec
   SessionMonitor& m = *s.monitor;
   const int d = static_cast<int>(rec.direction);
   if (s.failed[d]) return;
+  if (!s.started[d] && !start_direction(s, rec)) return;
   if (rec.direction == Direction::kFrontend && m.awaiting_answer()) {
     // The client went on after its encryption request, and the answer is not
     // in the capture (pgproxy records its own 'N' since commit 221c86d; older captures lack it):
@@ -163,6 +168,41 @@ void CaptureDecoder::on_frame_record(DecodedSession& s, const CaptureRecord& rec
     // A record holds one frame: asking again would only say need-more.
     if (in.empty()) return;
   }
+}
+
+// The first record of a direction: where its stream starts. A session's
+// frontend starts with a startup packet (or a direct-TLS ClientHello);
+// anything else means the records began after the session did, and the
+// framers join the stream at the first record that starts a frame, in the
+// kind it says, rather than take its bytes for a startup packet. Returns
+// false for a record that cannot be framed (skipped).
+bool CaptureDecoder::start_direction(DecodedSession& s, const CaptureRecord& rec) {
+  SessionMonitor& m = *s.monitor;
+  if (!rec.first()) {
+    mark_partial(s, rec.ts_ns);  // the rest of a frame that began before the records
+    return false;
+  }
+  if (rec.direction == Direction::kFrontend) {
+    const bool tls_hello = !rec.data.empty() && std::to_integer<uint8_t>(rec.data[0]) == kTlsHandshakeByte;
+    if (rec.frame_kind == FrameKind::kTyped || (rec.frame_kind == FrameKind::kOpaque && !tls_hello)) {
+      mark_partial(s, rec.ts_ns);
+      m.join_mid_stream(Direction::kFrontend, rec.frame_kind);
+    }
+  } else if (rec.frame_kind == FrameKind::kAnswer && !m.awaiting_answer()) {
+    return false;  // the answer to an encryption request that is not in the records
+  } else if (rec.frame_kind == FrameKind::kOpaque) {
+    m.join_mid_stream(Direction::kBackend, FrameKind::kOpaque);
+  }
+  s.started[static_cast<int>(rec.direction)] = true;
+  return true;
+}
+
+void CaptureDecoder::mark_partial(DecodedSession& s, int64_t ts_ns) {
+  if (s.partial) return;
+  s.partial = true;
+  s.current().partial = true;
+  ++partial_sessions_;
+  if (cb_.partial) cb_.partial(s.current(), ts_ns);
 }
 
 void CaptureDecoder::finish(int64_t ts_ns) {

@@ -269,5 +269,132 @@ TEST(CaptureDecoder, DirectTlsSessionStartsWithItsStartupPacket) {
   EXPECT_EQ(tls, std::vector<std::string>{"TLSv1.3 TLS_AES_128_GCM_SHA256 direct"});
 }
 
+// A session whose start is not in the records: a later file of a rotated set
+// read alone. Before, its first Query was taken for a startup packet and the
+// session could not be framed at all. Now it is partial: framed from the
+// first record that starts a frame, its statements decoded where the
+// protocol allows, its user and database unknown.
+TEST(CaptureDecoder, PartialSessionIsFramedFromItsFirstWholeFrame) {
+  struct Partial {
+    uint64_t id;
+    int64_t ts;
+    std::string user;
+  };
+  std::vector<Partial> partials;
+  std::vector<StatementEvent> events;
+  std::vector<SessionInfo> infos;
+  std::vector<std::string> errors;
+  CaptureDecoder::Callbacks cb;
+  cb.event = [&](const StatementEvent& ev, const SessionInfo& s) {
+    events.push_back(ev);
+    infos.push_back(s);
+  };
+  cb.partial = [&](const SessionInfo& s, int64_t ts) { partials.push_back({s.session_id, ts, s.user}); };
+  cb.error = [&](const SessionInfo&, const Error& e) { errors.push_back(e.describe()); };
+  CaptureDecoder d(TrackerOptions{}, cb);
+
+  // Session 7: the writer repeated its SessionOpen at the start of the file
+  // (pgproxy does after a rotation), then the frames go on mid-stream.
+  CaptureRecord open;
+  open.type = CaptureRecordType::kSessionOpen;
+  open.session_id = 7;
+  open.ts_ns = 1;
+  open.client = "10.0.0.1:5000";
+  d.on_record(open);
+  // The last piece of a DataRow whose start was in the previous file, and
+  // the end of the answer to a Query that was there too.
+  CaptureRecord tail = frame_record(7, 2, Direction::kBackend, FrameKind::kTyped, W().raw("row bytes"));
+  tail.frame_flags = kFrameLast;
+  d.on_record(tail);
+  d.on_record(
+      frame_record(7, 3, Direction::kBackend, FrameKind::kTyped, W().msg('C', W().str("SELECT 1000")).append(ready())));
+  // The last piece of a frontend CopyData, then a Query: self-contained.
+  CaptureRecord copy_tail = frame_record(7, 4, Direction::kFrontend, FrameKind::kTyped, W().raw("1\tx\n"));
+  copy_tail.frame_flags = 0;  // a middle piece
+  d.on_record(copy_tail);
+  d.on_record(frame_record(7, 5, Direction::kFrontend, FrameKind::kTyped, W().msg('Q', W().str("SELECT 2"))));
+  d.on_record(frame_record(7, 6, Direction::kBackend, FrameKind::kTyped,
+                           W().msg('T', W().i16(0)).msg('C', W().str("SELECT 1")).append(ready())));
+  // An Execute of a statement prepared before the records began: its text is not known.
+  Wire bind = W().msg('B', W().str("").str("S_1").i16(0).i16(0).i16(0));
+  d.on_record(frame_record(7, 7, Direction::kFrontend, FrameKind::kTyped,
+                           W().append(bind).msg('E', W().str("").i32(0)).msg('S', W())));
+  d.on_record(frame_record(7, 8, Direction::kBackend, FrameKind::kTyped,
+                           W().msg('2', W()).msg('C', W().str("UPDATE 1")).append(ready())));
+
+  // Session 8 starts in the records: not partial.
+  d.on_record(frame_record(8, 9, Direction::kFrontend, FrameKind::kStartup, startup()));
+  d.on_record(frame_record(8, 10, Direction::kBackend, FrameKind::kTyped, W().msg('R', W().i32(0)).append(ready())));
+  d.on_record(frame_record(8, 11, Direction::kFrontend, FrameKind::kTyped, W().msg('Q', W().str("SELECT 3"))));
+  d.finish(12);
+
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  ASSERT_EQ(partials.size(), 1u) << "once per session";
+  EXPECT_EQ(partials[0].id, 7u);
+  EXPECT_EQ(partials[0].ts, 2);
+  EXPECT_EQ(partials[0].user, "");
+  EXPECT_EQ(d.partial_sessions(), 1u);
+
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0].kind, StatementKind::kQuery);
+  EXPECT_EQ(events[0].sql, "SELECT 2");
+  EXPECT_EQ(events[0].outcome, Outcome::kOk);
+  EXPECT_EQ(events[0].tag, "SELECT 1");
+  EXPECT_EQ(events[1].kind, StatementKind::kExecute);
+  EXPECT_TRUE(events[1].sql_unknown);
+  EXPECT_EQ(events[1].statement, "S_1");
+  EXPECT_EQ(events[1].outcome, Outcome::kOk);
+  EXPECT_EQ(events[1].tag, "UPDATE 1");
+  for (int i : {0, 1}) {
+    EXPECT_TRUE(infos[i].partial);
+    EXPECT_EQ(infos[i].user, "");
+    EXPECT_EQ(infos[i].database, "");
+    EXPECT_EQ(infos[i].client, "10.0.0.1:5000");
+  }
+  EXPECT_EQ(events[2].sql, "SELECT 3");
+  EXPECT_FALSE(infos[2].partial);
+  EXPECT_EQ(infos[2].user, "alice");
+}
+
+// An encrypted session (TLS not terminated by the proxy) joined mid-stream:
+// its bytes are opaque from the start, never taken for a startup packet.
+TEST(CaptureDecoder, PartialEncryptedSessionStaysOpaque) {
+  std::vector<std::string> errors;
+  std::vector<FrameKind> kinds;
+  uint64_t partials = 0;
+  CaptureDecoder::Callbacks cb;
+  cb.error = [&](const SessionInfo&, const Error& e) { errors.push_back(e.describe()); };
+  cb.frame = [&](const SessionInfo&, Direction, const Frame& f, int64_t, PasswordKind, bool) {
+    kinds.push_back(f.kind);
+  };
+  cb.partial = [&](const SessionInfo&, int64_t) { ++partials; };
+  CaptureDecoder d(TrackerOptions{}, cb);
+  // A TLS application-data record (type 0x17), from each side.
+  Wire tls = W().byte(0x17).byte(3).byte(3).i16(4).raw("abcd");
+  CaptureRecord be = frame_record(3, 1, Direction::kBackend, FrameKind::kOpaque, tls);
+  CaptureRecord fe = frame_record(3, 2, Direction::kFrontend, FrameKind::kOpaque, tls);
+  d.on_record(be);
+  d.on_record(fe);
+  d.finish(3);
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(kinds, (std::vector<FrameKind>{FrameKind::kOpaque, FrameKind::kOpaque}));
+  EXPECT_EQ(partials, 1u);
+}
+
+// A session that starts with a direct-TLS ClientHello is not partial.
+TEST(CaptureDecoder, DirectTlsHelloIsAStartNotAPartialSession) {
+  uint64_t partials = 0;
+  std::vector<std::string> errors;
+  CaptureDecoder::Callbacks cb;
+  cb.partial = [&](const SessionInfo&, int64_t) { ++partials; };
+  cb.error = [&](const SessionInfo&, const Error& e) { errors.push_back(e.describe()); };
+  CaptureDecoder d(TrackerOptions{}, cb);
+  Wire hello = W().byte(0x16).byte(3).byte(1).i16(4).raw("helo");
+  d.on_record(frame_record(4, 1, Direction::kFrontend, FrameKind::kOpaque, hello));
+  d.finish(2);
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(partials, 0u);
+}
+
 }  // namespace
 }  // namespace pgwire

@@ -106,7 +106,8 @@ bool is_prefix(const std::vector<Record>& part, const std::vector<Record>& whole
   return part.size() <= whole.size() && std::equal(part.begin(), part.end(), whole.begin());
 }
 
-// A corpus capture of a few hundred KiB: several zstd blocks, records of all types.
+// A corpus capture with records of all types (21 KB: one zstd block; the
+// test of concatenated frames cuts one in the middle of a record).
 const std::string kCapture = kCorpus + "/captures/pgbench_extended.pgwcap";
 
 TEST(ZstdCapture, CompressedByTheCliReadsAsTheOriginal) {
@@ -165,17 +166,36 @@ TEST(ZstdCapture, ReadFromAPipe) {
   EXPECT_TRUE(z.records == read_path(kCapture).records);
 }
 
+// The corpus capture's records 40 times over (the same bytes, copied): about
+// 850 KB, several zstd blocks, so a cut leaves whole blocks to decompress.
+std::string large_capture() {
+  const std::string bytes = slurp(kCapture);
+  auto reader = CaptureReader::open(kCapture);
+  EXPECT_TRUE(reader.ok());
+  const size_t header = (*reader)->offset();
+  std::string out = bytes;
+  for (int i = 1; i < 40; ++i) out.append(bytes, header);
+  return out;
+}
+
 TEST(ZstdCapture, TruncatedFileIsAnErrorNamingIt) {
-  const Outcome plain = read_path(kCapture);
+  TempDir dir;
+  const std::string original = large_capture();
+  const std::string plain_path = dir.file("plain.pgwcap");
+  spit(plain_path, original);
+  const Outcome plain = read_path(plain_path);
+  ASSERT_FALSE(plain.error || plain.open_error);
   std::vector<uint64_t> starts;
   for (const Record& r : plain.records) starts.push_back(r.file_offset);
-  const std::string compressed = zstd_cli(slurp(kCapture));
-  const uint64_t original_size = std::filesystem::file_size(kCapture);
-  TempDir dir;
+  const std::string compressed = zstd_cli(original);
   const std::string path = dir.file("capture-20261202T174000Z.pgwcap.zst");
   std::mt19937 rng(15);
   std::vector<size_t> cuts = {compressed.size() - 1, compressed.size() - 4, compressed.size() / 2, 100, 20};
   for (int i = 0; i < 20; ++i) cuts.push_back(20 + rng() % (compressed.size() - 21));
+  // The repeated records make the first block most of the compressed bytes:
+  // cuts in the later blocks, near the end, leave whole blocks before them.
+  for (size_t back = 5; back < 700 && back < compressed.size(); back += 13) cuts.push_back(compressed.size() - back);
+  size_t with_records = 0;
   for (size_t cut : cuts) {
     SCOPED_TRACE("cut at " + std::to_string(cut));
     spit(path, std::string_view(compressed).substr(0, cut));
@@ -192,9 +212,11 @@ TEST(ZstdCapture, TruncatedFileIsAnErrorNamingIt) {
     // Every record before the break, then the break at the start of a record
     // (or at the end of the last one: a cut in the frame's checksum).
     EXPECT_TRUE(is_prefix(z.records, plain.records));
-    const uint64_t expected = z.records.size() < starts.size() ? starts[z.records.size()] : original_size;
+    const uint64_t expected = z.records.size() < starts.size() ? starts[z.records.size()] : original.size();
     EXPECT_EQ(z.error->offset, expected);
+    if (!z.records.empty() && z.records.size() < starts.size()) ++with_records;
   }
+  EXPECT_GT(with_records, 5u) << "cuts inside the data, after whole blocks";
 }
 
 TEST(ZstdCapture, DamagedDataIsReportedNeverReturned) {

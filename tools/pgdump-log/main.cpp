@@ -108,9 +108,17 @@ namespace {
 int run(int argc, char** argv) {
   CLI::App app{"pgdump-log: decode pgwire-toolkit captures offline (SQL log, JSON, trace, statistics)."};
   app.footer(
+      "Input: capture files, zstd-compressed ones included (recognised by their content, not their name),\n"
+      "or directories, which stand for the capture files in them (other files, such as the SQL log, are\n"
+      "left out). Several inputs are merged by time. The files of one rotated set (pgproxy --rotate-*),\n"
+      "given as a directory, a glob or a list, are read one after another as one stream: a session that\n"
+      "spans files is one session. Files missing from a set are reported; a session whose start is not in\n"
+      "what was read is partial (user and database unknown) and said so on stderr.\n"
+      "\n"
       "Exit status: 0 all input read; 1 some input was damaged (truncated, bad checksum, impossible frame) —\n"
       "every valid record before the damage was printed, the damage is reported on stderr with file and\n"
-      "offset; 2 usage error or a file that could not be opened.");
+      "offset (of a compressed file: in its decompressed data); 2 usage error or a file that could not be\n"
+      "opened.");
   std::vector<std::string> files;
   std::string format = "sql", log_format = "text", stats_format = "text";
   bool stats = false, check = false, hide_volatile = false, no_progress = false, read_ahead = false;
@@ -118,7 +126,8 @@ int run(int argc, char** argv) {
   std::vector<uint64_t> sessions;
   Filters filters;
   std::string since, until, grep;
-  app.add_option("captures", files, "capture files ('-' for stdin)")->required();
+  app.add_option("captures", files, "capture files (zstd-compressed too) or directories of them; '-' for stdin")
+      ->required();
   app.add_option("-f,--format", format, "output: sql (the SQL log), json (statement events), trace (every frame)")
       ->check(CLI::IsMember({"sql", "json", "trace"}));
   app.add_option("--log-format", log_format, "line format of --format sql: text or json, as pgproxy's --log-format")
@@ -169,6 +178,7 @@ int run(int argc, char** argv) {
   std::vector<std::string> open_errors = reader.open(files, read_ahead);
   for (const std::string& e : open_errors) std::fprintf(stderr, "pgdump-log: %s\n", e.c_str());
   if (!open_errors.empty() && reader.files() == 0) return kExitUsage;
+  for (const std::string& w : reader.warnings()) std::fprintf(stderr, "pgdump-log: warning: %s\n", w.c_str());
 
   const bool trace = format == "trace" && !stats && !check;
   const bool statements = !trace && !stats && !check;
@@ -178,7 +188,7 @@ int run(int argc, char** argv) {
 
   Output out;
   pgdump::Report report;
-  uint64_t records = 0, frames = 0, events = 0, framing_errors = 0;
+  uint64_t records = 0, frames = 0, events = 0, framing_errors = 0, partial_sessions = 0;
 
   CaptureDecoder::Callbacks cb;
   cb.event = [&](const StatementEvent& ev, const SessionInfo& s) {
@@ -239,6 +249,16 @@ int run(int argc, char** argv) {
       out.maybe_flush();
     };
   }
+  // Said once per session, as soon as it shows.
+  cb.partial = [&](const SessionInfo& s, int64_t ts) {
+    ++partial_sessions;
+    if (stats) report.session_partial(s, ts);
+    std::fprintf(stderr,
+                 "pgdump-log: %s: session %llu is partial: its start is not in the capture data read (a file "
+                 "of its set not given, deleted or missing); its user, database and startup parameters are "
+                 "unknown, and statements it prepared before have no text\n",
+                 reader.current_file().c_str(), static_cast<unsigned long long>(s.session_id));
+  };
   cb.error = [&](const SessionInfo& s, const Error& e) {
     ++framing_errors;
     std::fprintf(stderr, "pgdump-log: %s: session %llu: cannot frame the stream: %s\n", reader.current_file().c_str(),
@@ -269,8 +289,9 @@ int run(int argc, char** argv) {
       std::printf("DAMAGED: %llu good records before the damage, %llu framing errors (details on stderr)\n",
                   static_cast<unsigned long long>(records), static_cast<unsigned long long>(framing_errors));
     } else {
-      std::printf("OK: %llu records, %llu frames, %llu statements\n", static_cast<unsigned long long>(records),
-                  static_cast<unsigned long long>(frames), static_cast<unsigned long long>(events));
+      std::printf("OK: %llu records, %llu frames, %llu statements%s\n", static_cast<unsigned long long>(records),
+                  static_cast<unsigned long long>(frames), static_cast<unsigned long long>(events),
+                  partial_sessions == 0 ? "" : fmt::format(", {} partial sessions", partial_sessions).c_str());
     }
   }
   if (damaged) return kExitDamaged;

@@ -36,6 +36,17 @@ void Report::session_open(const SessionInfo& s, int64_t ts) {
   last_ns_ = std::max(last_ns_, ts);
 }
 
+void Report::session_partial(const SessionInfo& s, int64_t ts) {
+  ++partial_;
+  // A writer repeats a session's SessionOpen in every file of a set: then it
+  // was counted there, with its real start. Otherwise it is counted now, its
+  // duration unknown.
+  if (open_.count(s.session_id)) return;
+  ++sessions_;
+  if (first_ns_ == 0 || ts < first_ns_) first_ns_ = ts;
+  last_ns_ = std::max(last_ns_, ts);
+}
+
 void Report::session_close(const SessionInfo& s, int64_t ts) {
   last_ns_ = std::max(last_ns_, ts);
   int64_t duration = 0;
@@ -101,6 +112,9 @@ std::string Report::text(size_t top_n) const {
   put_line(out, "Sessions: {}  (span {:.3f} s, median duration {:.3f} ms, max {:.3f} ms)", sessions_,
            static_cast<double>(last_ns_ - first_ns_) / 1e9, ms(session_durations_.percentile_ns(50)),
            ms(session_durations_.max_ns()));
+  if (partial_ > 0) {
+    put_line(out, "  partial: {}  (began before the capture data read: user, database and startup unknown)", partial_);
+  }
   for (auto [title, map] : {std::pair{"user", &by_user_}, std::pair{"database", &by_database_},
                             std::pair{"client", &by_client_}, std::pair{"TLS (client leg | server leg)", &by_tls_}}) {
     // Without TLS anywhere the TLS lines say nothing; JSON has them always.
@@ -204,7 +218,12 @@ std::string Report::json(size_t top_n) const {
     j.end_array();
   };
   j.begin_object();
-  j.key("sessions").begin_object().field("count", sessions_).key("span_s").fixed((last_ns_ - first_ns_) / 1e9, 6);
+  j.key("sessions")
+      .begin_object()
+      .field("count", sessions_)
+      .field("partial", partial_)
+      .key("span_s")
+      .fixed((last_ns_ - first_ns_) / 1e9, 6);
   j.key("duration");
   hist(session_durations_);
   j.key("by_user");

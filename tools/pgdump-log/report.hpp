@@ -16,6 +16,8 @@ class Report {
  public:
   void session_open(const pgwire::SessionInfo& s, int64_t ts_ns);
   void session_close(const pgwire::SessionInfo& s, int64_t ts_ns);
+  // A session whose start is not in the data (CaptureDecoder::Callbacks::partial).
+  void session_partial(const pgwire::SessionInfo& s, int64_t ts_ns);
   void frame(pgwire::Direction dir, const pgwire::Frame& f);
   void event(const pgwire::StatementEvent& ev);
 
@@ -28,6 +30,7 @@ class Report {
     int64_t total_ns = 0;
   };
   uint64_t sessions_ = 0;
+  uint64_t partial_ = 0;
   int64_t first_ns_ = 0, last_ns_ = 0;
   pgwire::LatencyHistogram session_durations_;
   std::unordered_map<uint64_t, int64_t> open_;  // session id -> open time (open sessions only)

@@ -40,6 +40,10 @@ CaptureFeed::CaptureFeed(const ReplayOptions& opts, Report& report, SessionTable
   cb.event = [this](const StatementEvent& ev, const pgwire::SessionInfo& info) {
     on_captured_statement(info.session_id, ev);
   };
+  cb.partial = [this](const pgwire::SessionInfo& info, int64_t ts) {
+    ++partial_sessions_;
+    session_for(info.session_id, ts).capture.partial = true;
+  };
   cb.error = [this](const pgwire::SessionInfo& info, const pgwire::Error& e) {
     report_.add_warning(fmt::format("captured session {} cannot be decoded past offset {}: {}", info.session_id,
                                     e.offset, e.describe()));
@@ -47,7 +51,11 @@ CaptureFeed::CaptureFeed(const ReplayOptions& opts, Report& report, SessionTable
   decoder_ = std::make_unique<pgwire::CaptureDecoder>(copts, std::move(cb));
 }
 
-std::vector<std::string> CaptureFeed::open() { return reader_.open(opts_.captures); }
+std::vector<std::string> CaptureFeed::open() {
+  std::vector<std::string> errors = reader_.open(opts_.captures);
+  for (const std::string& w : reader_.warnings()) report_.add_warning(w);
+  return errors;
+}
 
 ReplaySession& CaptureFeed::session_for(uint64_t id, int64_t ts) {
   auto& slot = sessions_[id];
@@ -199,6 +207,12 @@ void CaptureFeed::end_of_capture() {
   done_ = true;
   decoder_->finish(timeline_.capture_last);
   for (const auto& d : reader_.damage()) report_.capture_damage(d.file + ": " + d.error.describe());
+  if (partial_sessions_ > 0) {
+    report_.add_warning(fmt::format(
+        "{} captured sessions are partial: they began before the capture data read (in a file of the set not "
+        "given, deleted by --rotate-keep, or missing), so their startup is unknown; they are not replayed",
+        partial_sessions_));
+  }
   for (auto& [id, sp] : sessions_) {
     ReplaySession& s = *sp;
     if (s.capture.done) continue;

@@ -87,6 +87,7 @@ class CaptureFeed {
   std::vector<uint64_t> touched_;
   std::unordered_map<int32_t, uint64_t> pid_to_session_;  // captured backend pid -> session
   uint32_t capture_open_ = 0;                             // sessions open in the capture at this point
+  uint64_t partial_sessions_ = 0;                         // began before the capture data read
 };
 
 }  // namespace pgreplay

@@ -22,6 +22,7 @@ struct DrySession {
   explicit DrySession(int64_t ts) : model(ts) {}
   SessionModel model;
   bool announced = false;
+  bool partial = false;  // began before the capture data read
 };
 
 class DryRun {
@@ -35,10 +36,14 @@ class DryRun {
       for (const auto& d : reader_.damage()) fmt::print(stderr, "pgreplay: {}: {}\n", d.file, d.error.describe());
       return kExitUsage;
     }
+    for (const std::string& w : reader_.warnings()) fmt::print(stderr, "pgreplay: warning: {}\n", w);
     pgwire::CaptureDecoder::Callbacks cb;
     cb.event = [this](const pgwire::StatementEvent& ev, const pgwire::SessionInfo& info) { statement(ev, info); };
     cb.error = [](const pgwire::SessionInfo& info, const pgwire::Error& e) {
       fmt::print(stderr, "pgreplay: captured session {} cannot be decoded: {}\n", info.session_id, e.describe());
+    };
+    cb.partial = [this](const pgwire::SessionInfo& info, int64_t) {
+      if (auto it = sessions_.find(info.session_id); it != sessions_.end()) it->second->partial = true;
     };
     pgwire::TrackerOptions topts;
     decoder_ = std::make_unique<pgwire::CaptureDecoder>(topts, std::move(cb));
@@ -138,7 +143,8 @@ class DryRun {
     if (open_ > 0) --open_;
     if (!s.announced) {
       ++unreplayable_;
-      out(fmt::format("+{:.6f} session {} has no startup packet: would be skipped", offset(s.model.open_ts()), id));
+      out(fmt::format("+{:.6f} session {} {}: would be skipped", offset(s.model.open_ts()), id,
+                      s.partial ? "is partial (began before the capture data read)" : "has no startup packet"));
       return;
     }
     if (s.model.kind() != SessionModel::Kind::kStartup) return;

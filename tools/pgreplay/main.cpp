@@ -15,6 +15,13 @@
 namespace {
 
 const char* kFooter = R"(
+Input: capture files, zstd-compressed ones included (recognised by their content), or
+directories, which stand for the capture files in them. Several inputs are merged by time; the
+files of one rotated set (pgproxy --rotate-*), as a directory, a glob or a list, are read one
+after another as one stream, so a session that spans files is one session. A session whose
+start is not in what was read (a file of the set missing) is partial: it is not replayed, and
+the report says how many there were.
+
 Sessions: every captured session is replayed on its own connection, opened at its captured
 time offset divided by --speed, with the captured startup parameters (application_name,
 options, other settings, _pq_ options) and the captured user and database unless -U/-d or
@@ -76,7 +83,9 @@ int run(int argc, char** argv) {
   std::string speed = "1";
   bool no_progress = false, force_progress = false;
 
-  app.add_option("captures", o.captures, "capture files (pgproxy --capture); '-' = stdin")->required();
+  app.add_option("captures", o.captures,
+                 "capture files (pgproxy --capture), zstd-compressed too, or directories of them; '-' = stdin")
+      ->required();
   app.add_option("-h,--host", o.host, "server host name, address or Unix socket directory (default: PGHOST)");
   app.add_option("-p,--port", o.port, "server port (default: PGPORT, else 5432)");
   app.add_option("-U,--user", o.user,

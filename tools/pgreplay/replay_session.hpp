@@ -57,6 +57,7 @@ struct CaptureSide {
   bool done = false;  // the capture's close record was read (or the capture ended)
   bool pid_registered = false;
   bool touched = false;   // got records since the loop last looked
+  bool partial = false;   // began before the capture data read: its startup is unknown
   uint32_t max_conc = 1;  // sessions open in the capture when this one opened
 
   // CancelRequest sessions: the session they cancel, and when.

@@ -88,7 +88,7 @@ void Replayer::start_due(int64_t now) {
     const SessionModel::Kind kind = s.capture.model.kind();
     if (kind == SessionModel::Kind::kUnknown) {
       if (!s.capture.done) return;  // its startup packet is not read yet
-      skip(s, "no startup packet in the capture");
+      skip(s, s.capture.partial ? "partial: began before the capture data read" : "no startup packet in the capture");
       queue.pop_front();
       continue;
     }

@@ -126,6 +126,11 @@ class Framer {
   // expects a startup packet, the backend typed messages. No effect on a
   // failed framer or on one past the startup phase.
   void resume_decrypted();
+  // The stream is joined after its start, at a frame boundary (capture data
+  // that begins in the middle of a session): frames of `kind` follow, typed
+  // ones (the startup phase is over) or opaque ones (an encrypted stream).
+  // Only before the first byte, on a framer not failed; no effect otherwise.
+  void join_mid_stream(FrameKind kind);
 
   Direction direction() const { return dir_; }
   uint64_t offset() const { return offset_; }  // bytes consumed so far

@@ -92,6 +92,11 @@ class SessionMonitor {
     framer_.frontend().resume_decrypted();
     framer_.backend().resume_decrypted();
   }
+  // The bytes of `dir` are joined after the connection's start, at a frame
+  // of `kind` (Framer::join_mid_stream): capture data that begins mid-session.
+  void join_mid_stream(Direction dir, FrameKind kind) {
+    (dir == Direction::kFrontend ? framer_.frontend() : framer_.backend()).join_mid_stream(kind);
+  }
 
   // Whether a message of our own (an ErrorResponse) can be sent to the
   // client now without cutting into one of the server's: the server's stream
@@ -133,6 +138,11 @@ class CaptureDecoder {
     std::function<void(const SessionInfo&, int64_t ts_ns, std::string_view key, Bytes value)> session_meta;
     // A session's stream could not be framed; the session is ignored from there.
     std::function<void(const SessionInfo&, const Error&)> error;
+    // A partial session: its start is not in the records (they begin after
+    // its startup packet: a later file of a rotated set read without the
+    // earlier ones, or the data after a gap). Called once per session, at the
+    // first record that shows it; SessionInfo::partial is set from then on.
+    std::function<void(const SessionInfo&, int64_t ts_ns)> partial;
   };
 
   CaptureDecoder(TrackerOptions tracker_opts, Callbacks callbacks);
@@ -146,6 +156,8 @@ class CaptureDecoder {
   // client went on in plaintext after its request, which only an 'N' allows
   // (captures of pgproxy before it recorded its own answers).
   uint64_t inferred_answers() const { return inferred_answers_; }
+  // Sessions found partial so far (Callbacks::partial).
+  uint64_t partial_sessions() const { return partial_sessions_; }
 
  private:
   struct DecodedSession;
@@ -158,6 +170,8 @@ class CaptureDecoder {
   }
   DecodedSession& session_slow(uint64_t id);
   void on_frame_record(DecodedSession& s, const CaptureRecord& rec);
+  bool start_direction(DecodedSession& s, const CaptureRecord& rec);
+  void mark_partial(DecodedSession& s, int64_t ts_ns);
   TrackerOptions tracker_opts_;
   Callbacks cb_;
   std::unordered_map<uint64_t, std::unique_ptr<DecodedSession>> sessions_;
@@ -169,6 +183,7 @@ class CaptureDecoder {
   };
   std::array<Recent, 64> recent_{};
   uint64_t inferred_answers_ = 0;
+  uint64_t partial_sessions_ = 0;
 };
 
 }  // namespace pgwire

@@ -57,6 +57,10 @@ struct SessionInfo {
   // it (kMetaClientTls / kMetaServerTls): empty when not known or not used.
   std::string client_tls;
   std::string server_tls;
+  // The session began before the data it is decoded from (a capture that
+  // starts after its startup packet): user, database, application_name and
+  // protocol are not known, and stay empty (CaptureDecoder::Callbacks::partial).
+  bool partial = false;
 };
 
 struct StatementParam {
