@@ -4,7 +4,8 @@
 # front of it, runs a little real traffic through it (psql and pgbench),
 # shows the SQL log, a decoded capture and its statistics, and replays the
 # capture with pgreplay --compare into a copy of the database taken before
-# the traffic (on the throwaway server only: never into yours).
+# the traffic (on the throwaway server only: never into yours), and ends by
+# writing the HTML report of the capture and printing its path.
 #   scripts/demo.sh                 # everything local and temporary
 #   UPSTREAM=127.0.0.1:5432 scripts/demo.sh
 # Output files are kept in $OUT (default: a new directory under /tmp).
@@ -79,3 +80,8 @@ else
 fi
 echo
 echo "Files: $OUT/sql.log (SQL log), $OUT/capture.pgwcap (capture), $OUT/pgproxy.err (proxy messages)"
+echo
+echo "== pgdump-log --report-html: the capture as one page (statements/s, errors/s and latency over time,"
+echo "   top statements, errors by SQLSTATE, sessions); self-contained, opens offline in any browser"
+"$bin/pgdump-log/pgdump-log" --no-progress --report-html "$OUT/report.html" "$OUT/capture.pgwcap" >/dev/null
+echo "Report: $OUT/report.html"

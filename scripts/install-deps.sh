@@ -10,7 +10,7 @@ packages=(
   libcli11-dev libfmt-dev libgtest-dev libgmock-dev libssl-dev liburing-dev libzstd-dev zstd
   postgresql postgresql-contrib postgresql-client
   sysbench pgbouncer python3 python3-prometheus-client time bc openssl
-  man-db dpkg-dev
+  man-db dpkg-dev chromium
 )
 
 missing=()

@@ -3,8 +3,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <memory>
 #include <optional>
 #include <regex>
 #include <set>
@@ -126,6 +129,8 @@ int run(int argc, char** argv) {
   std::vector<uint64_t> sessions;
   Filters filters;
   std::string since, until, grep;
+  std::string report_html;
+  size_t report_top = 100;
   app.add_option("captures", files, "capture files (zstd-compressed too) or directories of them; '-' for stdin")
       ->required();
   app.add_option("-f,--format", format, "output: sql (the SQL log), json (statement events), trace (every frame)")
@@ -135,6 +140,13 @@ int run(int argc, char** argv) {
   app.add_flag("--stats", stats, "print a summary instead of the statements");
   app.add_option("--stats-format", stats_format, "text or json")->check(CLI::IsMember({"text", "json"}));
   app.add_option("--top", top_n, "statements in the top lists of --stats")->check(CLI::PositiveNumber);
+  app.add_option("--report-html", report_html,
+                 "also write a self-contained HTML report (charts over time, statements, errors, sessions) to FILE, "
+                 "in the same pass as the other outputs")
+      ->type_name("FILE");
+  app.add_option("--report-top", report_top,
+                 "statements in the report's table: the N with the most total time and the N most frequent")
+      ->check(CLI::PositiveNumber);
   app.add_flag("--hide-volatile", hide_volatile, "trace: hide times, pids, keys and nonces, for regression diffs");
   app.add_option("--session", sessions, "only these session ids (repeatable)");
   app.add_option("--user", filters.user, "only sessions of this user");
@@ -172,6 +184,17 @@ int run(int argc, char** argv) {
     }
   }
 
+  // Opened before the pass, so that a path that cannot be written fails at
+  // once rather than after reading a day of traffic.
+  std::unique_ptr<FILE, int (*)(FILE*)> html_file(nullptr, &std::fclose);
+  if (!report_html.empty()) {
+    html_file.reset(std::fopen(report_html.c_str(), "w"));
+    if (!html_file) {
+      std::fprintf(stderr, "pgdump-log: cannot write the report %s: %s\n", report_html.c_str(), std::strerror(errno));
+      return kExitUsage;
+    }
+  }
+
   MergedReader reader;
   // Not the default: the hand-over costs CPU (copies, another core's cache),
   // and on the 2-vCPU machines we measured it was as often slower as faster.
@@ -187,14 +210,15 @@ int run(int argc, char** argv) {
   trace_opts.hide_volatile = hide_volatile;
 
   Output out;
-  pgdump::Report report;
+  const bool reporting = stats || html_file;
+  pgdump::Report report(/*examples=*/html_file != nullptr);
   uint64_t records = 0, frames = 0, events = 0, framing_errors = 0, partial_sessions = 0;
 
   CaptureDecoder::Callbacks cb;
   cb.event = [&](const StatementEvent& ev, const SessionInfo& s) {
     ++events;
     if (!filters.session_ok(s) || !filters.time_ok(ev.start_ns) || !filters.text_ok(ev.sql)) return;
-    if (stats) report.event(ev);
+    if (reporting) report.event(ev, s);
     if (statements) {
       format_statement(line_format, ev, s, out.buffer());
       out.maybe_flush();
@@ -203,7 +227,7 @@ int run(int argc, char** argv) {
   cb.frame = [&](const SessionInfo& s, Direction dir, const Frame& f, int64_t ts, PasswordKind pk, bool redacted) {
     ++frames;
     if (!filters.session_ok(s) || !filters.time_ok(ts)) return;
-    if (stats) report.frame(dir, f);
+    if (reporting) report.frame(dir, f);
     if (!trace || !f.first) return;
     std::string line;
     if (hide_volatile) {
@@ -223,12 +247,12 @@ int run(int argc, char** argv) {
     out.buffer() += '\n';
     out.maybe_flush();
   };
-  if (!trace && !stats && !check) cb.frame = nullptr;  // not needed: spare a call per frame
+  if (!trace && !reporting && !check) cb.frame = nullptr;  // not needed: spare a call per frame
   cb.session_open = [&](const SessionInfo& s, int64_t ts, std::string_view) {
-    if (stats) report.session_open(s, ts);
+    if (reporting) report.session_open(s, ts);
   };
   cb.session_close = [&](const SessionInfo& s, int64_t ts, std::string_view) {
-    if (stats && filters.session_ok(s)) report.session_close(s, ts);
+    if (reporting && filters.session_ok(s)) report.session_close(s, ts);
   };
   // The trace shows how each leg of a session was protected.
   if (trace) {
@@ -252,7 +276,7 @@ int run(int argc, char** argv) {
   // Said once per session, as soon as it shows.
   cb.partial = [&](const SessionInfo& s, int64_t ts) {
     ++partial_sessions;
-    if (stats) report.session_partial(s, ts);
+    if (reporting) report.session_partial(s, ts);
     std::fprintf(stderr,
                  "pgdump-log: %s: session %llu is partial: its start is not in the capture data read (a file "
                  "of its set not given, deleted or missing); its user, database and startup parameters are "
@@ -279,6 +303,17 @@ int run(int argc, char** argv) {
 
   if (stats) out.buffer() += stats_format == "json" ? report.json(top_n) : report.text(top_n);
   out.flush();
+  if (html_file) {
+    pgdump::HtmlOptions html_opts;
+    html_opts.inputs = files;
+    html_opts.statements = report_top;
+    const std::string page = report.html(html_opts);
+    const bool written = std::fwrite(page.data(), 1, page.size(), html_file.get()) == page.size();
+    if (!written || std::fclose(html_file.release()) != 0) {
+      std::fprintf(stderr, "pgdump-log: cannot write the report %s: %s\n", report_html.c_str(), std::strerror(errno));
+      return kExitUsage;
+    }
+  }
 
   for (const auto& d : reader.damage()) {
     std::fprintf(stderr, "pgdump-log: %s: damaged: %s\n", d.file.c_str(), d.error.describe().c_str());

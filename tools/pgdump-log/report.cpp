@@ -5,6 +5,7 @@
 #include "pgwire/json.hpp"
 #include "pgwire/normalize.hpp"
 #include "pgwire/protocol.hpp"
+#include "pgwire/statement_log.hpp"
 #include "pgwire/text.hpp"
 
 namespace pgdump {
@@ -27,10 +28,32 @@ double ms(int64_t ns) { return static_cast<double>(ns) / 1e6; }
 
 constexpr std::string_view kPlaintextBothLegs = "plaintext | plaintext";
 
+// Examples are cut to this: the report stays small whatever the statements.
+constexpr size_t kMaxExampleBytes = 2048;
+constexpr size_t kMaxErrorMessageBytes = 1024;
+// SQLSTATEs with an example; the counts of others are still exact.
+constexpr size_t kMaxErrorExamples = 200;
+
+// `s` cut to at most `max` bytes, never inside a UTF-8 sequence, with a mark.
+std::string cut(std::string_view s, size_t max) {
+  if (s.size() <= max) return std::string(s);
+  size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xC0) == 0x80) --end;
+  return fmt::format("{}...(cut, {} bytes in all)", s.substr(0, end), s.size());
+}
+
+std::string example_line(const StatementEvent& ev, const SessionInfo& s) {
+  std::string line;
+  format_statement(LogFormat::kText, ev, s, line);
+  if (!line.empty() && line.back() == '\n') line.pop_back();
+  return cut(line, kMaxExampleBytes);
+}
+
 }  // namespace
 
 void Report::session_open(const SessionInfo& s, int64_t ts) {
   ++sessions_;
+  timeline_.cover(ts);
   open_[s.session_id] = ts;
   if (first_ns_ == 0 || ts < first_ns_) first_ns_ = ts;
   last_ns_ = std::max(last_ns_, ts);
@@ -49,6 +72,7 @@ void Report::session_partial(const SessionInfo& s, int64_t ts) {
 
 void Report::session_close(const SessionInfo& s, int64_t ts) {
   last_ns_ = std::max(last_ns_, ts);
+  timeline_.cover(ts);
   int64_t duration = 0;
   if (auto it = open_.find(s.session_id); it != open_.end()) {
     duration = ts - it->second;
@@ -63,6 +87,7 @@ void Report::session_close(const SessionInfo& s, int64_t ts) {
   count(by_user_, s.user);
   count(by_database_, s.database);
   count(by_client_, host_of(s.client));
+  count(by_application_, s.application_name);
   // pgproxy records the TLS of each leg it used (before it had TLS, it had none).
   count(by_tls_, fmt::format("{} | {}", s.client_tls.empty() ? "plaintext" : s.client_tls,
                              s.server_tls.empty() || s.server_tls == "none" ? "plaintext" : s.server_tls));
@@ -89,14 +114,36 @@ void Report::frame(Direction dir, const Frame& f) {
   ++(dir == Direction::kFrontend ? frontend_messages_ : backend_messages_)[name];
 }
 
-void Report::event(const StatementEvent& ev) {
+void Report::event(const StatementEvent& ev, const SessionInfo& s) {
   ++by_kind_[statement_kind_name(ev.kind)];
   ++by_outcome_[statement_outcome_name(ev.outcome)];
-  if (!ev.sqlstate.empty()) ++by_sqlstate_[ev.sqlstate];
+  if (!ev.sqlstate.empty()) {
+    ++by_sqlstate_[ev.sqlstate];
+    if (examples_enabled_) keep_error_example(ev, s);
+  }
   int64_t duration = ev.end_ns != 0 && ev.end_ns >= ev.start_ns ? ev.end_ns - ev.start_ns : -1;
   if (ev.outcome != Outcome::kNotExecuted) {
-    statements_.add(ev.sql, duration, ev.outcome == Outcome::kError, ev.rows.value_or(0));
+    const bool error = ev.outcome == Outcome::kError;
+    const StatementAggregate& a = statements_.add(ev.sql, duration, error, ev.rows.value_or(0));
+    timeline_.add(ev.start_ns, duration, error);
+    if (examples_enabled_) keep_example(a, ev, s, duration);
   }
+}
+
+void Report::keep_example(const StatementAggregate& a, const StatementEvent& ev, const SessionInfo& s,
+                          int64_t duration) {
+  if (a.fingerprint == 0) return;  // "<other>": many statements, no one example
+  auto [it, added] = examples_.try_emplace(&a);
+  if (!added && duration <= it->second.duration_ns) return;
+  it->second.duration_ns = duration;
+  it->second.line = example_line(ev, s);
+}
+
+void Report::keep_error_example(const StatementEvent& ev, const SessionInfo& s) {
+  if (error_examples_.count(ev.sqlstate) || error_examples_.size() >= kMaxErrorExamples) return;
+  ErrorExample& e = error_examples_[ev.sqlstate];
+  e.message = cut(ev.error_message, kMaxErrorMessageBytes);
+  e.line = example_line(ev, s);
 }
 
 namespace {
