@@ -3,14 +3,10 @@
 // --log-params (what of the parameters), --log-max-query-bytes. The capture keeps every session,
 // checked with pgdump-log.
 #include <gtest/gtest.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <regex>
 #include <string>
 #include <vector>
 
-#include "loopback.hpp"
 #include "pg_server.hpp"
 #include "proxy_process.hpp"
 #include "shared_server.hpp"
@@ -33,21 +29,6 @@ class PgproxyLogSelectionTest : public pt::SharedServerTest<PgproxyLogSelectionT
     if (!r.ok()) throw std::runtime_error("pgbench -i: " + r.describe());
   }
 };
-
-// The metrics endpoint's text (a plain GET on a raw socket).
-std::string metrics_text(const ProxyProcess& proxy) {
-  std::smatch m;
-  std::string out = proxy.output();
-  if (!std::regex_search(out, m, std::regex(R"(metrics: http://127\.0\.0\.1:(\d+)/metrics)"))) return {};
-  int fd = pt::connect_to_loopback(static_cast<uint16_t>(std::stoi(m[1])), 10, 10);
-  const std::string req = "GET /metrics HTTP/1.0\r\n\r\n";
-  EXPECT_EQ(send(fd, req.data(), req.size(), MSG_NOSIGNAL), ssize_t(req.size()));
-  std::string got;
-  char buf[4096];
-  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) got.append(buf, static_cast<size_t>(n));
-  close(fd);
-  return got;
-}
 
 int lines_containing(const std::string& text, const std::string& needle) {
   int n = 0;
@@ -72,7 +53,7 @@ TEST_F(PgproxyLogSelectionTest, OnlyMatchingSessionsAreLoggedAndTheCaptureKeepsA
                                      {{"PGUSER", c.user}, {"PGAPPNAME", c.app}, {"PGDATABASE", c.database}});
     ASSERT_TRUE(r.ok()) << c.mark << ": " << r.describe();
   }
-  std::string metrics = metrics_text(proxy);
+  std::string metrics = proxy.scrape_metrics();
   EXPECT_NE(metrics.find("\npgproxy_sql_log_statements_left_out_total{reason=\"session\"} 2\n"), std::string::npos)
       << metrics;
   ASSERT_EQ(proxy.stop(), 0) << proxy.output();
@@ -87,6 +68,39 @@ TEST_F(PgproxyLogSelectionTest, OnlyMatchingSessionsAreLoggedAndTheCaptureKeepsA
   for (const char* mark : {"'alice-audit'", "'alice-other'", "'postgres-audit'", "'alice-audited-db'"}) {
     EXPECT_EQ(lines_containing(dump.out, mark), 1) << mark << "\n" << dump.out;
   }
+}
+
+// --capture-filter-same: the capture too keeps only the selected sessions, judged on the startup
+// packet; a CancelRequest (no user) is not one of them.
+TEST_F(PgproxyLogSelectionTest, CaptureFilterSameKeepsOnlySelectedSessionsInTheCapture) {
+  ProxyProcess proxy(
+      pg(), {"--log-user", "^alice$", "--capture-filter-same", "--capture-backend", "--metrics-listen", "127.0.0.1:0"});
+  for (const char* user : {"alice", "postgres", "alice"}) {
+    pt::CommandResult r = proxy.psql(pg(), {"-At", "-c", std::string("SELECT 'by ") + user + "'"}, {{"PGUSER", user}});
+    ASSERT_TRUE(r.ok()) << r.describe();
+  }
+  std::string metrics = proxy.scrape_metrics();
+  EXPECT_NE(metrics.find("\npgproxy_capture_sessions_left_out_total 1\n"), std::string::npos) << metrics;
+  ASSERT_EQ(proxy.stop(), 0) << proxy.output();
+
+  pt::CommandResult dump = pt::run_command({pt::tool_path("pgdump-log"), "--no-progress", proxy.capture()});
+  ASSERT_TRUE(dump.ok()) << dump.describe();
+  EXPECT_EQ(lines_containing(dump.out, "'by alice'"), 2) << dump.out;
+  EXPECT_EQ(lines_containing(dump.out, "'by postgres'"), 0) << dump.out;
+  // The SQL log and the capture agree line for line.
+  EXPECT_EQ(dump.out, pt::read_text_file(proxy.sql_log()));
+  pt::CommandResult stats = pt::run_command({pt::tool_path("pgdump-log"), "--no-progress", "--stats", proxy.capture()});
+  ASSERT_TRUE(stats.ok()) << stats.describe();
+  EXPECT_NE(stats.out.find("Sessions: 2 "), std::string::npos) << stats.out;
+}
+
+TEST(PgproxyLogSelectionOptions, CaptureFilterSameNeedsSessionPatterns) {
+  pt::CommandResult r = pt::run_command({pt::tool_path("pgproxy"), "--listen", "127.0.0.1:0", "--upstream",
+                                         "127.0.0.1:1", "--capture-filter-same", "--log-min-duration-ms", "5"});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("--capture-filter-same needs --log-user, --log-database or --log-application"),
+            std::string::npos)
+      << r.err;
 }
 
 TEST_F(PgproxyLogSelectionTest, DatabasePatternsSelectToo) {

@@ -2,15 +2,19 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include "loopback.hpp"
 
 namespace pgwire::test {
 
@@ -189,6 +193,28 @@ CommandResult ProxyProcess::psql(const TempPostgres& pg, const std::vector<std::
   std::vector<std::string> with_x = {"-X"};
   with_x.insert(with_x.end(), args.begin(), args.end());
   return client(pg, "psql", with_x, {}, env);
+}
+
+}  // namespace pgwire::test
+
+namespace pgwire::test {
+
+std::string ProxyProcess::scrape_metrics() const {
+  std::smatch m;
+  std::string out = output();
+  if (!std::regex_search(out, m, std::regex(R"(metrics: http://127\.0\.0\.1:(\d+)/metrics)"))) return {};
+  int fd = connect_to_loopback(static_cast<uint16_t>(std::stoi(m[1])), 10, 10);
+  if (fd < 0) return {};
+  const std::string req = "GET /metrics HTTP/1.0\r\n\r\n";
+  if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return {};
+  }
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) got.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return got;
 }
 
 }  // namespace pgwire::test

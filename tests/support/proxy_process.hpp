@@ -68,6 +68,9 @@ class ProxyProcess {
   const std::string& capture() const { return capture_; }
   std::string dir() const { return dir_.string(); }
   std::string output() const { return read_text_file(output_); }
+  // With --metrics-listen 127.0.0.1:0: the endpoint's whole HTTP response (a plain GET on a raw
+  // socket); empty if pgproxy has not said where it listens.
+  std::string scrape_metrics() const;
 
   // The environment of a client of the proxy: the server's client environment with PGHOST and
   // PGPORT pointing at the proxy, plus `more`.

@@ -129,6 +129,11 @@ std::map<std::string, std::string> config_values(const TempDir& dir) {
       {"upstream-sslrootcert", quoted(pki().ca_cert())},
       {"upstream-sslcert", quoted(pki().client().cert)},
       {"upstream-sslkey", quoted(pki().client().key)},
+      {"rotate-size", quoted("100M")},
+      {"rotate-interval", quoted("1h")},
+      {"rotate-keep", "14"},
+      {"rotate-compress", "true"},
+      {"capture-filter-same", "true"},
   };
 }
 
@@ -187,12 +192,12 @@ TEST(PgproxyCheckConfig, EveryOptionOfHelpIsAConfigKey) {
   const std::vector<std::string> out = lines(r.out);
   ASSERT_EQ(out.size(), 2u) << r.out;
   EXPECT_EQ(out[0], "pgproxy: configuration OK");
-  for (const std::string& part :
-       {std::string("listen 127.0.0.1:6543;"), std::string("upstream 127.0.0.1:5433;"),
-        "SQL log " + dir.file("sql.log") + " (json, selected statements);",
-        "capture " + dir.file("traffic.pgwcap") + " (with backend frames);",
-        "TLS to clients " + pki().proxy().cert + ";", std::string("upstream sslmode verify-full;"),
-        std::string("metrics 127.0.0.1:9999")}) {
+  for (const std::string& part : {std::string("listen 127.0.0.1:6543;"), std::string("upstream 127.0.0.1:5433;"),
+                                  "SQL log " + dir.file("sql.log") + " (json, selected statements);",
+                                  "capture " + dir.file("traffic.pgwcap") + " (with backend frames);",
+                                  "TLS to clients " + pki().proxy().cert + ";",
+                                  std::string("upstream sslmode verify-full;"), std::string("metrics 127.0.0.1:9999;"),
+                                  std::string("rotation every 104857600 bytes every 3600 s, keep 14, zstd")}) {
     EXPECT_NE(out[1].find(part), std::string::npos) << "'" << part << "' not in the summary: " << out[1];
   }
   EXPECT_EQ(dir.names(), std::vector<std::string>{"all.conf"}) << "--check-config created files";

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -32,12 +34,14 @@ void WriteBatch::clear() {
   log_lines = 0;
   capture.clear();
   reopen = false;
+  rotate_log = false;
+  rotate_capture = false;
   accounted = 0;
 }
 
 // ---------------------------------------------------------------------------
 
-AsyncWriter::AsyncWriter(WriterOptions opts) : opts_(std::move(opts)) {}
+AsyncWriter::AsyncWriter(WriterOptions opts) : opts_(std::move(opts)), closed_(opts_.rotation) {}
 
 std::unique_ptr<AsyncWriter> AsyncWriter::start(WriterOptions opts, std::string& error) {
   std::unique_ptr<AsyncWriter> w(new AsyncWriter(std::move(opts)));
@@ -46,7 +50,31 @@ std::unique_ptr<AsyncWriter> AsyncWriter::start(WriterOptions opts, std::string&
     error = "eventfd: " + pgwire::errno_text(errno);
     return nullptr;
   }
+  const std::string& cap = w->opts_.capture_path;
+  bool capture_file = !cap.empty() && cap != "-";
+  if (capture_file && w->opts_.capture.set_id == 0) {
+    // Every file this process writes at that path is one set: a reader
+    // follows a session from one file into the next.
+    uint64_t id = 0;
+    while (id == 0) {
+      if (getrandom(&id, sizeof id, 0) != static_cast<ssize_t>(sizeof id))
+        id = static_cast<uint64_t>(pgwire::realtime_ns());
+    }
+    w->opts_.capture.set_id = id;
+  }
+  // A capture left by an earlier run (a restart) joins the closed files
+  // instead of being overwritten.
+  if (capture_file && !w->set_aside_existing(cap)) {
+    error = fmt::format("cannot rename the existing capture {} out of the way: {}", cap, pgwire::errno_text(errno));
+    return nullptr;
+  }
   if (!w->open_log(error) || !w->open_capture(error)) return nullptr;
+  w->log_initial_size_ = w->log_size_;
+  if (w->log_initial_size_ > 0) w->log_started_ns_ = file_start_ns(w->opts_.sql_log_path);
+  if (w->opts_.rotation.enabled() || w->opts_.rotation.keep != 0) {
+    if (w->has_log() && w->opts_.sql_log_path != "-") w->queue_leftovers(w->opts_.sql_log_path);
+    if (capture_file) w->queue_leftovers(cap);
+  }
   w->thread_ = std::thread([p = w.get()] { p->run(); });
   return w;
 }
@@ -73,6 +101,10 @@ bool AsyncWriter::open_log(std::string& error) {
   if (log_owned_ && log_fd_ >= 0) close(log_fd_);
   log_fd_ = fd;
   log_owned_ = true;
+  struct stat st {};
+  log_regular_ = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  log_size_ = log_regular_ ? static_cast<uint64_t>(st.st_size) : 0;
+  log_started_ns_ = pgwire::realtime_ns();
   return true;
 }
 
@@ -86,6 +118,14 @@ bool AsyncWriter::open_capture(std::string& error) {
   }
   close_capture();
   capture_ = std::move(created.value());
+  capture_started_ns_ = pgwire::realtime_ns();
+  ++opts_.capture.set_index;  // of the next file
+  struct stat st {};
+  if (opts_.capture_path != "-" && stat(opts_.capture_path.c_str(), &st) == 0) {
+    capture_dev_ = st.st_dev;
+    capture_ino_ = st.st_ino;
+  }
+  capture_down_ = false;
   // A new file: a failing burst of the old one ends here, reported when the
   // new one writes (or fails) next.
   return true;
@@ -174,6 +214,7 @@ void AsyncWriter::run() {
   }
   lock.unlock();
   close_capture();
+  closed_.stop();
   if (log_fd_ >= 0 && log_owned_) {
     if (fsync(log_fd_) != 0 && errno != EINVAL) {
       // EINVAL: a pipe or terminal; anything else is worth knowing.
@@ -186,6 +227,8 @@ void AsyncWriter::run() {
 
 void AsyncWriter::process(const WriteBatch& batch) {
   if (batch.reopen) reopen();
+  if (batch.rotate_log) rotate_log();
+  if (batch.rotate_capture) rotate_capture();
   if (!batch.log.empty()) write_log(batch);
   if (!batch.capture.empty()) write_capture(batch);
 }
@@ -196,8 +239,96 @@ void AsyncWriter::reopen() {
     if (!open_log(error)) diag("SIGHUP: {}; still writing to the old file", error);
   }
   if (!opts_.capture_path.empty() && opts_.capture_path != "-") {
+    // Not moved away (a reload, say, for new TLS certificates): a new file
+    // there would overwrite the one being written.
+    struct stat st {};
+    if (capture_ && !capture_->failed() && stat(opts_.capture_path.c_str(), &st) == 0 && st.st_dev == capture_dev_ &&
+        st.st_ino == capture_ino_) {
+      return;
+    }
     if (!open_capture(error)) diag("SIGHUP: {}; still writing to the old file", error);
   }
+}
+
+// A capture file found at start: renamed after its own start time and handed
+// to the closed files (compressed, pruned as they are). False if it could not be.
+bool AsyncWriter::set_aside_existing(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) return true;
+  std::string closed = rename_to_rotated(path, file_start_ns(path));
+  if (closed.empty()) return false;
+  diag("an earlier capture was at {}: renamed to {}", path, closed);
+  closed_.add(path, closed);
+  return true;
+}
+
+// Closed files an earlier run left uncompressed (it stopped while they were
+// waiting), and the pruning --rotate-keep asks for.
+void AsyncWriter::queue_leftovers(const std::string& path) {
+  if (opts_.rotation.compress) {
+    for (const std::string& f : rotated_files(path)) {
+      if (f.size() >= 4 && f.compare(f.size() - 4, 4, ".zst") == 0) continue;
+      (void)unlink((f + ".zst.tmp").c_str());  // a compression cut short by a kill
+      closed_.add(path, f);
+    }
+  }
+  closed_.add(path, "");  // prune only
+}
+
+void AsyncWriter::rotate_log() {
+  if (log_fd_ < 0 || !log_owned_ || opts_.sql_log_path == "-") return;
+  // Renamed while open: the descriptor follows the file, so if the new one
+  // cannot be opened the lines keep going to the old one, renamed back.
+  std::string closed = rename_to_rotated(opts_.sql_log_path, log_started_ns_);
+  if (closed.empty() && errno != ENOENT) {
+    diag("cannot rotate the SQL log {}: {}; still writing to it", opts_.sql_log_path, pgwire::errno_text(errno));
+    return;
+  }
+  std::string error;
+  if (!open_log(error)) {
+    if (!closed.empty()) (void)rename(closed.c_str(), opts_.sql_log_path.c_str());
+    diag("cannot rotate the SQL log: {}; still writing to the old file", error);
+    return;
+  }
+  ++stats_.log_rotations;
+  if (!closed.empty()) closed_.add(opts_.sql_log_path, closed);
+}
+
+void AsyncWriter::rotate_capture() {
+  if (opts_.capture_path.empty() || opts_.capture_path == "-") return;
+  std::string closed;
+  bool restart = capture_ == nullptr || capture_->failed();
+  // A file that failed before its first record holds nothing worth keeping:
+  // it is overwritten, so a disk that stays full does not fill a directory
+  // with empty files, one a second.
+  bool worthless = restart && capture_ != nullptr && capture_->records_written() == 0;
+  if (capture_ != nullptr && !worthless) {
+    closed = rename_to_rotated(opts_.capture_path, capture_started_ns_);
+    if (closed.empty() && errno != ENOENT) {
+      diag("cannot rotate the capture {}: {}; still writing to it", opts_.capture_path, pgwire::errno_text(errno));
+      return;
+    }
+  }
+  if (capture_ != nullptr) {
+    close_capture();
+    capture_down_ = true;
+  }
+  std::string error;
+  if (!open_capture(error)) {
+    // Records are counted lost until a later attempt succeeds.
+    if (!capture_failing_) {
+      capture_failing_ = true;
+      capture_lost_at_burst_ = stats_.records_lost;
+      diag("ERROR: {}; records are being LOST (proxying continues; a new file is tried every second)", error);
+    }
+    capture_down_ = true;
+  } else if (restart) {
+    // capture_status() says "writable again" once the new file takes records.
+    ++stats_.capture_restarts;
+  } else {
+    ++stats_.capture_rotations;
+  }
+  if (!closed.empty()) closed_.add(opts_.capture_path, closed);
 }
 
 void AsyncWriter::write_log(const WriteBatch& batch) {
@@ -226,6 +357,15 @@ void AsyncWriter::write_log(const WriteBatch& batch) {
     uint64_t lost = batch.log_lines > lines_done ? batch.log_lines - lines_done : 0;
     stats_.lines_lost += lost;
     stats_.lines_written += lines_done;
+    // The torn line is cut off, so that the next line, once the disk has
+    // room again, starts a line of its own.
+    size_t whole = 0;
+    if (size_t nl = std::string_view(batch.log).substr(0, written).rfind('\n'); nl != std::string_view::npos)
+      whole = nl + 1;
+    if (log_regular_ && whole < written && ftruncate(log_fd_, static_cast<off_t>(log_size_ + whole)) != 0) {
+      diag("cannot cut the torn last line of {}: {}", opts_.sql_log_path, pgwire::errno_text(errno));
+    }
+    log_size_ += whole;
     ++stats_.write_errors;
     log_lost_in_burst_ += lost;
     if (!log_failing_) {
@@ -236,6 +376,7 @@ void AsyncWriter::write_log(const WriteBatch& batch) {
     return;
   }
   stats_.lines_written += batch.log_lines;
+  log_size_ += batch.log.size();
   if (log_failing_) {
     log_failing_ = false;
     diag("SQL log {} writable again; {} lines were lost", opts_.sql_log_path, log_lost_in_burst_);
@@ -273,6 +414,7 @@ void AsyncWriter::update_capture_counts() {
 
 void AsyncWriter::capture_status(const pgwire::Status& st) {
   update_capture_counts();
+  if (!st.ok() || (capture_ && capture_->failed())) capture_down_ = true;
   if (!st.ok()) {
     ++stats_.write_errors;
     if (!capture_failing_) {

@@ -10,6 +10,8 @@
 // goes on.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "pgwire/capture.hpp"
+#include "rotation.hpp"
 
 namespace pgproxy {
 
@@ -30,20 +33,23 @@ struct WriteBatch {
   std::string log;  // complete lines, '\n' terminated
   uint64_t log_lines = 0;
   pgwire::CaptureRecords capture;  // encoded records, as they go into the file
-  bool reopen = false;             // reopen both files before writing this batch
+  bool reopen = false;             // reopen both files before writing this batch (SIGHUP)
+  bool rotate_log = false;         // close the SQL log under its rotated name, start a new one
+  bool rotate_capture = false;     // the same for the capture
   size_t accounted = 0;            // memory counted against the queue limit (set by submit)
 
   size_t size() const { return log.size() + capture.size(); }
-  bool empty() const { return log.empty() && capture.empty() && !reopen; }
+  bool empty() const { return log.empty() && capture.empty() && !reopen && !rotate_log && !rotate_capture; }
   // Memory held, whether used or not.
   size_t memory() const { return sizeof(WriteBatch) + log.capacity() + capture.capacity(); }
   void clear();  // keeps the memory
 };
 
 struct WriterOptions {
-  std::string sql_log_path;  // "" = no SQL log, "-" = stdout
-  std::string capture_path;  // "" = no capture, "-" = stdout
-  pgwire::CaptureWriterOptions capture;
+  std::string sql_log_path;              // "" = no SQL log, "-" = stdout
+  std::string capture_path;              // "" = no capture, "-" = stdout
+  pgwire::CaptureWriterOptions capture;  // set_id: of the rotated set (each new file: set_index + 1)
+  RotationOptions rotation;
   // Queued memory (allocated, not just used) above which the event loop stops
   // reading, and below which it resumes.
   size_t high_water = size_t{16} << 20;
@@ -57,6 +63,9 @@ struct WriterStats {
   std::atomic<uint64_t> records_lost{0};
   std::atomic<uint64_t> write_errors{0};
   std::atomic<uint64_t> batches_recycled{0};  // submits that got an emptied batch back
+  std::atomic<uint64_t> log_rotations{0};
+  std::atomic<uint64_t> capture_rotations{0};
+  std::atomic<uint64_t> capture_restarts{0};  // new files begun after a failed one
 };
 
 class AsyncWriter {
@@ -92,6 +101,12 @@ class AsyncWriter {
   const WriterStats& stats() const { return stats_; }
   bool has_log() const { return !opts_.sql_log_path.empty(); }
   bool has_capture() const { return !opts_.capture_path.empty(); }
+  // Bytes already in the SQL log when it was opened (appended to), for size rotation.
+  uint64_t log_initial_size() const { return log_initial_size_; }
+  // The capture has no working file (a write failed, or creating one did):
+  // the event loop asks for a new one (rotate_capture) now and then.
+  bool capture_down() const { return capture_down_.load(std::memory_order_relaxed); }
+  const ClosedFileStats& closed_file_stats() const { return closed_.stats(); }
 
  private:
   explicit AsyncWriter(WriterOptions opts);
@@ -105,11 +120,24 @@ class AsyncWriter {
   void capture_status(const pgwire::Status& st);
   void update_capture_counts();
   void reopen();
+  void rotate_log();
+  void rotate_capture();
+  bool set_aside_existing(const std::string& path);
+  void queue_leftovers(const std::string& path);
   void signal_wake();
 
   WriterOptions opts_;
   int log_fd_ = -1;
   bool log_owned_ = false;
+  bool log_regular_ = false;  // a regular file: a torn last line can be cut off
+  uint64_t log_size_ = 0;     // of a regular file, as written so far
+  uint64_t log_initial_size_ = 0;
+  int64_t log_started_ns_ = 0;      // when the current SQL log was begun (its rotated name)
+  int64_t capture_started_ns_ = 0;  // the same for the capture
+  dev_t capture_dev_ = 0;           // which file the capture is (SIGHUP: was it moved away?)
+  ino_t capture_ino_ = 0;
+  std::atomic<bool> capture_down_{false};
+  ClosedFiles closed_;
   std::unique_ptr<pgwire::CaptureWriter> capture_;
   bool log_failing_ = false;  // inside a burst of log write failures
   uint64_t log_lost_in_burst_ = 0;

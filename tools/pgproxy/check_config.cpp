@@ -150,6 +150,10 @@ class Checker {
     if (!filter.add_patterns(LogFilter::Field::kApplication, opts_.log_applications, error)) {
       problem("--log-application", error);
     }
+    if (opts_.capture_filter_same && opts_.log_users.empty() && opts_.log_databases.empty() &&
+        opts_.log_applications.empty()) {
+      problem("--capture-filter-same", "--capture-filter-same needs --log-user, --log-database or --log-application");
+    }
   }
 
   // The rules of pgproxy's setup, then the files loaded as it loads them.
@@ -224,6 +228,13 @@ class Checker {
     s += fmt::format("; TLS to clients {}", opts_.client_tls.enabled() ? opts_.client_tls.cert_file : "off");
     s += fmt::format("; upstream sslmode {}", upstream_sslmode_name(opts_.server_tls.mode));
     s += fmt::format("; metrics {}", metrics_.empty() ? "off" : addresses(metrics_));
+    if (opts_.rotate_size != 0 || opts_.rotate_interval_s != 0) {
+      s += "; rotation";
+      if (opts_.rotate_size != 0) s += fmt::format(" every {} bytes", opts_.rotate_size);
+      if (opts_.rotate_interval_s != 0) s += fmt::format(" every {} s", opts_.rotate_interval_s);
+      s += opts_.rotate_keep != 0 ? fmt::format(", keep {}", opts_.rotate_keep) : ", keep all";
+      if (opts_.rotate_compress) s += ", zstd";
+    }
     return s;
   }
 

@@ -1,6 +1,7 @@
 // Which statements go to pgproxy's SQL log (--log-user, --log-database,
-// --log-application, --log-min-duration-ms). The capture is not filtered: it
-// keeps every session, so pgdump-log can still show what the log left out.
+// --log-application, --log-min-duration-ms). The capture keeps every session,
+// so pgdump-log can still show what the log left out, unless
+// --capture-filter-same applies the session patterns to it too.
 #pragma once
 
 #include <regex.h>

@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include <map>
+#include <string>
+
 #include "check_config.hpp"
 #include "pgwire/system.hpp"
 #include "proxy.hpp"
@@ -48,6 +51,9 @@ int run(int argc, char** argv) {
   app.add_option("--log-database", o.log_databases, "log only sessions whose database matches (repeatable)");
   app.add_option("--log-application", o.log_applications,
                  "log only sessions whose startup application_name matches (repeatable)");
+  app.add_flag("--capture-filter-same", o.capture_filter_same,
+               "the capture too keeps only the sessions --log-user/--log-database/--log-application select "
+               "(judged on the startup packet)");
   app.add_option("--log-min-duration-ms", o.log_min_duration_ms,
                  "leave out of the SQL log statements faster than this (errors and unknown outcomes always logged)")
       ->check(CLI::NonNegativeNumber);
@@ -57,6 +63,27 @@ int run(int argc, char** argv) {
   app.add_option("--log-max-query-bytes", o.log_max_query_bytes, "SQL text longer than this is cut in the log (marked)")
       ->check(CLI::Range(uint32_t{64}, uint32_t{1} << 30))
       ->capture_default_str();
+  // Rotation (no logrotate needed).
+  const char* kRotation = "Rotation of the SQL log and the capture (each on its own)";
+  app.add_option("--rotate-size", o.rotate_size,
+                 "start a new file once this much went into the current one (e.g. 100M, 1G; K, M, G are 1024s)")
+      ->transform(CLI::AsSizeValue(false))
+      ->group(kRotation);
+  app.add_option("--rotate-interval", o.rotate_interval_s,
+                 "start new files at every multiple of this, UTC-aligned (1h: on the hour; also 30m, 1d, or seconds)")
+      ->transform(CLI::AsNumberWithUnit(std::map<std::string, int64_t>{{"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}},
+                                        CLI::AsNumberWithUnit::CASE_SENSITIVE, "DURATION"))
+      ->check(CLI::Range(int64_t{1}, int64_t{366} * 86400))
+      ->group(kRotation);
+  app.add_option("--rotate-keep", o.rotate_keep,
+                 "closed files kept per file (the oldest removed); 0 = all. Closed files are named "
+                 "STEM-YYYYMMDDTHHMMSSZ.EXT after the UTC time they were begun")
+      ->capture_default_str()
+      ->group(kRotation);
+  app.add_flag("--rotate-compress", o.rotate_compress,
+               "compress closed files with zstd (NAME.zst, on a thread of its own); pgdump-log and pgreplay read them")
+      ->group(kRotation);
+
   app.add_option("--metrics-listen", o.metrics_listen,
                  "serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9187); off when not given");
   app.add_option("--startup-timeout", o.startup_timeout,

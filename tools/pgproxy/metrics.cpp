@@ -135,6 +135,27 @@ void render_metrics(const MetricsSnapshot& m, std::string& out) {
   e.family("pgproxy_capture_records_lost_total", "counter",
            "Capture records lost (the writer's queue full, or the file could not be written).")
       .value(m.capture_records_lost);
+  e.family("pgproxy_capture_sessions_left_out_total", "counter",
+           "Sessions not written to the capture on purpose (--capture-filter-same).")
+      .value(m.not_captured_sessions);
+  if (m.has_capture) {
+    e.family("pgproxy_capture_up", "gauge",
+             "1 while the capture has a working file; 0 after a write failed (a full disk) until a new file "
+             "could be begun (tried every second).")
+        .value(m.capture_down ? 0 : 1);
+  }
+  e.family("pgproxy_file_rotations_total", "counter",
+           "New files begun: by --rotate-size/--rotate-interval (reason rotate), or for a capture whose "
+           "file failed (reason failure).")
+      .value(m.log_rotations, "file=\"sql_log\",reason=\"rotate\"")
+      .value(m.capture_rotations, "file=\"capture\",reason=\"rotate\"")
+      .value(m.capture_restarts, "file=\"capture\",reason=\"failure\"");
+  e.family("pgproxy_closed_files_compressed_total", "counter", "Closed files compressed with zstd (--rotate-compress).")
+      .value(m.files_compressed);
+  e.family("pgproxy_closed_files_compress_errors_total", "counter", "Closed files that could not be compressed.")
+      .value(m.compress_errors);
+  e.family("pgproxy_closed_files_removed_total", "counter", "Closed files removed by --rotate-keep.")
+      .value(m.files_removed);
   e.family("pgproxy_writer_queue_bytes", "gauge", "Bytes of SQL log and capture waiting for the writer thread.")
       .value(m.writer_queue_bytes);
   e.family("pgproxy_errors_total", "counter",

@@ -75,9 +75,18 @@ struct MetricsSnapshot {
   uint64_t tls_server_handshakes = 0;
   uint64_t tls_failures = 0;
   uint64_t channel_binding_removed = 0;
-  uint64_t scrapes = 0;              // responses served, this one included
-  uint64_t not_logged_session = 0;   // statements of sessions the --log-* patterns leave out
-  uint64_t not_logged_duration = 0;  // statements faster than --log-min-duration-ms
+  uint64_t scrapes = 0;                // responses served, this one included
+  uint64_t not_logged_session = 0;     // statements of sessions the --log-* patterns leave out
+  uint64_t not_logged_duration = 0;    // statements faster than --log-min-duration-ms
+  uint64_t not_captured_sessions = 0;  // sessions --capture-filter-same leaves out
+  uint64_t log_rotations = 0;          // new SQL log files begun by --rotate-*
+  uint64_t capture_rotations = 0;
+  uint64_t capture_restarts = 0;  // new capture files begun after a failed one
+  bool capture_down = false;      // the capture has no working file now
+  bool has_capture = false;
+  uint64_t files_compressed = 0;
+  uint64_t compress_errors = 0;
+  uint64_t files_removed = 0;  // by --rotate-keep
   const StatementMetrics* statements = nullptr;
 };
 

@@ -135,6 +135,9 @@ class Proxy {
   void reload_tls();
   void reap();
   void maybe_submit(int64_t now, bool force);
+  void housekeeping(int64_t now);
+  void check_rotation_size();
+  void start_new_files(bool log, bool capture);
   void report_stats(int64_t now);
   void on_metrics_event(const Event& ev, int64_t now);
   void watch_metrics_connection(MetricsConnection& c);
@@ -145,6 +148,14 @@ class Proxy {
   SessionContext ctx_;
   WriteBatch batch_;
   int64_t batch_since_ms_ = 0;  // when the batch stopped being empty
+  // Rotation: bytes handed to the writer for the current files (a capture's
+  // re-announced sessions not counted), the next interval boundary (real
+  // time), and the once-a-second look at the interval and a failed capture.
+  uint64_t log_bytes_ = 0;
+  uint64_t capture_bytes_ = 0;
+  uint64_t reannounced_bytes_ = 0;  // in batch_, not counted when submitted
+  int64_t next_rotation_ns_ = 0;
+  int64_t next_housekeeping_ms_ = 0;
   std::unique_ptr<AsyncWriter> writer_;
   std::unique_ptr<SendBatch> sends_;
   std::unique_ptr<EpollSet> epoll_;           // null: poll() over every descriptor each round
@@ -262,6 +273,10 @@ bool Proxy::setup() {
   wo.capture.redact_secrets = !opts_.capture_secrets;
   wo.capture.creator_pid = static_cast<uint32_t>(getpid());
   wo.capture.creator = fmt::format("pgproxy {}", kVersion);
+  wo.rotation.size = opts_.rotate_size;
+  wo.rotation.interval_s = opts_.rotate_interval_s;
+  wo.rotation.keep = opts_.rotate_keep;
+  wo.rotation.compress = opts_.rotate_compress;
   writer_ = AsyncWriter::start(std::move(wo), error);
   if (!writer_) {
     diag("{}", error);
@@ -272,6 +287,10 @@ bool Proxy::setup() {
   if (!setup_log_selection()) return false;
   ctx_.log_enabled = writer_->has_log();
   ctx_.capture_enabled = writer_->has_capture();
+  log_bytes_ = writer_->log_initial_size();
+  if (opts_.rotate_interval_s > 0) next_rotation_ns_ = next_rotation_ns(pgwire::realtime_ns(), opts_.rotate_interval_s);
+  if (opts_.rotate_interval_s > 0 || (writer_->has_capture() && opts_.capture != "-"))
+    next_housekeeping_ms_ = pgwire::monotonic_ms() + 1000;
   ctx_.capture_backend = opts_.capture_backend;
   batch_ = writer_->new_batch();
   ctx_.batch = &batch_;
@@ -453,6 +472,7 @@ int Proxy::poll_timeout(int64_t now, int64_t next_deadline) const {
     if (!metrics_->listening(now)) consider(metrics_->paused_until_ms());
   }
   if (batch_since_ms_ != 0) consider(batch_since_ms_ + kBatchMaxAgeMs);
+  consider(next_housekeeping_ms_);
   if (now < listen_paused_until_ms_) consider(listen_paused_until_ms_);
   if (throttled_) consider(now + 50);  // the writer's wake-up may race with our check
   return wake < 0 ? -1 : static_cast<int>(std::min<int64_t>(wake, 60'000));
@@ -534,6 +554,8 @@ int Proxy::loop() {
     for (ProxySession* s : ctx_.dirty) touch(s);  // its output, sent now, decides its POLLOUT
     sends_->flush(ctx_.dirty);
     maybe_submit(now, false);  // before update_interest: a full queue throttles the next round already
+    if (opts_.rotate_size != 0) check_rotation_size();
+    if (next_housekeeping_ms_ != 0 && now >= next_housekeeping_ms_) housekeeping(now);
     update_interest();
     reap();
     if (next_stats_ms_ != 0 && now >= next_stats_ms_) report_stats(now);
@@ -727,6 +749,54 @@ void Proxy::reopen_files() {
   for (auto& s : sessions_) s->capture_reopened();
   writer_->submit(batch_);
   batch_since_ms_ = 0;
+  log_bytes_ = 0;
+  capture_bytes_ = 0;
+  reannounced_bytes_ = 0;
+}
+
+// Closes the current SQL log and/or capture under their rotated names: what
+// is batched so far goes to the old files, a new capture begins with the
+// sessions still open re-announced (as after SIGHUP).
+void Proxy::start_new_files(bool log, bool capture) {
+  if (!log && !capture) return;
+  maybe_submit(0, true);
+  batch_.rotate_log = log;
+  batch_.rotate_capture = capture;
+  if (log) log_bytes_ = 0;
+  if (capture) {
+    capture_bytes_ = 0;
+    size_t before = batch_.capture.size();
+    for (auto& s : sessions_) s->capture_reopened();
+    reannounced_bytes_ = batch_.capture.size() - before;
+  }
+  writer_->submit(batch_);
+  batch_since_ms_ = 0;
+}
+
+void Proxy::check_rotation_size() {
+  bool log = writer_->has_log() && log_bytes_ >= opts_.rotate_size;
+  bool capture = writer_->has_capture() && capture_bytes_ >= opts_.rotate_size;
+  start_new_files(log, capture);
+}
+
+// Once a second: the rotation interval, and a capture that stopped working
+// (a full disk) is given a new file, so that recording resumes when the
+// disk has room again.
+void Proxy::housekeeping(int64_t now) {
+  next_housekeeping_ms_ = now + 1000;
+  bool log = false;
+  bool capture = false;
+  if (next_rotation_ns_ != 0) {
+    int64_t real = pgwire::realtime_ns();
+    if (real >= next_rotation_ns_) {
+      next_rotation_ns_ = next_rotation_ns(real, opts_.rotate_interval_s);
+      // Nothing written since the last one: no empty file.
+      log = writer_->has_log() && log_bytes_ > 0;
+      capture = writer_->has_capture() && capture_bytes_ > 0;
+    }
+  }
+  if (writer_->capture_down()) capture = true;
+  start_new_files(log, capture);
 }
 
 void Proxy::reap() {
@@ -756,6 +826,9 @@ void Proxy::maybe_submit(int64_t now, bool force) {
   }
   if (batch_since_ms_ == 0) batch_since_ms_ = now;
   if (force || batch_.size() >= kBatchSubmitBytes || now - batch_since_ms_ >= kBatchMaxAgeMs) {
+    log_bytes_ += batch_.log.size();
+    capture_bytes_ += batch_.capture.size() - reannounced_bytes_;
+    reannounced_bytes_ = 0;
     writer_->submit(batch_);
     batch_since_ms_ = 0;
   }
@@ -801,6 +874,13 @@ bool Proxy::setup_log_selection() {
   }
   log_filter_.set_min_duration_ns(static_cast<int64_t>(opts_.log_min_duration_ms * 1e6));
   if (log_filter_.filters_sessions() || opts_.log_min_duration_ms > 0) ctx_.log_filter = &log_filter_;
+  if (opts_.capture_filter_same) {
+    if (!log_filter_.filters_sessions()) {
+      diag("--capture-filter-same needs --log-user, --log-database or --log-application");
+      return false;
+    }
+    ctx_.capture_filter = &log_filter_;
+  }
   if (opts_.log_params == "redacted") {
     ctx_.log_params = pgwire::ParamLogging::kRedacted;
   } else if (opts_.log_params == "none") {
@@ -886,6 +966,16 @@ void Proxy::render_metrics_text(std::string& out) const {
   m.scrapes = metrics_->responses();
   m.not_logged_session = s.not_logged_session;
   m.not_logged_duration = s.not_logged_duration;
+  m.not_captured_sessions = s.not_captured_sessions;
+  m.log_rotations = w.log_rotations.load();
+  m.capture_rotations = w.capture_rotations.load();
+  m.capture_restarts = w.capture_restarts.load();
+  m.has_capture = writer_->has_capture();
+  m.capture_down = writer_->capture_down();
+  const ClosedFileStats& cf = writer_->closed_file_stats();
+  m.files_compressed = cf.compressed.load();
+  m.compress_errors = cf.compress_errors.load();
+  m.files_removed = cf.removed.load();
   m.statements = &statement_metrics_;
   render_metrics(m, out);
 }

@@ -35,6 +35,13 @@ struct ProxyOptions {
   double log_min_duration_ms = 0;                                       // 0 = every statement
   std::string log_params = "full";                                      // full, redacted, none
   uint32_t log_max_query_bytes = 1 << 20;                               // longer SQL is cut (and marked)
+  bool capture_filter_same = false;  // the capture keeps only the sessions the --log-* patterns select
+  // Rotation of both files (each on its own): by size, at UTC-aligned
+  // intervals; closed files renamed after their start, maybe compressed.
+  uint64_t rotate_size = 0;       // bytes, 0 = off
+  int64_t rotate_interval_s = 0;  // 0 = off
+  uint32_t rotate_keep = 0;       // closed files kept per file, 0 = all
+  bool rotate_compress = false;   // zstd
 };
 
 // Serves until SIGINT / SIGTERM; returns the process exit code.

@@ -47,7 +47,25 @@ ProxySession::ProxySession(SessionContext& ctx, uint64_t id, int client_fd, std:
   info.session_id = id_;
   info.client = client_addr_;
   if (reject) monitor_.stop_tracking(open_ts_ns_);  // framed (for a CancelRequest), never logged
+  // --capture-filter-same: the records wait here until the startup packet
+  // tells whether the --log-* patterns select the session.
+  if (capturing_ && ctx_.capture_filter != nullptr) held_capture_.emplace(ctx_.batch->capture.redact_secrets());
   if (capturing_) open_capture_session();
+}
+
+pgwire::CaptureRecords& ProxySession::cap() { return held_capture_ ? *held_capture_ : ctx_.batch->capture; }
+
+// The startup packet went by: the session's held records go to the capture,
+// or the session is left out of it.
+void ProxySession::judge_capture() {
+  if (!held_capture_ || monitor_.tracker().session().protocol == 0) return;
+  if (ctx_.capture_filter->session_selected(monitor_.tracker().session())) {
+    ctx_.batch->capture.append(*held_capture_);
+  } else {
+    capturing_ = false;
+    ++ctx_.stats.not_captured_sessions;
+  }
+  held_capture_.reset();
 }
 
 void ProxySession::on_statement(const pgwire::StatementEvent& ev, const pgwire::SessionInfo& info) {
@@ -80,11 +98,11 @@ void ProxySession::capture(const pgwire::Status& st) {
 // The session's first records: SessionOpen, and whether the server's frames
 // follow (readers track frontend-only sessions differently).
 void ProxySession::open_capture_session() {
-  capture(ctx_.batch->capture.session_open(id_, open_ts_ns_, client_addr_, ctx_.upstream_text));
+  capture(cap().session_open(id_, open_ts_ns_, client_addr_, ctx_.upstream_text));
   static constexpr std::byte kYes[] = {std::byte{'1'}};
   static constexpr std::byte kNo[] = {std::byte{'0'}};
-  capture(ctx_.batch->capture.session_meta(id_, open_ts_ns_, pgwire::kMetaCaptureBackend,
-                                           ctx_.capture_backend ? pgwire::Bytes(kYes) : pgwire::Bytes(kNo)));
+  capture(cap().session_meta(id_, open_ts_ns_, pgwire::kMetaCaptureBackend,
+                             ctx_.capture_backend ? pgwire::Bytes(kYes) : pgwire::Bytes(kNo)));
 }
 
 ProxySession::~ProxySession() {
@@ -277,8 +295,8 @@ void ProxySession::client_tls_established() {
   monitor_.tls_terminated();
   monitor_.tracker().session().client_tls = what;
   if (capturing_) {
-    capture(ctx_.batch->capture.session_meta(id_, ts, pgwire::kMetaClientTls,
-                                             {reinterpret_cast<const std::byte*>(what.data()), what.size()}));
+    capture(cap().session_meta(id_, ts, pgwire::kMetaClientTls,
+                               {reinterpret_cast<const std::byte*>(what.data()), what.size()}));
   }
 }
 
@@ -331,8 +349,8 @@ void ProxySession::server_answered_ssl(pgwire::Bytes raw) {
     static constexpr std::string_view kNone = "none";
     monitor_.tracker().session().server_tls = std::string(kNone);
     if (capturing_) {
-      capture(ctx_.batch->capture.session_meta(id_, pgwire::realtime_ns(), pgwire::kMetaServerTls,
-                                               {reinterpret_cast<const std::byte*>(kNone.data()), kNone.size()}));
+      capture(cap().session_meta(id_, pgwire::realtime_ns(), pgwire::kMetaServerTls,
+                                 {reinterpret_cast<const std::byte*>(kNone.data()), kNone.size()}));
     }
     if (raw.size() > 1) {
       upstream_tls_failed("the server sent more than its answer to SSLRequest");
@@ -352,8 +370,8 @@ void ProxySession::server_tls_established() {
   std::string what = server_tls_->describe();
   monitor_.tracker().session().server_tls = what;
   if (capturing_) {
-    capture(ctx_.batch->capture.session_meta(id_, pgwire::realtime_ns(), pgwire::kMetaServerTls,
-                                             {reinterpret_cast<const std::byte*>(what.data()), what.size()}));
+    capture(cap().session_meta(id_, pgwire::realtime_ns(), pgwire::kMetaServerTls,
+                               {reinterpret_cast<const std::byte*>(what.data()), what.size()}));
   }
   // A client's SCRAM channel binding hashes the certificate it sees, which
   // is the server's only when pgproxy presents that same certificate.
@@ -560,12 +578,13 @@ void ProxySession::capture_frame(pgwire::Direction dir, const pgwire::Frame& f, 
   // where the client's startup continues. Password and SASL frames are
   // redacted by the encoder (header only) unless --capture-secrets.
   if (dir == pgwire::Direction::kFrontend || ctx_.capture_backend || f.kind == pgwire::FrameKind::kAnswer) {
-    capture(ctx_.batch->capture.frame(id_, ts, dir, f));
+    capture(cap().frame(id_, ts, dir, f));
   }
+  if (held_capture_ && dir == pgwire::Direction::kFrontend) judge_capture();
   if (dir == pgwire::Direction::kBackend && f.kind == pgwire::FrameKind::kTyped &&
       f.type == static_cast<uint8_t>(pgwire::BackendType::kBackendKeyData) && f.whole()) {
     backend_key_.assign(f.body.begin(), f.body.end());
-    capture(ctx_.batch->capture.session_meta(id_, ts, pgwire::kMetaBackendKeyData, f.body));
+    capture(cap().session_meta(id_, ts, pgwire::kMetaBackendKeyData, f.body));
   }
 }
 
@@ -589,7 +608,7 @@ void ProxySession::stop_analysis(std::string_view why) {
   const int64_t ts = pgwire::realtime_ns();
   monitor_.stop_tracking(ts);
   analysing_ = false;
-  if (capturing_) capture(ctx_.batch->capture.session_close(id_, ts, fmt::format("analysis stopped: {}", why)));
+  if (capturing_) capture(cap().session_close(id_, ts, fmt::format("analysis stopped: {}", why)));
   capturing_ = false;  // frames stop; the close record went out now
 }
 
@@ -903,7 +922,14 @@ void ProxySession::finish(std::string_view reason) {
   if (phase_ == Phase::kDone) return;
   int64_t ts = pgwire::realtime_ns();
   monitor_.stop_tracking(ts);  // what is pending is logged with an unknown outcome
-  if (capturing_) capture(ctx_.batch->capture.session_close(id_, ts, reason));
+  if (held_capture_) {
+    // Ended before its startup packet (a CancelRequest, a bad first packet):
+    // no user to match, so not one of the sessions asked for.
+    held_capture_.reset();
+    capturing_ = false;
+    ++ctx_.stats.not_captured_sessions;
+  }
+  if (capturing_) capture(cap().session_close(id_, ts, reason));
   capturing_ = false;
   if (close_reason_.empty()) close_reason_ = std::string(reason);
   close_fd(client_fd_);
@@ -917,11 +943,11 @@ void ProxySession::finish(std::string_view reason) {
 void ProxySession::abort(std::string_view reason) { finish(reason); }
 
 void ProxySession::capture_reopened() {
-  if (!capturing_ || done()) return;
+  if (!capturing_ || done() || held_capture_) return;  // held records go to whichever file is current
   open_capture_session();
   if (!backend_key_.empty()) {
-    capture(ctx_.batch->capture.session_meta(id_, pgwire::realtime_ns(), pgwire::kMetaBackendKeyData,
-                                             {backend_key_.data(), backend_key_.size()}));
+    capture(cap().session_meta(id_, pgwire::realtime_ns(), pgwire::kMetaBackendKeyData,
+                               {backend_key_.data(), backend_key_.size()}));
   }
 }
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,7 @@ struct ProxyStats {
   uint64_t servers_connected = 0;        // connections to the server established
   uint64_t not_logged_session = 0;       // statements of sessions --log-user/-database/-application leave out
   uint64_t not_logged_duration = 0;      // statements faster than --log-min-duration-ms
+  uint64_t not_captured_sessions = 0;    // sessions --capture-filter-same leaves out of the capture
   uint64_t polls = 0;                    // poll() calls that returned something
   uint64_t ready = 0;                    // descriptors they returned ready
 };
@@ -72,6 +74,9 @@ struct SessionContext {
   WriteBatch* batch = nullptr;            // SQL log lines and capture records go here
   StatementMetrics* metrics = nullptr;    // --metrics-listen: every statement counted there
   const LogFilter* log_filter = nullptr;  // --log-user etc.: null = every statement logged
+  // --capture-filter-same: the same session patterns decide what the capture
+  // keeps, judged on the startup packet; null = every session captured.
+  const LogFilter* capture_filter = nullptr;
   pgwire::ParamLogging log_params = pgwire::ParamLogging::kFull;
   pgwire::TrackerOptions tracker;    // --log-max-query-bytes
   std::vector<ProxySession*> dirty;  // sessions with output queued in this poll round
@@ -191,6 +196,8 @@ class ProxySession {
   void on_statement(const pgwire::StatementEvent& ev, const pgwire::SessionInfo& info);
   void capture_frame(pgwire::Direction dir, const pgwire::Frame& f, int64_t ts);
   void capture(const pgwire::Status& st);
+  pgwire::CaptureRecords& cap();  // where this session's capture records go now
+  void judge_capture();
   void open_capture_session();
   void answer_encryption_request(const pgwire::Frame& request, int64_t ts);
   void start_upstream();
@@ -232,6 +239,8 @@ class ProxySession {
   int8_t log_selected_ = -1;  // --log-user etc., judged at the session's first statement: -1 not yet
   bool analysing_ = true;     // the server's stream is framed (and logged, and captured)
   bool capturing_ = true;
+  // --capture-filter-same: the session's records until its startup packet is judged.
+  std::optional<pgwire::CaptureRecords> held_capture_;
   bool client_readable_ = true;  // no EOF / error seen
   bool client_writable_ = true;
   bool dirty_ = false;  // listed in ctx_.dirty
