@@ -137,8 +137,8 @@ TEST_F(PgproxyRotationTest, SizeRotationLosesNoLineAndTheSetReadsAsOneStream) {
 }
 
 TEST_F(PgproxyRotationTest, KeepRemovesTheOldestAndCompressedFilesStayReadable) {
-  ProxyProcess proxy(pg(), {"--rotate-size", "16K", "--rotate-keep", "2", "--rotate-compress", "--capture-backend", "--metrics-listen",
-                            "127.0.0.1:0"});
+  ProxyProcess proxy(pg(), {"--rotate-size", "16K", "--rotate-keep", "2", "--rotate-compress", "--capture-backend",
+                            "--metrics-listen", "127.0.0.1:0"});
   run_pgbench(pg(), proxy, 500);
   std::this_thread::sleep_for(500ms);  // the last batches written (and maybe a last rotation)
   // Compression runs on a thread of its own; stop once it is done.
@@ -312,7 +312,8 @@ TEST_F(PgproxyRotationTest, AFullDiskLosesOnlyWhatItMustAndWritingResumes) {
   ASSERT_TRUE(r.ok()) << r.describe();
   EXPECT_EQ(pt::lines_of(r.out).size(), 200u);  // every statement answered, disk full or not
   for (auto deadline = std::chrono::steady_clock::now() + 10s;
-       std::chrono::steady_clock::now() < deadline && proxy.output().find("records are being LOST") == std::string::npos;
+       std::chrono::steady_clock::now() < deadline &&
+       proxy.output().find("records are being LOST") == std::string::npos;
        std::this_thread::sleep_for(50ms)) {
   }
   std::string full = proxy.scrape_metrics();

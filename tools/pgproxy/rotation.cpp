@@ -78,8 +78,7 @@ std::vector<std::string> rotated_files(const std::string& path) {
   if (d == nullptr) return out;
   while (dirent* e = readdir(d)) {
     std::string_view name = e->d_name;
-    if (name.size() > kZst.size() && name.substr(name.size() - kZst.size()) == kZst)
-      name.remove_suffix(kZst.size());
+    if (name.size() > kZst.size() && name.substr(name.size() - kZst.size()) == kZst) name.remove_suffix(kZst.size());
     if (name.size() < p.stem.size() + 1 + p.ext.size()) continue;
     if (name.substr(0, p.stem.size()) != p.stem || name[p.stem.size()] != '-') continue;
     if (name.substr(name.size() - p.ext.size()) != p.ext) continue;

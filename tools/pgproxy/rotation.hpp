@@ -19,10 +19,10 @@
 namespace pgproxy {
 
 struct RotationOptions {
-  uint64_t size = 0;         // rotate a file once this many bytes went into it (0 = never)
-  int64_t interval_s = 0;    // rotate at every multiple of this since the epoch, UTC (0 = never)
-  uint32_t keep = 0;         // closed files kept per file (0 = all)
-  bool compress = false;     // zstd closed files
+  uint64_t size = 0;       // rotate a file once this many bytes went into it (0 = never)
+  int64_t interval_s = 0;  // rotate at every multiple of this since the epoch, UTC (0 = never)
+  uint32_t keep = 0;       // closed files kept per file (0 = all)
+  bool compress = false;   // zstd closed files
   int compress_level = 3;
   bool enabled() const { return size != 0 || interval_s != 0; }
 };
