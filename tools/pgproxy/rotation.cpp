@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <string_view>
@@ -56,6 +55,17 @@ bool is_stamp(std::string_view s) {
   return s[16] == '-' && all_digits(s.substr(17));
 }
 
+// The decimal number at the start of s (0 if none), capped far above any
+// second's rotations.
+int leading_number(std::string_view s) {
+  int n = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9' || n > 1'000'000) break;
+    n = n * 10 + (c - '0');
+  }
+  return n;
+}
+
 }  // namespace
 
 std::string rotated_name(const std::string& path, int64_t start_ns, int attempt) {
@@ -84,7 +94,7 @@ std::vector<std::string> rotated_files(const std::string& path) {
     if (name.substr(name.size() - p.ext.size()) != p.ext) continue;
     std::string_view stamp = name.substr(p.stem.size() + 1, name.size() - p.stem.size() - 1 - p.ext.size());
     if (!is_stamp(stamp)) continue;
-    int attempt = stamp.size() > 16 ? std::atoi(std::string(stamp.substr(17)).c_str()) : 0;
+    int attempt = stamp.size() > 16 ? leading_number(stamp.substr(17)) : 0;
     found.emplace_back(std::string(stamp.substr(0, 16)) + "\n" + e->d_name, attempt);
   }
   closedir(d);
@@ -105,7 +115,9 @@ std::string rename_to_rotated(const std::string& path, int64_t start_ns) {
   int attempt = 0;
   for (const std::string& f : rotated_files(path)) {
     if (f.compare(0, prefix.size(), prefix) != 0) continue;
-    int n = f.size() > prefix.size() && f[prefix.size()] == '-' ? std::atoi(f.c_str() + prefix.size() + 1) : 0;
+    int n = f.size() > prefix.size() && f[prefix.size()] == '-'
+                ? leading_number(std::string_view(f).substr(prefix.size() + 1))
+                : 0;
     attempt = std::max(attempt, n + 1);
   }
   std::string closed = rotated_name(path, start_ns, attempt);
