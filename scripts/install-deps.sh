@@ -11,6 +11,7 @@ packages=(
   postgresql postgresql-contrib postgresql-client
   sysbench pgbouncer python3 python3-prometheus-client time bc openssl
   man-db dpkg-dev chromium
+  libpcap-dev tcpdump tshark pgbadger pgreplay
 )
 
 missing=()
