@@ -1,11 +1,12 @@
 # What `cmake --install <build> [--prefix P]` puts where (GNUInstallDirs):
-#   bin/                        pgproxy, pgdump-log, pgreplay
+#   bin/                        pgproxy, pgdump-log, pgwire-replay (the pgreplay target: Debian's
+#                               package pgreplay, another replayer, owns bin/pgreplay)
 #   include/pgwire/             the public headers, version.hpp included
 #   lib/libpgwire.a
 #   lib/cmake/pgwire/           pgwireConfig.cmake, pgwireConfigVersion.cmake, pgwireTargets.cmake:
 #                               find_package(pgwire) and target pgwire::pgwire
 #   lib/pkgconfig/pgwire.pc     pkg-config --static --cflags --libs pgwire
-#   share/man/man1/             pgproxy.1, pgdump-log.1, pgreplay.1 (docs/man/)
+#   share/man/man1/             pgproxy.1, pgdump-log.1, pgwire-replay.1 (docs/man/)
 #   etc/pgproxy/                main.conf (kept if there already) and pgproxy.conf.example
 #   lib/systemd/system/         pgproxy@.service, naming the installed pgproxy and etc/pgproxy
 # etc/ is /etc when the prefix is /usr (the .deb) or /.
@@ -17,7 +18,13 @@ include(CMakePackageConfigHelpers)
 
 set(PGWIRE_INSTALL_CMAKEDIR ${CMAKE_INSTALL_LIBDIR}/cmake/pgwire)
 
-install(TARGETS pgproxy pgdump-log pgreplay RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tools)
+install(TARGETS pgproxy pgdump-log RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT tools)
+# Installed under another name: /usr/bin/pgreplay is Debian's package pgreplay
+# (a replayer of PostgreSQL's own logs, which users of this toolkit also run on
+# its csvlog output), and a .deb may not take another package's file. The build
+# tree keeps the name pgreplay. cpack strips the program like the targets.
+install(PROGRAMS $<TARGET_FILE:pgreplay> DESTINATION ${CMAKE_INSTALL_BINDIR} RENAME ${PGWIRE_REPLAY_INSTALL_NAME}
+        COMPONENT tools)
 
 install(TARGETS pgwire EXPORT pgwireTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev
@@ -59,6 +66,8 @@ install(CODE "
 install(FILES ${PROJECT_BINARY_DIR}/cmake/pgwire.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT dev)
 
 install(FILES ${PGWIRE_MAN_PAGES} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1 COMPONENT tools)
+install(FILES ${PGWIRE_REPLAY_MAN_PAGE} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1 RENAME ${PGWIRE_REPLAY_INSTALL_NAME}.1
+        COMPONENT tools)
 
 # pgproxy as a service (packaging/): the example configuration, also as the
 # configuration of the instance pgproxy@main, and the systemd template unit.

@@ -25,11 +25,12 @@ set(CPACK_DEBIAN_PACKAGE_SECTION database)
 
 set(CPACK_DEBIAN_TOOLS_PACKAGE_NAME pgwire-toolkit)
 set(CPACK_COMPONENT_TOOLS_DESCRIPTION
-    "PostgreSQL wire-protocol toolkit: pgproxy, pgdump-log, pgreplay
+    "PostgreSQL wire-protocol toolkit: pgproxy, pgdump-log, pgwire-replay
 pgproxy is a transparent PostgreSQL proxy that writes every SQL statement to
 a log, with its parameters, duration and outcome, and records the traffic to
-a capture file; pgdump-log decodes captures offline and pgreplay replays them
-against another server. pgproxy runs as a sandboxed systemd service, one
+a capture file; pgdump-log decodes captures offline and pgwire-replay (pgreplay
+in the sources; Debian's pgreplay package owns that name) replays them against
+another server. pgproxy runs as a sandboxed systemd service, one
 instance per configuration file: pgproxy@.service.")
 set(CPACK_DEBIAN_TOOLS_PACKAGE_SHLIBDEPS ON)
 

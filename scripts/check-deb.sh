@@ -82,14 +82,16 @@ echo "== dpkg -i $(basename "$deb")"
 installed=1
 dpkg -i "$deb" >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log"; fail "dpkg -i (missing dependencies? apt-get install ./$(basename "$deb") resolves them)"; }
 pass "dpkg -i"
-for tool in pgproxy pgdump-log pgreplay; do
+# INSTALLED:PROGRAM; pgreplay is installed as pgwire-replay (cmake/PgwireInstall.cmake).
+for pair in pgproxy:pgproxy pgdump-log:pgdump-log pgwire-replay:pgreplay; do
+  tool=${pair%%:*} program=${pair#*:}
   [ "$(command -v "$tool")" = "/usr/bin/$tool" ] || fail "$tool is not /usr/bin/$tool on the PATH"
-  [ "$("$tool" --version)" = "$tool $version" ] || fail "$tool --version does not say $version"
+  [ "$("$tool" --version)" = "$program $version" ] || fail "$tool --version does not say $version"
   [ "$(man -w "$tool")" = "/usr/share/man/man1/$tool.1" ] || fail "man does not find $tool(1)"
   man -l "/usr/share/man/man1/$tool.1" >/dev/null 2>"$work/man.err" && [ ! -s "$work/man.err" ] ||
     { cat "$work/man.err"; fail "man $tool renders with warnings"; }
 done
-pass "pgproxy, pgdump-log, pgreplay in /usr/bin, version $version, man pages found and rendered"
+pass "pgproxy, pgdump-log, pgwire-replay in /usr/bin, version $version, man pages found and rendered"
 unit=/usr/lib/systemd/system/pgproxy@.service
 [ -f "$unit" ] || fail "no $unit"
 conffiles=$(dpkg-query -W -f='${Conffiles}' "$package")
@@ -223,7 +225,7 @@ pass "SIGTERM: pgproxy exited 0; pgdump-log reads both statements from the two c
 rm -f "$conf"
 dpkg --purge "$package" >"$work/purge.log" 2>&1 || { cat "$work/purge.log"; fail "dpkg --purge"; }
 installed=0
-for f in /usr/bin/pgproxy /usr/bin/pgdump-log /usr/bin/pgreplay "$unit" /usr/share/man/man1/pgproxy.1 /etc/pgproxy; do
+for f in /usr/bin/pgproxy /usr/bin/pgdump-log /usr/bin/pgwire-replay "$unit" /usr/share/man/man1/pgproxy.1 /etc/pgproxy; do
   [ ! -e "$f" ] || fail "$f is left after dpkg --purge"
 done
 pass "dpkg --purge leaves no file behind (logs in /var/log/pgproxy are kept on purpose)"

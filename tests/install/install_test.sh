@@ -26,10 +26,10 @@ echo "== cmake --install $build --prefix $prefix"
 cmake --install "$build" --prefix "$prefix" >"$work/install.log" || { cat "$work/install.log"; fail "cmake --install"; }
 
 # What the tree must hold.
-for f in bin/pgproxy bin/pgdump-log bin/pgreplay lib/libpgwire.a include/pgwire/version.hpp \
+for f in bin/pgproxy bin/pgdump-log bin/pgwire-replay lib/libpgwire.a include/pgwire/version.hpp \
   lib/cmake/pgwire/pgwireConfig.cmake lib/cmake/pgwire/pgwireConfigVersion.cmake \
   lib/cmake/pgwire/pgwireTargets.cmake lib/pkgconfig/pgwire.pc share/man/man1/pgproxy.1 share/man/man1/pgdump-log.1 \
-  share/man/man1/pgreplay.1 etc/pgproxy/main.conf etc/pgproxy/pgproxy.conf.example lib/systemd/system/pgproxy@.service; do
+  share/man/man1/pgwire-replay.1 etc/pgproxy/main.conf etc/pgproxy/pgproxy.conf.example lib/systemd/system/pgproxy@.service; do
   [ -e "$prefix/$f" ] || fail "$f is not installed"
 done
 for h in "$src"/libpgwire/include/pgwire/*.hpp; do
@@ -37,10 +37,13 @@ for h in "$src"/libpgwire/include/pgwire/*.hpp; do
 done
 # fmt is a private dependency: no installed header may need it.
 if grep -rn 'fmt/' "$prefix/include/pgwire"; then fail "an installed header includes fmt"; fi
-for tool in pgproxy pgdump-log pgreplay; do
+# INSTALLED:PROGRAM; pgreplay is installed as pgwire-replay (cmake/PgwireInstall.cmake).
+for pair in pgproxy:pgproxy pgdump-log:pgdump-log pgwire-replay:pgreplay; do
+  tool=${pair%%:*} program=${pair#*:}
   got=$("$prefix/bin/$tool" --version) || fail "$tool --version exited $?"
-  [ "$got" = "$tool $version" ] || fail "installed $tool --version says '$got', expected '$tool $version'"
+  [ "$got" = "$program $version" ] || fail "installed $tool --version says '$got', expected '$program $version'"
 done
+[ ! -e "$prefix/bin/pgreplay" ] || fail "bin/pgreplay is installed: it would take Debian's pgreplay's place"
 
 echo "== pgproxy as a service, under the prefix"
 for f in main.conf pgproxy.conf.example; do
@@ -60,7 +63,7 @@ fi
 got=$("$prefix/bin/pgproxy" --check-config --config "$prefix/etc/pgproxy/main.conf" --sql-log "$work/statements.log") ||
   fail "the installed main.conf does not pass --check-config"
 [ "$(echo "$got" | head -n 1)" = "pgproxy: configuration OK" ] || fail "--check-config said: $got"
-for tool in pgproxy pgdump-log pgreplay; do
+for tool in pgproxy pgdump-log pgwire-replay; do
   [ "$(MANPATH=$prefix/share/man man -w "$tool")" = "$prefix/share/man/man1/$tool.1" ] || fail "man does not find $tool(1) in $prefix/share/man"
 done
 # Installing again keeps a configuration the administrator edited.
