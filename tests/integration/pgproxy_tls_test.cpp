@@ -49,6 +49,7 @@
 #include "proxy_process.hpp"
 #include "shared_server.hpp"
 #include "subprocess.hpp"
+#include "test_files.hpp"
 #include "test_pki.hpp"
 
 namespace pt = pgwire::test;
@@ -140,24 +141,10 @@ mode_t file_mode(const std::string& path) {
   return st.st_mode & 07777;
 }
 
-// A private directory under /tmp, removed with everything in it.
-class TempDir {
+// A private directory, removed with everything in it.
+class TempDir : public pt::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "pgproxy-tls-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : pt::TempDir("pgproxy-tls") {}
 };
 
 std::string ssl_request() {

@@ -9,8 +9,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -19,6 +17,7 @@
 #include "capture_builder.hpp"
 #include "pgwire/capture.hpp"
 #include "subprocess.hpp"
+#include "test_files.hpp"
 
 namespace pgwire {
 namespace {
@@ -29,17 +28,8 @@ const std::string kCorpus = PGWIRE_CORPUS_DIR;
 const std::string kDumpLog = std::string(PGWIRE_BINARY_DIR) + "/tools/pgdump-log/pgdump-log";
 const std::string kReplay = std::string(PGWIRE_BINARY_DIR) + "/tools/pgreplay/pgreplay";
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void spit(const std::string& path, const ByteVec& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-}
+using test::slurp;
+using test::spit;
 
 test::CommandResult run(const std::string& tool, std::vector<std::string> args) {
   args.insert(args.begin(), {tool, "--no-progress"});
@@ -56,8 +46,7 @@ struct OpenSession {
 class CaptureSet : public testing::Test {
  protected:
   void SetUp() override {
-    std::string templ = (std::filesystem::temp_directory_path() / "capture_set_test.XXXXXX").string();
-    dir_ = ::mkdtemp(templ.data());
+    dir_ = tmp_.path();
     const std::string bytes = slurp(whole_);
     auto reader = CaptureReader::open(whole_);
     ASSERT_TRUE(reader.ok()) << reader.error().describe();
@@ -110,9 +99,9 @@ class CaptureSet : public testing::Test {
     // Not a capture: left out.
     spit(dir_ + "/sql.log", ByteVec(10, std::byte{'x'}));
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::string whole_ = kCorpus + "/captures/pgbench_prepared.pgwcap";
+  test::TempDir tmp_{"capture_set_test"};
   std::string dir_, first_, second_;
   size_t spanning_ = 0;
 };

@@ -5,12 +5,12 @@
 #include <sys/stat.h>
 
 #include <cstdio>
-#include <fstream>
 #include <random>
 #include <sstream>
 
 #include "pgwire/capture.hpp"
 #include "subprocess.hpp"
+#include "test_files.hpp"
 
 namespace pgwire {
 namespace {
@@ -18,17 +18,8 @@ namespace {
 const std::string kCorpus = PGWIRE_CORPUS_DIR;
 const std::string kTool = std::string(PGWIRE_BINARY_DIR) + "/tools/pgdump-log/pgdump-log";
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void spit(const std::string& path, std::string_view data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-}
+using test::slurp;
+using test::spit;
 
 test::CommandResult dump(std::vector<std::string> args) {
   args.insert(args.begin(), {kTool, "--no-progress"});

@@ -23,6 +23,7 @@
 #include "help_options.hpp"
 #include "proxy_process.hpp"
 #include "subprocess.hpp"
+#include "test_files.hpp"
 #include "test_pki.hpp"
 
 namespace pgproxy {
@@ -35,30 +36,9 @@ using namespace std::chrono_literals;
 const std::string kExampleConfig = std::string(PGWIRE_SOURCE_DIR) + "/packaging/pgproxy.conf.example";
 
 // A private directory, removed with everything in it.
-class TempDir {
+class TempDir : public pt::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "pgproxy-check-config-XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  // The names of the files in it, sorted.
-  std::vector<std::string> names() const {
-    std::set<std::string> names;
-    for (const auto& e : fs::directory_iterator(path_)) names.insert(e.path().filename().string());
-    return {names.begin(), names.end()};
-  }
-
- private:
-  std::string path_;
+  TempDir() : pt::TempDir("pgproxy-check-config") {}
 };
 
 std::string write_file(const std::string& path, const std::string& text) {

@@ -31,6 +31,7 @@
 #include "proxy_session.hpp"
 #include "send_batch.hpp"
 #include "session_loop.hpp"
+#include "test_files.hpp"
 #include "wire_builder.hpp"
 
 namespace pgproxy {
@@ -541,23 +542,13 @@ TEST(EpollSet, ARegistrationTheKernelRefusesIsReportedAndLeftOut) {
 // ---------------------------------------------------------------------------
 // The writer thread
 
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/pgproxy-core-test.XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string path;
-};
+using pgwire::test::TempDir;
 
 // An AsyncWriter writing its SQL log and/or capture into a fresh directory.
 struct WriterInDir {
   WriterInDir(bool log, bool capture) {
-    if (log) opts.sql_log_path = dir.path + "/sql.log";
-    if (capture) opts.capture_path = dir.path + "/c.pgwcap";
+    if (log) opts.sql_log_path = dir.path() + "/sql.log";
+    if (capture) opts.capture_path = dir.path() + "/c.pgwcap";
     std::string error;
     writer = AsyncWriter::start(opts, error);
     EXPECT_TRUE(writer) << error;

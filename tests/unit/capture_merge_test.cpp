@@ -15,6 +15,7 @@
 
 #include "capture_builder.hpp"
 #include "subprocess.hpp"
+#include "test_files.hpp"
 
 namespace pgwire {
 namespace {
@@ -27,27 +28,7 @@ using test::cap_header;
 using test::cap_meta;
 using test::cap_open;
 
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (std::filesystem::temp_directory_path() / "merge_test.XXXXXX").string();
-    path_ = ::mkdtemp(templ.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string path() const { return path_.string(); }
-  std::string write(const std::string& name, const ByteVec& bytes) const {
-    std::string p = (path_ / name).string();
-    std::ofstream out(p, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    return p;
-  }
-  std::string write(const std::string& name, std::string_view text) const {
-    return write(name, ByteVec(as_bytes(text).begin(), as_bytes(text).end()));
-  }
-
- private:
-  std::filesystem::path path_;
-};
+using test::TempDir;
 
 // What the zstd CLI makes of a file.
 std::string zstd_file(const std::string& path) {

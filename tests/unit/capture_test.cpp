@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "test_files.hpp"
+
 namespace pgwire {
 namespace {
 
@@ -185,18 +187,7 @@ Outcome read_all(const ByteVec& content) {
   return read_reader(**reader);
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (std::filesystem::temp_directory_path() / "capture_test.XXXXXX").string();
-    path_ = ::mkdtemp(templ.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using test::TempDir;
 
 ByteVec read_file(const std::string& path) {
   ByteVec out(std::filesystem::file_size(path));

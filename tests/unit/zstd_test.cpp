@@ -8,9 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,36 +16,16 @@
 #include "pgwire/capture.hpp"
 #include "pgwire/zstd_file.hpp"
 #include "subprocess.hpp"
+#include "test_files.hpp"
 
 namespace pgwire {
 namespace {
 
 const std::string kCorpus = PGWIRE_CORPUS_DIR;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void spit(const std::string& path, std::string_view data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-}
-
-class TempDir {
- public:
-  TempDir() {
-    std::string templ = (std::filesystem::temp_directory_path() / "zstd_test.XXXXXX").string();
-    path_ = ::mkdtemp(templ.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using test::slurp;
+using test::spit;
+using test::TempDir;
 
 // What the zstd CLI makes of `data` (extra: its options).
 std::string zstd_cli(std::string_view data, std::vector<std::string> extra = {}) {
@@ -116,7 +94,7 @@ TEST(ZstdCapture, CompressedByTheCliReadsAsTheOriginal) {
   ASSERT_GT(plain.records.size(), 100u);
   EXPECT_FALSE(plain.compressed);
 
-  TempDir dir;
+  TempDir dir("zstd_test");
   const std::string original = slurp(kCapture);
   for (const std::vector<std::string>& opts :
        {std::vector<std::string>{}, std::vector<std::string>{"-19"}, std::vector<std::string>{"--no-check", "-1"}}) {
@@ -137,7 +115,7 @@ TEST(ZstdCapture, ConcatenatedFramesCutAnywhere) {
   const std::string original = slurp(kCapture);
   const size_t cut = original.size() / 3 + 7;
   const std::string skippable("\x50\x2a\x4d\x18\x03\x00\x00\x00xyz", 11);  // magic 0x184D2A50, 3 bytes
-  TempDir dir;
+  TempDir dir("zstd_test");
   const std::string path = dir.file("two-frames.zst");
   spit(path, zstd_cli(std::string_view(original).substr(0, cut)) + skippable +
                  zstd_cli(std::string_view(original).substr(cut)));
@@ -179,7 +157,7 @@ std::string large_capture() {
 }
 
 TEST(ZstdCapture, TruncatedFileIsAnErrorNamingIt) {
-  TempDir dir;
+  TempDir dir("zstd_test");
   const std::string original = large_capture();
   const std::string plain_path = dir.file("plain.pgwcap");
   spit(plain_path, original);
@@ -222,7 +200,7 @@ TEST(ZstdCapture, TruncatedFileIsAnErrorNamingIt) {
 TEST(ZstdCapture, DamagedDataIsReportedNeverReturned) {
   const Outcome plain = read_path(kCapture);
   const std::string compressed = zstd_cli(slurp(kCapture));
-  TempDir dir;
+  TempDir dir("zstd_test");
   const std::string path = dir.file("damaged.zst");
   std::mt19937 rng(2026);
   for (int i = 0; i < 40; ++i) {
@@ -240,7 +218,7 @@ TEST(ZstdCapture, DamagedDataIsReportedNeverReturned) {
 }
 
 TEST(ZstdCapture, CompressedNonCaptureIsNotACapture) {
-  TempDir dir;
+  TempDir dir("zstd_test");
   const std::string path = dir.file("sql.log.zst");
   spit(path, zstd_cli("2026-12-02T17:40:00.000Z session=1 query ok sql: SELECT 1\n"));
   Outcome z = read_path(path);
@@ -257,7 +235,7 @@ TEST(ZstdCapture, CompressedNonCaptureIsNotACapture) {
 }
 
 TEST(ZstdCompressFile, TheCliDecompressesItToTheOriginal) {
-  TempDir dir;
+  TempDir dir("zstd_test");
   const std::string src = dir.file("capture-20261202T174000Z.pgwcap");
   const std::string dst = src + ".zst";
   const std::string original = slurp(kCapture);
@@ -286,7 +264,7 @@ TEST(ZstdCompressFile, TheCliDecompressesItToTheOriginal) {
 }
 
 TEST(ZstdCompressFile, EmptyFileAndHighLevel) {
-  TempDir dir;
+  TempDir dir("zstd_test");
   const std::string src = dir.file("empty");
   spit(src, "");
   ASSERT_TRUE(compress_file(src, src + ".zst", 19).ok());
@@ -296,7 +274,7 @@ TEST(ZstdCompressFile, EmptyFileAndHighLevel) {
 }
 
 TEST(ZstdCompressFile, FailuresLeaveNoTmpAndTheSourceAlone) {
-  TempDir dir;
+  TempDir dir("zstd_test");
   const std::string src = dir.file("c.pgwcap");
   spit(src, "some capture bytes");
 
