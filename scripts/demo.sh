@@ -5,7 +5,8 @@
 # shows the SQL log, a decoded capture and its statistics, and replays the
 # capture with pgreplay --compare into a copy of the database taken before
 # the traffic (on the throwaway server only: never into yours), and ends by
-# writing the HTML report of the capture and printing its path.
+# writing the HTML reports (pgdump-log's of the capture, pgreplay's of the
+# replay) and printing their paths.
 #   scripts/demo.sh                 # everything local and temporary
 #   UPSTREAM=127.0.0.1:5432 scripts/demo.sh
 # Output files are kept in $OUT (default: a new directory under /tmp).
@@ -73,7 +74,8 @@ if [ -z "${UPSTREAM:-}" ]; then
   # PGDATABASE (exported above for the clients) is not applied to replayed sessions; unset, the
   # report does not warn about it. --map-database sends the captured database to the copy.
   env -u PGDATABASE PGHOST=127.0.0.1 PGPORT="$PG_PORT" "$bin/pgreplay/pgreplay" --no-progress --compare \
-    --map-database postgres=demo_replay --report "$OUT/replay.json" "$OUT/capture.pgwcap" || true
+    --map-database postgres=demo_replay --report "$OUT/replay.json" --report-html "$OUT/replay.html" \
+    "$OUT/capture.pgwcap" || true
 else
   echo "== pgreplay --dry-run (not replayed: UPSTREAM is your server), first lines:"
   "$bin/pgreplay/pgreplay" --dry-run "$OUT/capture.pgwcap" | head -n 12 || true
@@ -85,3 +87,9 @@ echo "== pgdump-log --report-html: the capture as one page (statements/s, errors
 echo "   top statements, errors by SQLSTATE, sessions); self-contained, opens offline in any browser"
 "$bin/pgdump-log/pgdump-log" --no-progress --report-html "$OUT/report.html" "$OUT/capture.pgwcap" >/dev/null
 echo "Report: $OUT/report.html"
+if [ -z "${UPSTREAM:-}" ]; then
+  echo
+  echo "== pgreplay --report-html (written by the replay above): latency per statement captured vs replayed,"
+  echo "   lag behind schedule over time, every --compare divergence with both outcomes"
+  echo "Replay report: $OUT/replay.html"
+fi

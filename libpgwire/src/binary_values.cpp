@@ -581,7 +581,8 @@ int hex_value(char c) { return is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10; }
 // (which must fit). json_recv keeps the text and checks neither.
 //
 // No recursion: the containers open at a point are an explicit stack, at most
-// one entry per byte of input.
+// kMaxJsonDepth entries (deeper is refused, as a server with a small stack
+// would: see binary_values.hpp).
 class JsonChecker {
  public:
   JsonChecker(std::string_view text, bool as_jsonb) : s_(text), jsonb_(as_jsonb) {}
@@ -594,6 +595,7 @@ class JsonChecker {
       if (at_end()) return false;
       const char c = s_[i_];
       if (c == '[' || c == '{') {
+        if (open.size() >= kMaxJsonDepth) return false;  // this one would be level kMaxJsonDepth + 1
         ++i_;
         skip_space();
         if (!at_end() && s_[i_] == (c == '[' ? ']' : '}')) {
@@ -955,6 +957,33 @@ bool render_array(uint32_t element_oid, Bytes v, std::string& out, size_t max_ou
 }
 
 }  // namespace
+
+bool json_nested_too_deep(uint32_t type_oid, Bytes value) {
+  const TypeInfo* type = find_type(type_oid);
+  if (type == nullptr || (type->kind != Kind::kJson && type->kind != Kind::kJsonb)) return false;
+  if (type->kind == Kind::kJsonb && !value.empty()) value = value.subspan(1);  // the version byte
+  // Brackets outside strings; the text need not be valid JSON.
+  size_t depth = 0;
+  bool in_string = false;
+  const std::string_view s = as_string_view(value);
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return true;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return false;
+}
 
 bool render_binary_value(uint32_t type_oid, Bytes value, std::string& out, size_t max_out) {
   const TypeInfo* type = find_type(type_oid);

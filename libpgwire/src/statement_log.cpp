@@ -163,6 +163,12 @@ void append_text_param(std::string& out, const StatementParam& p, LineTextBudget
     out += "x'";
     out += to_hex(as_bytes(*p.value));
     out += '\'';
+    // Why a json value is hex, as a comment the line's SQL-like form keeps.
+    if (p.cut_size == 0 && json_nested_too_deep(p.type_oid, as_bytes(*p.value))) {
+      out += "/* json nested deeper than ";
+      append_int(out, kMaxJsonDepth);
+      out += " levels */";
+    }
   } else {
     out += '\'';
     append_escaped_quoted(out, p.format == 1 ? std::string_view(text) : std::string_view(*p.value), '\'', '\'');

@@ -69,6 +69,11 @@ StatementAggregate& StatementStats::slot(std::string_view sql) {
   return a;
 }
 
+const StatementAggregate* StatementStats::find(const std::string& normalized_text) const {
+  auto it = by_text_.find(normalized_text);
+  return it == by_text_.end() ? nullptr : &it->second;
+}
+
 const StatementAggregate& StatementStats::add(std::string_view sql, int64_t duration_ns, bool error, uint64_t rows) {
   StatementAggregate& a = slot(sql);
   ++a.count;

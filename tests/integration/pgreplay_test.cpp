@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "html_dom.hpp"
 #include "pg_server.hpp"
 #include "proxy_process.hpp"
 #include "subprocess.hpp"
@@ -329,6 +330,124 @@ TEST_F(PgReplayTest, CompareReportsExactlyTheChangedRow) {
   std::string json = pt::read_text_file(w.file("report.json"));
   EXPECT_NE(json.find("\"divergences\":1"), std::string::npos) << json;
   EXPECT_NE(json.find("select v from t where id = 4;"), std::string::npos) << json;
+}
+
+// --report-html, loaded in a real browser: a replay into a copy that lacks
+// table t, so the statements on t fail where the capture's succeeded. The
+// page has the figures of --report (same run), every listed divergence with
+// both outcomes, the latency table with the capture's and the replay's
+// figures side by side, and the lag chart; chromium draws the same points
+// and rows, runs the sorting script, and logs nothing on its console.
+TEST_F(PgReplayTest, HtmlReportInChromium) {
+  namespace h = pt::html;
+  const std::string& cap = main_capture();
+  std::string db = fresh_copy("dst_html");
+  admin({"-d", db, "-c", "DROP TABLE t"});
+  WorkDir w;
+  const std::string page = w.file("replay.html");
+  auto args = target_args(*pg_);
+  args.insert(args.end(), {"-U", pt::TempPostgres::superuser(), "--map-database", "src=" + db, "--compare", "--ignore",
+                           "now\\(\\)", "--report", w.file("report.json"), "--report-html", page, cap});
+  auto r = pgreplay(args);
+  EXPECT_EQ(r.exit_code, 3) << r.describe() << "\n" << r.out;
+  const std::string html = pt::read_text_file(page);
+  const std::string json = pt::read_text_file(w.file("report.json"));
+  ASSERT_FALSE(html.empty());
+  struct stat st {};
+  ASSERT_EQ(::stat(page.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto json_number = [&](const std::string& re) {
+    std::smatch m;
+    EXPECT_TRUE(std::regex_search(json, m, std::regex(re))) << re << "\n" << json;
+    return m.size() > 1 ? m[1].str() : std::string();
+  };
+
+  // The overview: --report's figures.
+  const auto card = h::cards(html);
+  const std::string divergences = json_number("\"divergences\":([0-9]+)");
+  EXPECT_EQ(card.at("divergences"), divergences);
+  EXPECT_EQ(card.at("statements"), json_number("\"statements\":\\{\"total\":([0-9]+)"));
+  EXPECT_EQ(card.at("compared"), json_number("\"compared\":([0-9]+)"));
+  EXPECT_EQ(card.at("sessions_failed"), "0") << r.out;
+  EXPECT_EQ(card.at("lag_p99_ms"), json_number("\"lag\":\\{\"count\":[0-9]+,\"p50_ms\":[0-9.]+,\"p90_ms\":[0-9.]+,"
+                                               "\"p99_ms\":([0-9.]+)"));
+  EXPECT_NE(card.at("captured_p50_ms"), "") << "the capture has backend frames: its latencies are known";
+  EXPECT_NE(card.at("replayed_p50_ms"), "");
+
+  // Every listed divergence, with both outcomes: the statements on t failed
+  // in the replay (42P01) where the capture has their rows.
+  const uint64_t n_divergences = std::stoull(divergences);
+  ASSERT_GT(n_divergences, 0u);
+  const auto listed = h::body_rows(h::element(html, "divergence-list"));
+  EXPECT_EQ(listed.size(), std::min<uint64_t>(n_divergences, 20));
+  bool missing_table = false;
+  for (std::string_view row : listed) {
+    const auto captured = h::tags(row, "<td class=\"outcome\" data-side=\"captured\"");
+    const auto replayed = h::tags(row, "<td class=\"outcome\" data-side=\"replayed\"");
+    EXPECT_EQ(captured.size(), 1u) << row;
+    EXPECT_EQ(replayed.size(), 1u) << row;
+    const size_t at = row.find("data-side=\"replayed\"");
+    const size_t cat = row.find("data-side=\"captured\"");
+    if (row.find("select v from t where id = 4;") != std::string_view::npos) {
+      EXPECT_NE(row.find("ERROR 42P01 relation &quot;t&quot; does not exist", at), std::string_view::npos) << row;
+      EXPECT_NE(row.substr(cat, at - cat).find("SELECT 1 (rows 1"), std::string_view::npos) << row;
+      missing_table = true;
+    }
+  }
+  EXPECT_TRUE(missing_table) << html;
+  uint64_t by_statement = 0;
+  const auto groups = h::body_rows(h::element(html, "divergence-statements"));
+  for (std::string_view row : groups) by_statement += std::stoull(h::cell_values(row).at(0));
+  EXPECT_EQ(by_statement, n_divergences);
+
+  // Latency per statement, captured and replayed: calls on both sides, three
+  // ratios; the pgbench statements ran as often in the replay as in the capture.
+  const auto statements = h::body_rows(h::element(html, "statement-latency"));
+  ASSERT_GE(statements.size(), 5u);
+  bool pgbench_update = false;
+  for (std::string_view row : statements) {
+    const auto v = h::cell_values(row);  // calls c/r, errors r, p50 c/r/ratio, p99 c/r/ratio, total c/r/ratio
+    ASSERT_EQ(v.size(), 12u) << row;
+    if (row.find("UPDATE pgbench_accounts SET abalance = abalance + ? WHERE aid = ?") != std::string_view::npos) {
+      pgbench_update = true;
+      EXPECT_EQ(v[0], v[1]) << row;
+      EXPECT_EQ(v[0], "50") << row;  // pgbench -M simple 20 and -M extended 30 transactions
+      EXPECT_NE(v[5], "-1") << "a p50 ratio: both latencies known\n" << row;
+    }
+  }
+  EXPECT_TRUE(pgbench_update) << h::element(html, "statement-latency");
+
+  // The lag chart: p50, p99 and max at each bucket where frames were sent on schedule.
+  const std::string_view lag = h::element(html, "chart-lag");
+  const std::string points = h::attr(lag, "data-points").value_or("");
+  size_t with_frames = 0;
+  for (std::string_view t : h::tags(lag, "<rect ")) with_frames += h::attr(t, "data-k") != "0" ? 1 : 0;
+  EXPECT_EQ(points, std::to_string(with_frames));
+  EXPECT_GT(with_frames, 10u);
+  EXPECT_LE(std::stoul(h::attr(lag, "data-buckets").value()), 600u);
+  EXPECT_EQ(h::sum_attr(lag, "<rect ", "data-n"), std::stoull(json_number("\"lag\":\\{\"count\":([0-9]+)")));
+
+  // In chromium.
+  h::Browser b = h::load_in_chromium(w.file(""), "file://" + page + "#sort=statement-latency.calls_replayed.asc");
+  ASSERT_FALSE(b.dom.empty());
+  EXPECT_TRUE(b.console.empty()) << h::joined(b.console);
+  const std::string_view drawn = h::element(b.dom, "chart-lag");
+  EXPECT_EQ(h::attr(drawn, "data-points"), points);
+  const auto paths = h::tags(drawn, "<path ");
+  EXPECT_EQ(paths.size(), 3u);
+  for (std::string_view p : paths) EXPECT_EQ(std::to_string(h::path_points(p)), points) << p;
+  EXPECT_EQ(h::tags(drawn, "<rect ").size(), h::tags(lag, "<rect ").size());
+  for (const std::string id : {"statement-latency", "divergence-list", "divergence-statements", "errors", "failures"}) {
+    const std::string_view t = h::element(b.dom, id);
+    EXPECT_EQ(h::attr(t, "data-sortable"), "ready") << id << ": the script ran";
+    EXPECT_EQ(h::body_rows(t).size(), h::body_rows(h::element(html, id)).size()) << id;
+  }
+  uint64_t previous = 0;
+  for (std::string_view row : h::body_rows(h::element(b.dom, "statement-latency"))) {
+    const uint64_t calls = std::stoull(h::cell_values(row).at(1));
+    EXPECT_GE(calls, previous) << "sorted by the URL: replayed calls ascending";
+    previous = calls;
+  }
 }
 
 TEST_F(PgReplayTest, SpeedMaxReplaysEverything) {

@@ -10,8 +10,10 @@
 #include <vector>
 
 #include "conninfo.hpp"
+#include "html_dom.hpp"
 #include "options.hpp"
 #include "pgwire/messages.hpp"
+#include "pgwire/tracker.hpp"
 #include "report.hpp"
 #include "schedule.hpp"
 
@@ -376,6 +378,118 @@ TEST(Report, FailedSessionsNameTheirUserAndDatabase) {
       json.find("{\"reason\":\"server closed the connection\",\"user\":\"bob\",\"database\":\"bars\",\"count\":1}"),
       std::string::npos)
       << json;
+}
+
+pgwire::StatementEvent statement(std::string sql, pgwire::Outcome outcome, int64_t start_ns, int64_t duration_ns) {
+  pgwire::StatementEvent ev;
+  ev.sql = std::move(sql);
+  ev.outcome = outcome;
+  ev.start_ns = start_ns;
+  ev.end_ns = start_ns + duration_ns;
+  if (outcome == pgwire::Outcome::kOk) {
+    ev.tag = "SELECT 1";
+    ev.rows = 1;
+  } else {
+    ev.sqlstate = "42P01";
+    ev.error_message = "relation \"t\" does not exist";
+  }
+  return ev;
+}
+
+// Binary parameters read as the SQL log reads them (binary_values.hpp), in
+// the text, the JSON and the HTML report alike: the bytes are the types'
+// send functions' (int4send: 4 bytes big-endian; boolsend: 1 byte).
+TEST(Report, DivergencesShowTypedBinaryParameters) {
+  ReplayOptions o;
+  o.compare = true;
+  Report r(o);
+  r.note_exact_session();
+  pgwire::StatementEvent captured =
+      statement("SELECT v FROM t WHERE id = $1 AND ok = $2 AND name = $3", pgwire::Outcome::kOk, 1000, 500);
+  captured.params.push_back({std::string("\x00\x00\x00\x2a", 4), 1, 23});  // int4 42
+  captured.params.push_back({std::string("\x01", 1), 1, 16});              // bool true
+  captured.params.push_back({std::string("it's"), 0, 25});                 // text, sent as text
+  captured.params.push_back({std::string("\x01\x02", 2), 1, 600});         // point: not decoded
+  captured.params.push_back({std::string(100000, '['), 1, 114});           // json nested too deep
+  captured.params.push_back({std::nullopt, 1, 23});
+  const pgwire::StatementEvent replayed = statement(captured.sql, pgwire::Outcome::kError, 5000, 300);
+  r.matched(SessionLabel{7, "alice", "app", ""}, 0, captured, replayed);
+
+  const std::string text = r.text();
+  EXPECT_NE(
+      text.find("      params:   $1 = '42'::int4, $2 = 't'::bool, $3 = 'it's'::text, $4 = \\x0102::600, $5 = \\x5b5b"),
+      std::string::npos)
+      << text;
+  EXPECT_NE(text.find("... (json nested deeper than 1000 levels, not decoded)::json, $6 = NULL\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("      captured: SELECT 1 (rows 1)\n      replayed: ERROR 42P01 relation \"t\" does not exist\n"),
+            std::string::npos)
+      << text;
+  const std::string json = r.json();
+  EXPECT_NE(json.find("\"params\":[\"'42'::int4\",\"'t'::bool\",\"'it's'::text\",\"\\\\x0102::600\","),
+            std::string::npos)
+      << json;
+  const std::string html = r.html(HtmlOptions{});
+  EXPECT_NE(html.find("$1 = &#39;42&#39;::int4, $2 = &#39;t&#39;::bool, $3 = &#39;it&#39;s&#39;::text"),
+            std::string::npos);
+  const auto rows = pgwire::test::html::body_rows(pgwire::test::html::element(html, "divergence-list"));
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_NE(rows[0].find("data-side=\"captured\"><code>SELECT 1 (rows 1)</code>"), std::string_view::npos) << rows[0];
+  EXPECT_NE(rows[0].find("data-side=\"replayed\"><code>ERROR 42P01 relation &quot;t&quot; does not exist</code>"),
+            std::string_view::npos)
+      << rows[0];
+}
+
+// A day of traffic: the page is built from bounded aggregates (the lag
+// timeline's buckets, at most 600 points; the statement tables' rows; the
+// divergences listed in full), so it stays at most a few MB.
+TEST(Report, HtmlOfADayOfTrafficStaysSmall) {
+  namespace h = pgwire::test::html;
+  ReplayOptions o;
+  o.compare = true;
+  Report r(o);
+  r.note_exact_session();
+  const int64_t t0 = int64_t{1764720000} * 1000000000;  // 2025-12-03T00:00:00Z
+  const int64_t day = int64_t{86400} * 1000000000;
+  const int frames = 200000;
+  for (int i = 0; i < frames; ++i) {
+    r.frame_sent(int64_t{1000000} * (i % 7), 1000, true, t0 + day / frames * i);
+  }
+  for (int i = 0; i < 30000; ++i) {
+    // 3000 distinct statements, each with a long literal.
+    const std::string sql = "SELECT * FROM t" + std::to_string(i % 3000) + " WHERE note = '" +
+                            std::string(static_cast<size_t>(200 + i % 50), 'x') + "'";
+    const int64_t at = t0 + day / 30000 * i;
+    const auto c = statement(sql, pgwire::Outcome::kOk, at, 1000000);
+    const auto rep = statement(sql, i % 3 == 0 ? pgwire::Outcome::kError : pgwire::Outcome::kOk, at, 2000000);
+    r.captured_statement(c);
+    r.replay_statement(rep);
+    r.matched(SessionLabel{1, "a", "b", ""}, static_cast<uint64_t>(i), c, rep);
+  }
+  const std::string html = r.html(HtmlOptions{});
+  EXPECT_LT(html.size(), 2u << 20) << "a day of traffic: a page of at most a few MB";
+  const std::string_view lag = h::element(html, "chart-lag");
+  const size_t buckets = std::stoul(h::attr(lag, "data-buckets").value());
+  EXPECT_GE(buckets, 240u);
+  EXPECT_LE(buckets, 600u);
+  EXPECT_EQ(h::sum_attr(lag, "<rect ", "data-n"), static_cast<uint64_t>(frames));
+  const auto statements = h::body_rows(h::element(html, "statement-latency"));
+  EXPECT_GE(statements.size(), 100u);
+  EXPECT_LE(statements.size(), 200u);
+  // Replayed twice as slow: every ratio 2 (histogram buckets are exact to 9%).
+  for (std::string_view row : statements) {
+    const auto v = h::cell_values(row);
+    ASSERT_EQ(v.size(), 12u);
+    EXPECT_NEAR(std::stod(v[11]), 2.0, 0.2) << row;
+  }
+  EXPECT_EQ(h::body_rows(h::element(html, "divergence-list")).size(), 20u);
+  const auto groups = h::body_rows(h::element(html, "divergence-statements"));
+  ASSERT_EQ(groups.size(), 101u);
+  EXPECT_EQ(h::attr(groups.back(), "data-rest"), "900");  // every third statement diverged: 1000 texts
+  uint64_t counted = 0;
+  for (std::string_view row : groups) counted += std::stoull(h::cell_values(row).at(0));
+  EXPECT_EQ(counted, 10000u);
+  EXPECT_EQ(h::cards(html).at("divergences"), "10000");
 }
 
 }  // namespace

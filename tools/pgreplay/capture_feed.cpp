@@ -228,6 +228,7 @@ void CaptureFeed::on_captured_statement(uint64_t id, const StatementEvent& ev) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
   ReplaySession& s = *it->second;
+  report_.captured_statement(ev);
   if (!s.capture.model.exact() || (s.finished && s.failed)) return;
   s.statements.add_captured(ev, s.label, report_, budget_.buffered);
 }

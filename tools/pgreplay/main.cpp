@@ -111,6 +111,10 @@ int run(int argc, char** argv) {
   app.add_option("--top", o.top, "normalized statements in the latency table")->capture_default_str();
   app.add_option("--report", o.report_file,
                  "also write the report as JSON to this file (mode 0600, replaced whole or not at all)");
+  app.add_option("--report-html", o.report_html_file,
+                 "also write the report as one self-contained HTML page: latency per statement captured vs "
+                 "replayed, lag over time, divergences (mode 0600, replaced whole or not at all)")
+      ->type_name("FILE");
   app.add_flag("--dry-run", o.dry_run, "read and schedule everything, print what would be replayed, connect nowhere");
   app.add_flag("--progress", force_progress, "live progress line on stderr even when it is not a terminal");
   app.add_flag("--no-progress", no_progress, "no progress line");

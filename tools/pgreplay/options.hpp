@@ -57,6 +57,7 @@ struct ReplayOptions {
   size_t max_divergences = 20;      // listed in full
   size_t top = 10;                  // normalized statements in the latency table
   std::string report_file;          // JSON
+  std::string report_html_file;     // --report-html: one self-contained page
   bool dry_run = false;
   int progress = -1;  // -1: when stderr is a terminal
 };

@@ -462,6 +462,14 @@ int Replayer::write_report(int code) {
       if (code == kExitOk) code = kExitUsage;
     }
   }
+  if (!opts_.report_html_file.empty()) {
+    HtmlOptions html;
+    html.inputs = opts_.captures;
+    if (std::optional<std::string> failure = write_file_replacing(opts_.report_html_file, report_.html(html))) {
+      fmt::print(stderr, "pgreplay: cannot write the report to {}: {}\n", opts_.report_html_file, *failure);
+      if (code == kExitOk) code = kExitUsage;
+    }
+  }
   return code;
 }
 

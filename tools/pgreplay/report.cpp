@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "pgwire/binary_values.hpp"
 #include "pgwire/bytes.hpp"
 #include "pgwire/json.hpp"
 #include "pgwire/normalize.hpp"
@@ -22,6 +23,7 @@ constexpr size_t kFailedExamples = 20;
 constexpr size_t kMaxFailureGroups = 10000;  // distinct (reason, user, database) kept
 constexpr size_t kFailureGroupsShown = 20;   // of them in the text report
 constexpr size_t kMaxValueShown = 200;
+constexpr size_t kMaxDivergenceGroups = 5000;  // distinct normalized statements with divergences kept
 
 std::string ms(int64_t ns) { return fmt::format("{:.3f}", static_cast<double>(ns) / 1e6); }
 
@@ -31,18 +33,40 @@ std::string one_line(std::string_view s) {
   return out;
 }
 
+// A binary value decoded as the SQL log decodes it (binary_values.hpp):
+// the text PostgreSQL would print, quoted like a text value and followed by
+// the type's name ('42'::int4), so a divergence reads the same whatever
+// format the client sent. A value not decoded (an unknown type, one the
+// server would refuse, one cut by the tracker) stays hex.
 std::string param_text(const pgwire::StatementParam& p) {
   if (!p.value) return "NULL";
   std::string_view v = *p.value;
   std::string out;
-  if (p.format == 1) {
+  std::string decoded;
+  bool binary = p.format == 1;
+  if (binary && p.cut_size == 0 &&
+      pgwire::render_binary_value(p.type_oid, pgwire::as_bytes(v), decoded,
+                                  pgwire::proportional_text_budget(v.size()) + pgwire::kTextBudgetSlack)) {
+    binary = false;
+    v = decoded;
+  }
+  if (binary) {
     out = "\\x" + pgwire::to_hex(pgwire::as_bytes(v.substr(0, kMaxValueShown / 2)));
   } else {
     out = "'";
     pgwire::append_escaped(out, v.substr(0, kMaxValueShown));
     out += "'";
   }
-  if (v.size() > (p.format == 1 ? kMaxValueShown / 2 : kMaxValueShown)) out += "...";
+  if (v.size() > (binary ? kMaxValueShown / 2 : kMaxValueShown) || p.cut_size != 0) out += "...";
+  if (binary && p.cut_size == 0 && pgwire::json_nested_too_deep(p.type_oid, pgwire::as_bytes(v))) {
+    out += fmt::format(" (json nested deeper than {} levels, not decoded)", pgwire::kMaxJsonDepth);
+  }
+  if (const char* name = pgwire::type_name(p.type_oid)) {
+    out += "::";
+    out += name;
+  } else if (p.type_oid != 0) {
+    out += fmt::format("::{}", p.type_oid);
+  }
   return out;
 }
 
@@ -102,7 +126,7 @@ bool StatementFilter::matches(const std::string& sql) const {
   return false;
 }
 
-Report::Report(const ReplayOptions& opts) : opts_(opts), stats_(5000) {
+Report::Report(const ReplayOptions& opts) : opts_(opts), stats_(5000), captured_stats_(5000) {
   // main.cpp checked every expression; one that fails here is left out.
   for (const std::string& re : opts.ignore) (void)ignore_.add(re, nullptr);
 }
@@ -138,10 +162,19 @@ void Report::add_warning(std::string text) {
   if (std::find(warnings_.begin(), warnings_.end(), text) == warnings_.end()) warnings_.push_back(std::move(text));
 }
 
-void Report::frame_sent(int64_t lag_ns, int64_t dispatch_ns, bool scheduled) {
+void Report::frame_sent(int64_t lag_ns, int64_t dispatch_ns, bool scheduled, int64_t capture_ts) {
   ++frames_;
-  if (scheduled) lag_.record(std::max<int64_t>(lag_ns, 0));
+  if (scheduled) {
+    lag_.record(std::max<int64_t>(lag_ns, 0));
+    lag_timeline_.add(capture_ts, std::max<int64_t>(lag_ns, 0), false);
+  }
   dispatch_.record(std::max<int64_t>(dispatch_ns, 0));
+}
+
+void Report::captured_statement(const StatementEvent& ev) {
+  if (ev.outcome == Outcome::kNotExecuted) return;  // as replay_statement: counted by the server as nothing
+  const int64_t d = ev.end_ns > 0 && ev.end_ns >= ev.start_ns ? ev.end_ns - ev.start_ns : -1;
+  captured_stats_.add(ev.sql, d, ev.outcome == Outcome::kError, ev.rows.value_or(0));
 }
 
 void Report::replay_statement(const StatementEvent& ev) {
@@ -175,8 +208,9 @@ bool Report::ignored(const std::string& sql) {
 
 void Report::diverged(const SessionLabel& who, uint64_t index, std::string what, const StatementEvent& captured,
                       const StatementEvent* replayed) {
-  ++divergences_;
-  ++divergence_by_statement_[pgwire::normalize_sql(captured.sql)];
+  std::string captured_text = describe_outcome(captured);
+  std::string replayed_text = replayed ? describe_outcome(*replayed) : "not replayed";
+  count_divergence(captured.sql, what, captured_text, replayed_text);
   if (divergence_list_.size() >= opts_.max_divergences) return;
   Divergence d;
   d.who = who;
@@ -184,9 +218,26 @@ void Report::diverged(const SessionLabel& who, uint64_t index, std::string what,
   d.what = std::move(what);
   d.sql = captured.sql;
   d.params = captured.params;
-  d.captured = describe_outcome(captured);
-  d.replayed = replayed ? describe_outcome(*replayed) : "not replayed";
+  d.captured = std::move(captured_text);
+  d.replayed = std::move(replayed_text);
   divergence_list_.push_back(std::move(d));
+}
+
+void Report::count_divergence(const std::string& sql, const std::string& what, const std::string& captured,
+                              const std::string& replayed) {
+  ++divergences_;
+  std::string key = pgwire::normalize_sql(sql);
+  auto it = divergence_by_statement_.find(key);
+  if (it == divergence_by_statement_.end()) {
+    if (divergence_by_statement_.size() >= kMaxDivergenceGroups) key = "<other>";
+    it = divergence_by_statement_.try_emplace(std::move(key)).first;
+  }
+  DivergenceGroup& g = it->second;
+  if (g.count++ == 0) {  // the first one's outcomes, for the HTML report
+    g.what = what;
+    g.captured = captured;
+    g.replayed = replayed;
+  }
 }
 
 void Report::matched(const SessionLabel& who, uint64_t index, const StatementEvent& captured,
@@ -233,16 +284,16 @@ void Report::unmatched(const SessionLabel& who, uint64_t index, const StatementE
   if (only_in_capture) {
     diverged(who, index, "statement missing in the replay", ev, nullptr);
   } else {
-    ++divergences_;
-    ++divergence_by_statement_[pgwire::normalize_sql(ev.sql)];
+    const std::string what = "statement not in the capture", replayed = describe_outcome(ev);
+    count_divergence(ev.sql, what, "none", replayed);
     if (divergence_list_.size() < opts_.max_divergences) {
       Divergence d;
       d.who = who;
       d.index = index;
-      d.what = "statement not in the capture";
+      d.what = what;
       d.sql = ev.sql;
       d.captured = "none";
-      d.replayed = describe_outcome(ev);
+      d.replayed = replayed;
       divergence_list_.push_back(std::move(d));
     }
   }
@@ -341,8 +392,9 @@ std::string Report::text() const {
       if (divergences_ > divergence_list_.size())
         line(fmt::format("    ... {} more", divergences_ - divergence_list_.size()));
       if (!divergence_by_statement_.empty()) {
-        std::vector<std::pair<std::string, uint64_t>> by(divergence_by_statement_.begin(),
-                                                         divergence_by_statement_.end());
+        std::vector<std::pair<std::string, uint64_t>> by;
+        by.reserve(divergence_by_statement_.size());
+        for (const auto& [text, g] : divergence_by_statement_) by.emplace_back(text, g.count);
         std::sort(by.begin(), by.end(), [](const auto& a, const auto& b) {
           return a.second != b.second ? a.second > b.second : a.first < b.first;
         });
@@ -479,8 +531,9 @@ std::string Report::json() const {
     }
     j.end_array().field("captured", d.captured).field("replayed", d.replayed).end_object();
   }
-  j.end_array().key("by_statement");
-  counts(divergence_by_statement_);
+  j.end_array().key("by_statement").begin_object();
+  for (const auto& [text, g] : divergence_by_statement_) j.field(text, g.count);
+  j.end_object();
   j.end_object();
   j.key("damage");
   strings(damage_);

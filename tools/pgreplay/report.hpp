@@ -47,6 +47,13 @@ struct SessionLabel {
   std::string application_name;
 };
 
+// --report-html: what the page shows at most.
+struct HtmlOptions {
+  std::vector<std::string> inputs;  // the capture files, for the title
+  size_t statements = 100;          // rows of the latency table (most replayed time, then most captured time)
+  size_t max_points = 600;          // points per chart line at most
+};
+
 class Report {
  public:
   explicit Report(const ReplayOptions& opts);
@@ -59,8 +66,9 @@ class Report {
   void cancel_skipped(const SessionLabel& who, const std::string& reason);
   void add_warning(std::string text);
 
-  // Frames: lag behind schedule (finite speed) and pgreplay's own dispatch delay.
-  void frame_sent(int64_t lag_ns, int64_t dispatch_ns, bool scheduled);
+  // Frames: lag behind schedule (finite speed) and pgreplay's own dispatch
+  // delay. `capture_ts`: when the frame was captured, the lag chart's time.
+  void frame_sent(int64_t lag_ns, int64_t dispatch_ns, bool scheduled, int64_t capture_ts = 0);
   void stall_broken() { ++stalls_; }
   // A poll() timeout that woke us this late after its deadline.
   void wake_delay(int64_t ns) { wake_.record(ns > 0 ? ns : 0); }
@@ -68,6 +76,9 @@ class Report {
 
   // A statement the replay server answered (or did not).
   void replay_statement(const pgwire::StatementEvent& ev);
+  // A statement of a replayed session as the capture has it: its captured
+  // latency, beside the replayed one in the HTML report.
+  void captured_statement(const pgwire::StatementEvent& ev);
   // The capture's and the replay's n-th statement of the same session.
   void matched(const SessionLabel& who, uint64_t index, const pgwire::StatementEvent& captured,
                const pgwire::StatementEvent& replayed);
@@ -95,6 +106,9 @@ class Report {
   int exit_code() const;
   std::string text() const;
   std::string json() const;
+  // One self-contained page (report_html.cpp): the same figures as text() and
+  // json(), and the replay beside the capture.
+  std::string html(const HtmlOptions& opts) const;
 
  private:
   struct Divergence {
@@ -103,6 +117,13 @@ class Report {
     std::string what;
     std::string sql;
     std::vector<pgwire::StatementParam> params;
+    std::string captured;
+    std::string replayed;
+  };
+  // Divergences of one normalized statement: how many, and the first one's outcomes.
+  struct DivergenceGroup {
+    uint64_t count = 0;
+    std::string what;
     std::string captured;
     std::string replayed;
   };
@@ -115,6 +136,8 @@ class Report {
   bool ignored(const std::string& sql);
   void diverged(const SessionLabel& who, uint64_t index, std::string what, const pgwire::StatementEvent& captured,
                 const pgwire::StatementEvent* replayed);
+  void count_divergence(const std::string& sql, const std::string& what, const std::string& captured,
+                        const std::string& replayed);
 
   const ReplayOptions& opts_;
   StatementFilter ignore_;
@@ -141,10 +164,13 @@ class Report {
   uint64_t statements_ = 0, st_ok_ = 0, st_error_ = 0, st_not_executed_ = 0, st_unknown_ = 0;
   std::map<std::string, ErrorCount> errors_;
   pgwire::StatementStats stats_;
+  pgwire::StatementStats captured_stats_;
+  pgwire::StatementTimeline lag_timeline_;  // frames by capture time, their lag as the "latency"
 
   uint64_t compared_ = 0, compare_ignored_ = 0, divergences_ = 0;
   std::vector<Divergence> divergence_list_;
-  std::unordered_map<std::string, uint64_t> divergence_by_statement_;
+  // By normalized text, at most kMaxDivergenceGroups; the rest under "<other>".
+  std::unordered_map<std::string, DivergenceGroup> divergence_by_statement_;
 
   int64_t run_ns_ = 0;
   int64_t capture_span_ns_ = 0;
@@ -152,7 +178,8 @@ class Report {
   std::string stopped_why_;
 };
 
-// "$1 = '5', $2 = NULL, $3 = \\x0102" (long values cut).
+// "$1 = '5', $2 = NULL, $3 = '42'::int4, $4 = \\x0102::point" (long values cut;
+// binary values decoded as the SQL log decodes them, else hex).
 std::string format_params(const std::vector<pgwire::StatementParam>& params);
 
 // "SELECT 1 (rows 1, digest 1a2b...)" / "ERROR 42P01 relation ... " / "not executed".

@@ -88,7 +88,7 @@ void Replayer::pump(ReplaySession& s, int64_t now) {
         arm(s, due, now);
         break;
       }
-      if (st.first) report_.frame_sent(now - due, now - std::max(due, out.unblocked_at), !opts_.speed_max);
+      if (st.first) report_.frame_sent(now - due, now - std::max(due, out.unblocked_at), !opts_.speed_max, st.ts);
       if (st.last) s.conn.released_frame(st.type);
       out.released += st.size;
       ++out.frames_released;

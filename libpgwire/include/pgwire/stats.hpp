@@ -61,6 +61,10 @@ class StatementStats {
   std::vector<const StatementAggregate*> top_by_time(size_t n) const;
   const LatencyHistogram& overall() const { return overall_; }
   size_t distinct() const { return by_text_.size(); }
+  // The aggregate of a normalized text (StatementAggregate::text, "<other>"
+  // included); nullptr when there is none. For joining two StatementStats,
+  // as pgreplay's report does with the capture's and the replay's.
+  const StatementAggregate* find(const std::string& normalized_text) const;
 
  private:
   StatementAggregate& slot(std::string_view sql);
