@@ -53,7 +53,7 @@ std::string example_line(const StatementEvent& ev, const SessionInfo& s) {
 
 void Report::session_open(const SessionInfo& s, int64_t ts) {
   ++sessions_;
-  timeline_.cover(ts);
+  if (examples_enabled_) timeline_.cover(ts);
   open_[s.session_id] = ts;
   if (first_ns_ == 0 || ts < first_ns_) first_ns_ = ts;
   last_ns_ = std::max(last_ns_, ts);
@@ -72,7 +72,7 @@ void Report::session_partial(const SessionInfo& s, int64_t ts) {
 
 void Report::session_close(const SessionInfo& s, int64_t ts) {
   last_ns_ = std::max(last_ns_, ts);
-  timeline_.cover(ts);
+  if (examples_enabled_) timeline_.cover(ts);
   int64_t duration = 0;
   if (auto it = open_.find(s.session_id); it != open_.end()) {
     duration = ts - it->second;
@@ -125,8 +125,10 @@ void Report::event(const StatementEvent& ev, const SessionInfo& s) {
   if (ev.outcome != Outcome::kNotExecuted) {
     const bool error = ev.outcome == Outcome::kError;
     const StatementAggregate& a = statements_.add(ev.sql, duration, error, ev.rows.value_or(0));
-    timeline_.add(ev.start_ns, duration, error);
-    if (examples_enabled_) keep_example(a, ev, s, duration);
+    if (examples_enabled_) {
+      timeline_.add(ev.start_ns, duration, error);
+      keep_example(a, ev, s, duration);
+    }
   }
 }
 
