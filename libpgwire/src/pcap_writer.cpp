@@ -99,6 +99,9 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+// Bytes of startup-phase frames a session may hold (PcapExport::Session::held).
+constexpr size_t kMaxHeldBytes = 64 << 10;
+
 constexpr int idx(Direction d) { return static_cast<int>(d); }
 constexpr Direction peer(Direction d) { return d == Direction::kFrontend ? Direction::kBackend : Direction::kFrontend; }
 
@@ -320,8 +323,10 @@ struct PcapWriter::Impl {
 Result<std::unique_ptr<PcapWriter>> PcapWriter::create(const std::string& path, PcapWriterOptions opts) {
   const int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
   if (fd < 0) return Error{Errc::kIo, 0, fmt::format("open {}: {}", path, errno_text(errno))};
-  // open() does not change the mode of a file that already existed.
-  if (::fchmod(fd, 0600) != 0) {
+  // open() does not change the mode of a file that already existed; only a
+  // regular file's is set (a path such as /dev/null keeps its own).
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ::fchmod(fd, 0600) != 0) {
     const int err = errno;
     ::close(fd);
     return Error{Errc::kIo, 0, fmt::format("chmod {}: {}", path, errno_text(err))};
@@ -479,6 +484,7 @@ struct PcapExport::Session {
   // selection, or until the encryption answer shows whether the TLS
   // negotiation stays (it goes when the proxy terminated the TLS).
   std::vector<Held> held;
+  size_t held_bytes = 0;
   bool encryption_requested = false;
   char encryption_answer = 0;
 };
@@ -567,6 +573,7 @@ Status PcapExport::on_record(const CaptureRecord& rec) {
       // read them as TLS, so they go.
       if (s.encryption_requested && s.encryption_answer == 'S') {
         s.held.clear();
+        s.held_bytes = 0;
         s.encryption_requested = false;
         s.encryption_answer = 0;
         ++stats_.tls_negotiations;
@@ -616,7 +623,7 @@ Status PcapExport::on_frame(Session& s, const CaptureRecord& rec) {
     if (rec.direction == Direction::kBackend && rec.frame_kind == FrameKind::kAnswer) {
       s.encryption_answer = static_cast<char>(rec.data.empty() ? 0 : std::to_integer<uint8_t>(rec.data[0]));
       if (s.encryption_answer == 'S') {
-        s.held.push_back(Held{rec.ts_ns, rec.direction, rec.frame_flags, {rec.data.begin(), rec.data.end()}});
+        hold(s, rec);
         return {};
       }
     }
@@ -627,12 +634,18 @@ Status PcapExport::on_frame(Session& s, const CaptureRecord& rec) {
       if (Status st = release_held(s); !st) return st;
     }
   }
+  // Held frames are the startup phase's few small packets; a capture that
+  // has more there (a client that repeats its SSLRequest without end) gets
+  // its session decided without the StartupMessage rather than held.
+  if (!s.decided && s.held_bytes > kMaxHeldBytes) {
+    if (Status st = decide(s, {}, {}); !st) return st;
+  }
   if (!s.decided) {
     if (rec.direction == Direction::kFrontend && rec.frame_kind == FrameKind::kStartup && rec.first()) {
       const uint32_t code = rec.data.size() >= 8 ? load_be32(rec.data.data() + 4) : 0;
       if (code == kSslRequestCode || code == kGssEncRequestCode) {
         s.encryption_requested = true;
-        s.held.push_back(Held{rec.ts_ns, rec.direction, rec.frame_flags, {rec.data.begin(), rec.data.end()}});
+        hold(s, rec);
         return {};
       }
       if (protocol_major(code) == 3 && rec.first() && rec.last()) {
@@ -643,10 +656,13 @@ Status PcapExport::on_frame(Session& s, const CaptureRecord& rec) {
       }
     }
     if (!s.decided) {
-      if (rec.direction == Direction::kBackend || rec.frame_kind == FrameKind::kStartup) {
-        // Startup-phase traffic before the StartupMessage (an encryption
-        // answer, a refused request): held until it comes.
-        s.held.push_back(Held{rec.ts_ns, rec.direction, rec.frame_flags, {rec.data.begin(), rec.data.end()}});
+      // Startup-phase traffic before the StartupMessage (an encryption
+      // answer, a refused request) is held until it comes; anything else
+      // shows there is none to wait for (a partial session).
+      const bool startup_phase = rec.direction == Direction::kBackend ? rec.frame_kind == FrameKind::kAnswer
+                                                                      : rec.frame_kind == FrameKind::kStartup;
+      if (startup_phase) {
+        hold(s, rec);
         return {};
       }
       if (Status st = decide(s, {}, {}); !st) return st;
@@ -657,13 +673,18 @@ Status PcapExport::on_frame(Session& s, const CaptureRecord& rec) {
     if (code == kSslRequestCode || code == kGssEncRequestCode) {
       if (Status st = release_held(s); !st) return st;
       s.encryption_requested = true;
-      s.held.push_back(Held{rec.ts_ns, rec.direction, rec.frame_flags, {rec.data.begin(), rec.data.end()}});
+      hold(s, rec);
       return {};
     }
   }
   if (!s.selected) return {};
   if (Status st = release_held(s); !st) return st;
   return emit(s, rec.ts_ns, rec.direction, rec.frame_flags, rec.data);
+}
+
+void PcapExport::hold(Session& s, const CaptureRecord& rec) {
+  s.held.push_back(Held{rec.ts_ns, rec.direction, rec.frame_flags, {rec.data.begin(), rec.data.end()}});
+  s.held_bytes += rec.data.size();
 }
 
 Status PcapExport::decide(Session& s, std::string_view user, std::string_view database) {
@@ -682,6 +703,7 @@ Status PcapExport::decide(Session& s, std::string_view user, std::string_view da
   if (!s.selected) {
     s.held.clear();
     s.held.shrink_to_fit();
+    s.held_bytes = 0;
   }
   return {};
 }
@@ -690,6 +712,7 @@ Status PcapExport::release_held(Session& s) {
   if (s.held.empty()) return {};
   std::vector<Held> held;
   held.swap(s.held);
+  s.held_bytes = 0;
   for (const Held& h : held) {
     if (Status st = emit(s, h.ts_ns, h.dir, h.flags, {h.data.data(), h.data.size()}); !st) return st;
   }

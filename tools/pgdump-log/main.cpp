@@ -60,11 +60,13 @@ class Output {
 };
 
 // The -o file: created with mode 0600, as it holds captured data; an
-// existing file is truncated and its mode set too.
+// existing regular file is truncated and its mode set too. Not the mode of
+// anything else: -o /dev/null run as root must leave /dev/null as it is.
 int open_output(const std::string& path) {
   const int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
   if (fd < 0) return -1;
-  if (::fchmod(fd, 0600) != 0) {
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ::fchmod(fd, 0600) != 0) {
     const int err = errno;
     ::close(fd);
     errno = err;
@@ -140,16 +142,16 @@ int run(int argc, char** argv) {
       "spans files is one session. Files missing from a set are reported; a session whose start is not in\n"
       "what was read is partial (user and database unknown) and said so on stderr.\n"
       "\n"
-      "--format pcap writes a classic pcap (nanosecond timestamps) for Wireshark or tshark: each session is a\n"
-      "TCP connection over Ethernet and IPv4 or IPv6 with a handshake, a FIN exchange when the capture saw it\n"
-      "end, correct checksums and at most 65495 payload bytes a packet. Dissect it with\n"
-      "  tshark -r FILE -d tcp.port==5432,pgsql   (the server's port). Real addresses and ports are used where\n"
-      "the capture has them; a Unix-socket client becomes 127.0.0.2 and up, port 1024 + session id modulo\n"
-      "64512, a server not on TCP 127.0.0.1 with the port of its .s.PGSQL.PORT socket (else 5432); an IPv4\n"
-      "address next to an IPv6 one is written ::ffff:a.b.c.d. Password and SASL messages, of which captures\n"
-      "keep only the header, are left out; so are the SSLRequest and 'S' of a TLS connection the proxy\n"
-      "terminated (the capture holds the decrypted stream). A partial session begins without a handshake,\n"
-      "at its first whole frame; a session still open at the end gets no FIN.\n"
+      "--format pcap writes a classic pcap (nanosecond timestamps) for Wireshark: read it with\n"
+      "'tshark -r FILE -d tcp.port==5432,pgsql' (the server's port). Each session is a TCP connection over\n"
+      "Ethernet and IPv4 or IPv6 with a handshake, a FIN exchange if the capture saw it end, correct checksums\n"
+      "and at most 65495 payload bytes a packet. Real addresses and ports are used where the capture has\n"
+      "them; a Unix-socket client becomes 127.0.0.2 and up, port 1024 + session id modulo 64512; a server not\n"
+      "on TCP 127.0.0.1, port that of its .s.PGSQL.PORT socket (else 5432); an IPv4 address next to an IPv6\n"
+      "one ::ffff:a.b.c.d. Password and SASL messages, of which captures keep only the header, are left out;\n"
+      "so are the SSLRequest and 'S' of a TLS connection the proxy terminated (the capture holds the decrypted\n"
+      "stream). A partial session begins at its first whole frame, without a handshake; a session still open\n"
+      "at the end gets no FIN (docs/pcap-export.md).\n"
       "\n"
       "Exit status: 0 all input read; 1 some input was damaged (truncated, bad checksum, impossible frame) —\n"
       "every valid record before the damage was printed, the damage is reported on stderr with file and\n"

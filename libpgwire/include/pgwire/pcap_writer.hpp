@@ -77,7 +77,8 @@ struct PcapWriterOptions {
 
 class PcapWriter {
  public:
-  // Creates (or truncates) `path` with mode 0600 and writes the file header.
+  // Creates (or truncates) `path` with mode 0600 (an existing regular file's
+  // mode is set to it too) and writes the file header.
   static Result<std::unique_ptr<PcapWriter>> create(const std::string& path, PcapWriterOptions opts = {});
   // Writes to an open descriptor (stdout, a pipe); takes ownership if owns_fd.
   static Result<std::unique_ptr<PcapWriter>> from_fd(int fd, bool owns_fd, PcapWriterOptions opts = {});
@@ -156,6 +157,7 @@ class PcapExport {
   struct Held;
   Session& session(uint64_t id, int64_t ts_ns);
   Status on_frame(Session& s, const CaptureRecord& rec);
+  void hold(Session& s, const CaptureRecord& rec);
   Status decide(Session& s, std::string_view user, std::string_view database);
   Status emit(Session& s, int64_t ts_ns, Direction dir, uint8_t flags, Bytes data);
   Status release_held(Session& s);
