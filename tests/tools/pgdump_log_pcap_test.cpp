@@ -299,6 +299,13 @@ TEST(PgdumpLogPcap, OutputOptionAndRefusedCombinations) {
     EXPECT_EQ(r.exit_code, 2) << r.describe();
     EXPECT_NE(r.err.find("pcap"), std::string::npos);
   }
+  // Not to a terminal: script(1) runs it on a pseudo-terminal.
+  if (::access("/usr/bin/script", X_OK) == 0) {
+    test::CommandResult tty =
+        test::run_command({"/usr/bin/script", "-qec", kTool + " --format pcap " + cap, "/dev/null"});
+    EXPECT_EQ(tty.exit_code, 2) << tty.describe();
+    EXPECT_NE(tty.out.find("not writing a binary pcap to a terminal"), std::string::npos) << tty.describe();
+  }
   // To a pipe (stdout here is one) the pcap goes out: its magic first.
   test::CommandResult piped = dump({"--format", "pcap", cap});
   ASSERT_TRUE(piped.ok()) << piped.describe();
