@@ -232,7 +232,15 @@ TEST(PgdumpLogPcap, Ipv6UnixSocketsAndMessagesOverOneSegment) {
        cap_frame(1, t + 40, 1, 0, typed('1', "")), cap_frame(1, t + 40, 1, 0, ready),
        cap_frame(1, t + 50, 0, 0, typed('Q', big + std::string("\0", 1))), cap_frame(1, t + 60, 1, 0, ready),
        cap_frame(2, t + 70, 0, 0, typed('Q', std::string("SELECT 2\0", 9))), cap_frame(2, t + 80, 1, 0, ready),
-       test::cap_close(1, t + 90, "client closed"), test::cap_close(2, t + 91, "client closed")});
+       test::cap_close(1, t + 90, "client closed"), test::cap_close(2, t + 91, "client closed"),
+       // Session 3: TLS that the proxy terminated, its decrypted stream recorded.
+       test::cap_open(3, t + 100, "192.0.2.9:40003", "192.0.2.10:5439"),
+       cap_frame(3, t + 110, 0, 1, test::CapEnc().u32(8).u32(80877103).bytes()),
+       cap_frame(3, t + 120, 1, 2, test::CapEnc().u8('S').bytes()),
+       test::cap_meta(3, t + 130, "client_tls", "TLSv1.3 TLS_AES_256_GCM_SHA384"),
+       cap_frame(3, t + 140, 0, 1, startup("carol")), cap_frame(3, t + 150, 1, 0, ready),
+       cap_frame(3, t + 160, 0, 0, typed('Q', std::string("SELECT 3\0", 9))), cap_frame(3, t + 170, 1, 0, ready),
+       test::cap_close(3, t + 180, "client closed")});
   const std::string in = temp_path("built.pgwcap");
   {
     std::ofstream out(in, std::ios::binary);
@@ -243,7 +251,15 @@ TEST(PgdumpLogPcap, Ipv6UnixSocketsAndMessagesOverOneSegment) {
   ASSERT_TRUE(r.ok()) << r.describe();
 
   EXPECT_EQ(bad_packets(pcap, 5439), "");
-  EXPECT_EQ(tshark_queries(pcap, 5439), (std::vector<std::string>{"SELECT $1::int AS p", big, "SELECT 2"}));
+  EXPECT_EQ(tshark_queries(pcap, 5439), (std::vector<std::string>{"SELECT $1::int AS p", big, "SELECT 2", "SELECT 3"}));
+  // The TLS session reads as plaintext: no TLS, its StartupMessage right after the handshake.
+  test::CommandResult tls = tshark(pcap, 5439, {"-Y", "tls", "-T", "fields", "-e", "frame.number"});
+  ASSERT_TRUE(tls.ok()) << tls.describe();
+  EXPECT_EQ(tls.out, "");
+  test::CommandResult carol = tshark(
+      pcap, 5439, {"-Y", "ip.src == 192.0.2.9 && pgsql.parameter_value == \"carol\"", "-T", "fields", "-e", "tcp.seq"});
+  ASSERT_TRUE(carol.ok()) << carol.describe();
+  EXPECT_EQ(carol.out, "1\n");
   // The big Query: four segments from the IPv6 client, none over 65495 bytes of payload.
   test::CommandResult segs =
       tshark(pcap, 5439,
