@@ -8,7 +8,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
@@ -18,6 +17,7 @@
 #include "proxy_process.hpp"
 #include "shared_server.hpp"
 #include "subprocess.hpp"
+#include "test_files.hpp"
 
 namespace pt = pgwire::test;
 
@@ -72,7 +72,7 @@ TEST_F(PcapExportTest, PsqlAndPgbenchOverIpv6ReadBackByTshark) {
   ASSERT_TRUE(psql.ok()) << psql.describe();
   EXPECT_NE(psql.out.find("204800"), std::string::npos);
   const std::string script = proxy.dir() + "/extended.sql";
-  { std::ofstream(script) << "\\set x 41\nSELECT :x::int + 1 AS answer;\n"; }
+  pt::spit(script, "\\set x 41\nSELECT :x::int + 1 AS answer;\n");
   pt::CommandResult bench =
       proxy.run(pg(), {pg().bindir() + "/pgbench", "-n", "-t", "3", "-M", "extended", "-f", script}, {}, env);
   ASSERT_TRUE(bench.ok()) << bench.describe();

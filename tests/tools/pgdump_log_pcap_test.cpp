@@ -6,13 +6,13 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
 #include <set>
 #include <sstream>
 
 #include "capture_builder.hpp"
 #include "pgwire/bytes.hpp"
 #include "subprocess.hpp"
+#include "test_files.hpp"
 
 namespace pgwire {
 namespace {
@@ -20,10 +20,6 @@ namespace {
 const std::string kCorpus = PGWIRE_CORPUS_DIR;
 const std::string kTool = std::string(PGWIRE_BINARY_DIR) + "/tools/pgdump-log/pgdump-log";
 const std::string kTshark = "/usr/bin/tshark";
-
-std::string temp_path(const std::string& name) {
-  return testing::TempDir() + "pgdump_log_pcap_test_" + std::to_string(getpid()) + "_" + name;
-}
 
 test::CommandResult dump(std::vector<std::string> args) {
   args.insert(args.begin(), {kTool, "--no-progress"});
@@ -171,7 +167,8 @@ class PcapOfCorpus : public testing::TestWithParam<std::string> {
 TEST_P(PcapOfCorpus, TsharkDissectsItCleanlyAndFindsTheStatements) {
   const std::string name = GetParam();
   const std::string cap = kCorpus + "/captures/" + name + ".pgwcap";
-  const std::string pcap = temp_path(name + ".pcap");
+  test::TempDir dir("pgdump_log_pcap_test");
+  const std::string pcap = dir.file(name + ".pcap");
   test::CommandResult r = dump({"--format", "pcap", "-o", pcap, cap});
   ASSERT_TRUE(r.ok()) << r.describe();
   struct stat st {};
@@ -190,7 +187,6 @@ TEST_P(PcapOfCorpus, TsharkDissectsItCleanlyAndFindsTheStatements) {
   if (name != "pgbench_prepared") {
     EXPECT_EQ(seen, logged) << name;
   }
-  ::unlink(pcap.c_str());
 }
 
 INSTANTIATE_TEST_SUITE_P(RealTraffic, PcapOfCorpus,
@@ -241,12 +237,9 @@ TEST(PgdumpLogPcap, Ipv6UnixSocketsAndMessagesOverOneSegment) {
        cap_frame(3, t + 140, 0, 1, startup("carol")), cap_frame(3, t + 150, 1, 0, ready),
        cap_frame(3, t + 160, 0, 0, typed('Q', std::string("SELECT 3\0", 9))), cap_frame(3, t + 170, 1, 0, ready),
        test::cap_close(3, t + 180, "client closed")});
-  const std::string in = temp_path("built.pgwcap");
-  {
-    std::ofstream out(in, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(cap.data()), static_cast<std::streamsize>(cap.size()));
-  }
-  const std::string pcap = temp_path("built.pcap");
+  test::TempDir dir("pgdump_log_pcap_test");
+  const std::string in = dir.write("built.pgwcap", cap);
+  const std::string pcap = dir.file("built.pcap");
   test::CommandResult r = dump({"--format", "pcap", "-o", pcap, in});
   ASSERT_TRUE(r.ok()) << r.describe();
 
@@ -287,26 +280,21 @@ TEST(PgdumpLogPcap, Ipv6UnixSocketsAndMessagesOverOneSegment) {
   test::CommandResult only = dump({"--format", "pcap", "-o", pcap, "--user", "bob", in});
   ASSERT_TRUE(only.ok()) << only.describe();
   EXPECT_EQ(tshark_queries(pcap, 5439), std::vector<std::string>{"SELECT 2"});
-  ::unlink(pcap.c_str());
-  ::unlink(in.c_str());
 }
 
 TEST(PgdumpLogPcap, OutputOptionAndRefusedCombinations) {
   const std::string cap = kCorpus + "/captures/psql_multi.pgwcap";
-  const std::string out = temp_path("out.sql");
+  test::TempDir dir("pgdump_log_pcap_test");
+  const std::string out = dir.file("out.sql");
   test::CommandResult to_file = dump({"-o", out, cap});
   test::CommandResult to_stdout = dump({cap});
   ASSERT_TRUE(to_file.ok() && to_stdout.ok());
   EXPECT_EQ(to_file.out, "");
-  std::ifstream in(out, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  EXPECT_EQ(ss.str(), to_stdout.out);
-  EXPECT_FALSE(ss.str().empty());
+  EXPECT_EQ(test::slurp(out), to_stdout.out);
+  EXPECT_FALSE(to_stdout.out.empty());
   struct stat st {};
   ASSERT_EQ(::stat(out.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
-  ::unlink(out.c_str());
 
   for (const std::vector<std::string>& bad : {std::vector<std::string>{"--format", "pcap", "--stats", cap},
                                               {"--format", "pcap", "--check", cap},

@@ -10,9 +10,8 @@
 
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <fstream>
-#include <iterator>
+#include "test_files.hpp"
+
 #include <random>
 #include <string>
 #include <vector>
@@ -30,25 +29,12 @@ ByteVec hex(std::string_view h) {
   return from_hex(clean).value();
 }
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/pcap_writer_test.XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 ByteVec read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<char> c((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  ByteVec out(c.size());
-  std::memcpy(out.data(), c.data(), c.size());
-  return out;
+  const std::string s = test::slurp(path);
+  const auto* p = reinterpret_cast<const std::byte*>(s.data());
+  return {p, p + s.size()};
 }
 
 // What a test needs of a packet, read at the offsets the formats define.
@@ -143,7 +129,7 @@ TEST(PcapChecksum, MatchesWordByWordSum) {
 }
 
 TEST(PcapWriter, Ipv4DataPacket) {
-  TempDir dir;
+  TempDir dir("pcap_writer_test");
   const std::string path = dir.file("a.pcap");
   auto w = PcapWriter::create(path).value();
   TcpFlow f = v4_flow();
@@ -169,7 +155,7 @@ TEST(PcapWriter, Ipv4DataPacket) {
 }
 
 TEST(PcapWriter, Ipv6HandshakeWithOptions) {
-  TempDir dir;
+  TempDir dir("pcap_writer_test");
   const std::string path = dir.file("b.pcap");
   auto w = PcapWriter::create(path).value();
   TcpFlow f;
@@ -199,7 +185,7 @@ TEST(PcapWriter, Ipv6HandshakeWithOptions) {
 }
 
 TEST(PcapWriter, MicrosecondMagicAndTimestamps) {
-  TempDir dir;
+  TempDir dir("pcap_writer_test");
   const std::string path = dir.file("c.pcap");
   PcapWriterOptions opts;
   opts.nanosecond = false;
@@ -219,7 +205,7 @@ TEST(PcapWriter, MicrosecondMagicAndTimestamps) {
 }
 
 TEST(PcapWriter, SplitsAtMaxSegmentAndFillsOneSegmentPerRead) {
-  TempDir dir;
+  TempDir dir("pcap_writer_test");
   const std::string path = dir.file("d.pcap");
   PcapWriterOptions opts;
   opts.max_segment = 40;
@@ -249,7 +235,7 @@ TEST(PcapWriter, SplitsAtMaxSegmentAndFillsOneSegmentPerRead) {
 }
 
 TEST(PcapWriter, ReceiverAcknowledgesLongOneWayStreams) {
-  TempDir dir;
+  TempDir dir("pcap_writer_test");
   const std::string path = dir.file("e.pcap");
   auto w = PcapWriter::create(path).value();
   TcpFlow f = v4_flow();
@@ -272,7 +258,7 @@ TEST(PcapWriter, ReceiverAcknowledgesLongOneWayStreams) {
 }
 
 TEST(PcapWriter, CloseIsFinFinAck) {
-  TempDir dir;
+  TempDir dir("pcap_writer_test");
   const std::string path = dir.file("f.pcap");
   auto w = PcapWriter::create(path).value();
   TcpFlow f = v4_flow();
@@ -292,9 +278,9 @@ TEST(PcapWriter, CloseIsFinFinAck) {
 }
 
 TEST(PcapWriter, CreateSetsModeOfExistingFile) {
-  TempDir dir;
+  TempDir dir("pcap_writer_test");
   const std::string path = dir.file("g.pcap");
-  { std::ofstream(path) << "old"; }
+  test::spit(path, "old");
   ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
   auto w = PcapWriter::create(path).value();
   ASSERT_TRUE(w->finish());
@@ -386,7 +372,7 @@ constexpr std::string_view kQuery = "51 00000009 73656c6300";  // Query "selc"
 constexpr std::string_view kReady = "5a 00000005 49";
 
 std::vector<Packet> export_records(const Records& in, PcapExportOptions opts, PcapExportStats* stats = nullptr) {
-  TempDir dir;
+  TempDir dir("pcap_writer_test");
   const std::string path = dir.file("x.pcap");
   auto w = PcapWriter::create(path).value();
   PcapExport ex(*w, std::move(opts));
