@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 harnesses=("$@")
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(protocol_fuzz capture_reader_fuzz binary_values_fuzz)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(protocol_fuzz capture_reader_fuzz binary_values_fuzz pcap_export_fuzz)
 
 command -v clang++ >/dev/null || { scripts/install-deps.sh; apt-get install -y -qq --no-upgrade clang libclang-rt-dev >/dev/null; }
 cov="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -g"
@@ -19,7 +19,7 @@ cmake --build build/fuzz --target "${harnesses[@]}" -j "$(nproc)"
 mkdir -p build/fuzz/artifacts
 
 declare -A seeds=([protocol_fuzz]="corpus/fuzz/protocol corpus/fuzz/seeds" [capture_reader_fuzz]="corpus/fuzz/capture"
-  [binary_values_fuzz]="corpus/fuzz/binary_values")
+  [binary_values_fuzz]="corpus/fuzz/binary_values" [pcap_export_fuzz]="corpus/fuzz/capture corpus/captures")
 for h in "${harnesses[@]}"; do
   work="build/fuzz/corpus-$h"
   mkdir -p "$work"

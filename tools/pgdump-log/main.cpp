@@ -1,5 +1,7 @@
 // pgdump-log: reads pgwire-toolkit captures offline and prints them as the
-// SQL log pgproxy writes, as JSON, as a per-message trace, or as statistics.
+// SQL log pgproxy writes, as JSON, as a per-message trace, as statistics, or
+// as a pcap file for Wireshark.
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 #include <CLI/CLI.hpp>
 
 #include "pgwire/capture_merge.hpp"
+#include "pgwire/pcap_writer.hpp"
 #include "pgwire/session_monitor.hpp"
 #include "pgwire/statement_log.hpp"
 #include "pgwire/system.hpp"
@@ -34,23 +37,43 @@ constexpr int kExitOk = 0;
 constexpr int kExitDamaged = 1;
 constexpr int kExitUsage = 2;
 
-// Buffered stdout: one fwrite per 256 KiB.
+// Buffered output (stdout or -o): one fwrite per 256 KiB.
 class Output {
  public:
   ~Output() { flush(); }
+  void set_file(FILE* file) { file_ = file; }
   std::string& buffer() { return buf_; }
   void maybe_flush() {
     if (buf_.size() >= (256 << 10)) flush();
   }
   void flush() {
-    if (!buf_.empty()) std::fwrite(buf_.data(), 1, buf_.size(), stdout);
+    if (!buf_.empty() && std::fwrite(buf_.data(), 1, buf_.size(), file_) != buf_.size()) failed_ = true;
     buf_.clear();
-    std::fflush(stdout);
+    if (std::fflush(file_) != 0) failed_ = true;
   }
+  bool failed() const { return failed_ || std::ferror(file_) != 0; }
 
  private:
+  FILE* file_ = stdout;
   std::string buf_;
+  bool failed_ = false;
 };
+
+// The -o file: created with mode 0600, as it holds captured data; an
+// existing regular file is truncated and its mode set too. Not the mode of
+// anything else: -o /dev/null run as root must leave /dev/null as it is.
+int open_output(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd < 0) return -1;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ::fchmod(fd, 0600) != 0) {
+    const int err = errno;
+    ::close(fd);
+    errno = err;
+    return -1;
+  }
+  return fd;
+}
 
 struct Filters {
   std::set<uint64_t> sessions;
@@ -58,6 +81,7 @@ struct Filters {
   std::optional<int64_t> since, until;
   std::optional<std::regex> grep;
 
+  bool selects_sessions() const { return !sessions.empty() || !user.empty() || !database.empty(); }
   bool session_ok(const SessionInfo& s) const {
     if (!sessions.empty() && !sessions.count(s.session_id)) return false;
     if (!user.empty() && s.user != user) return false;
@@ -109,7 +133,7 @@ class Progress {
 namespace {
 
 int run(int argc, char** argv) {
-  CLI::App app{"pgdump-log: decode pgwire-toolkit captures offline (SQL log, JSON, trace, statistics)."};
+  CLI::App app{"pgdump-log: decode pgwire-toolkit captures offline (SQL log, JSON, trace, statistics, pcap)."};
   app.footer(
       "Input: capture files, zstd-compressed ones included (recognised by their content, not their name),\n"
       "or directories, which stand for the capture files in them (other files, such as the SQL log, are\n"
@@ -117,6 +141,17 @@ int run(int argc, char** argv) {
       "given as a directory, a glob or a list, are read one after another as one stream: a session that\n"
       "spans files is one session. Files missing from a set are reported; a session whose start is not in\n"
       "what was read is partial (user and database unknown) and said so on stderr.\n"
+      "\n"
+      "--format pcap writes a classic pcap (nanosecond timestamps) for Wireshark: read it with\n"
+      "'tshark -r FILE -d tcp.port==5432,pgsql' (the server's port). Each session is a TCP connection over\n"
+      "Ethernet and IPv4 or IPv6 with a handshake, a FIN exchange if the capture saw it end, correct checksums\n"
+      "and at most 65495 payload bytes a packet. Real addresses and ports are used where the capture has\n"
+      "them; a Unix-socket client becomes 127.0.0.2 and up, port 1024 + session id modulo 64512; a server not\n"
+      "on TCP 127.0.0.1, port that of its .s.PGSQL.PORT socket (else 5432); an IPv4 address next to an IPv6\n"
+      "one ::ffff:a.b.c.d. Password and SASL messages, of which captures keep only the header, are left out;\n"
+      "so are the SSLRequest and 'S' of a TLS connection the proxy terminated (the capture holds the decrypted\n"
+      "stream). A partial session begins at its first whole frame, without a handshake; a session still open\n"
+      "at the end gets no FIN (docs/pcap-export.md).\n"
       "\n"
       "Exit status: 0 all input read; 1 some input was damaged (truncated, bad checksum, impossible frame) —\n"
       "every valid record before the damage was printed, the damage is reported on stderr with file and\n"
@@ -130,11 +165,17 @@ int run(int argc, char** argv) {
   Filters filters;
   std::string since, until, grep;
   std::string report_html;
+  std::string output = "-";
   size_t report_top = 100;
   app.add_option("captures", files, "capture files (zstd-compressed too) or directories of them; '-' for stdin")
       ->required();
-  app.add_option("-f,--format", format, "output: sql (the SQL log), json (statement events), trace (every frame)")
-      ->check(CLI::IsMember({"sql", "json", "trace"}));
+  app.add_option("-f,--format", format,
+                 "output: sql (the SQL log), json (statement events), trace (every frame), pcap (packets for "
+                 "Wireshark, see below)")
+      ->check(CLI::IsMember({"sql", "json", "trace", "pcap"}));
+  app.add_option("-o,--output", output,
+                 "write the output (of every format, --stats and --check) to FILE, created mode 0600; '-' for stdout")
+      ->type_name("FILE");
   app.add_option("--log-format", log_format, "line format of --format sql: text or json, as pgproxy's --log-format")
       ->check(CLI::IsMember({"text", "json"}));
   app.add_flag("--stats", stats, "print a summary instead of the statements");
@@ -166,6 +207,22 @@ int run(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
   filters.sessions.insert(sessions.begin(), sessions.end());
+  const bool pcap = format == "pcap";
+  if (pcap && (stats || check)) {
+    std::fprintf(stderr, "pgdump-log: --format pcap writes packets: it cannot go with --stats or --check\n");
+    return kExitUsage;
+  }
+  if (pcap && !grep.empty()) {
+    std::fprintf(stderr,
+                 "pgdump-log: --grep selects statements or lines, not packets: use --session, --user, --database, "
+                 "--since or --until with --format pcap\n");
+    return kExitUsage;
+  }
+  const bool to_stdout = output == "-";
+  if (pcap && to_stdout && isatty(STDOUT_FILENO)) {
+    std::fprintf(stderr, "pgdump-log: not writing a binary pcap to a terminal: use -o FILE, or a pipe\n");
+    return kExitUsage;
+  }
   for (auto [text, slot] : {std::pair{&since, &filters.since}, std::pair{&until, &filters.until}}) {
     if (text->empty()) continue;
     int64_t ns;
@@ -195,6 +252,34 @@ int run(int argc, char** argv) {
     }
   }
 
+  // Opened before the pass too.
+  int output_fd = STDOUT_FILENO;
+  std::unique_ptr<FILE, int (*)(FILE*)> output_file(nullptr, &std::fclose);
+  if (!to_stdout) {
+    output_fd = open_output(output);
+    if (output_fd < 0) {
+      std::fprintf(stderr, "pgdump-log: cannot write %s: %s\n", output.c_str(), std::strerror(errno));
+      return kExitUsage;
+    }
+    if (!pcap) {
+      output_file.reset(::fdopen(output_fd, "w"));
+      if (!output_file) {
+        std::fprintf(stderr, "pgdump-log: cannot write %s: %s\n", output.c_str(), std::strerror(errno));
+        ::close(output_fd);
+        return kExitUsage;
+      }
+    }
+  }
+  std::unique_ptr<PcapWriter> pcap_writer;
+  if (pcap) {
+    auto w = PcapWriter::from_fd(output_fd, /*owns_fd=*/!to_stdout);
+    if (!w) {
+      std::fprintf(stderr, "pgdump-log: %s: %s\n", output.c_str(), w.error().describe().c_str());
+      return kExitUsage;
+    }
+    pcap_writer = std::move(*w);
+  }
+
   MergedReader reader;
   // Not the default: the hand-over costs CPU (copies, another core's cache),
   // and on the 2-vCPU machines we measured it was as often slower as faster.
@@ -204,12 +289,13 @@ int run(int argc, char** argv) {
   for (const std::string& w : reader.warnings()) std::fprintf(stderr, "pgdump-log: warning: %s\n", w.c_str());
 
   const bool trace = format == "trace" && !stats && !check;
-  const bool statements = !trace && !stats && !check;
+  const bool statements = !trace && !stats && !check && !pcap;
   const LogFormat line_format = format == "json" || log_format == "json" ? LogFormat::kJson : LogFormat::kText;
   TraceOptions trace_opts;
   trace_opts.hide_volatile = hide_volatile;
 
   Output out;
+  if (output_file) out.set_file(output_file.get());
   const bool reporting = stats || html_file;
   pgdump::Report report(/*examples=*/html_file != nullptr);
   uint64_t records = 0, frames = 0, events = 0, framing_errors = 0, partial_sessions = 0;
@@ -277,6 +363,7 @@ int run(int argc, char** argv) {
   cb.partial = [&](const SessionInfo& s, int64_t ts) {
     ++partial_sessions;
     if (reporting) report.session_partial(s, ts);
+    if (pcap) return;  // said by the export, in its own words
     std::fprintf(stderr,
                  "pgdump-log: %s: session %llu is partial: its start is not in the capture data read (a file "
                  "of its set not given, deleted or missing); its user, database and startup parameters are "
@@ -289,20 +376,59 @@ int run(int argc, char** argv) {
                  static_cast<unsigned long long>(s.session_id), e.describe().c_str());
   };
   CaptureDecoder decoder(TrackerOptions{}, cb);
+  // The packets need no decoding: with --format pcap the decoder runs for a report only.
+  const bool decode = !pcap || reporting;
+
+  std::optional<PcapExport> pcap_export;
+  Status pcap_status;
+  if (pcap) {
+    PcapExportOptions popts;
+    if (filters.selects_sessions()) popts.select = [&](const SessionInfo& s) { return filters.session_ok(s); };
+    popts.since = filters.since;
+    popts.until = filters.until;
+    popts.partial = [&](uint64_t id, int64_t) {
+      std::fprintf(stderr,
+                   "pgdump-log: %s: session %llu is partial: its start is not in the capture data read; its "
+                   "packets begin at its first whole frame, without a handshake, and its addresses are "
+                   "synthetic unless known\n",
+                   reader.current_file().c_str(), static_cast<unsigned long long>(id));
+    };
+    pcap_export.emplace(*pcap_writer, std::move(popts));
+  }
 
   Progress progress(!no_progress && !check && isatty(STDERR_FILENO), reader.total_size());
   int64_t last_ts = 0;
   while (const CaptureRecord* rec = reader.next()) {
     ++records;
     last_ts = std::max(last_ts, rec->ts_ns);
-    decoder.on_record(*rec);
+    if (decode) decoder.on_record(*rec);
+    if (pcap_export && pcap_status) pcap_status = pcap_export->on_record(*rec);
     progress.update([&] { return reader.consumed(); });
   }
-  decoder.finish(last_ts);
+  if (decode) decoder.finish(last_ts);
   progress.done();
+  if (pcap_export) {
+    if (pcap_status) pcap_status = pcap_export->finish();
+    if (pcap_status) pcap_status = pcap_writer->finish();
+    if (!pcap_status) {
+      std::fprintf(stderr, "pgdump-log: cannot write %s: %s\n", to_stdout ? "the pcap" : output.c_str(),
+                   pcap_status.error().describe().c_str());
+      return kExitUsage;
+    }
+    const PcapExportStats& ps = pcap_export->stats();
+    if (ps.redacted_frames > 0) {
+      std::fprintf(stderr,
+                   "pgdump-log: pcap: %llu password/SASL messages left out (the capture kept only their header)\n",
+                   static_cast<unsigned long long>(ps.redacted_frames));
+    }
+  }
 
   if (stats) out.buffer() += stats_format == "json" ? report.json(top_n) : report.text(top_n);
   out.flush();
+  if (!pcap && out.failed()) {
+    std::fprintf(stderr, "pgdump-log: cannot write %s\n", to_stdout ? "the output" : output.c_str());
+    return kExitUsage;
+  }
   if (html_file) {
     pgdump::HtmlOptions html_opts;
     html_opts.inputs = files;
@@ -321,13 +447,14 @@ int run(int argc, char** argv) {
   const bool damaged = !reader.damage().empty() || framing_errors > 0;
   if (check) {
     if (damaged) {
-      std::printf("DAMAGED: %llu good records before the damage, %llu framing errors (details on stderr)\n",
-                  static_cast<unsigned long long>(records), static_cast<unsigned long long>(framing_errors));
+      fmt::format_to(std::back_inserter(out.buffer()),
+                     "DAMAGED: {} good records before the damage, {} framing errors (details on stderr)\n", records,
+                     framing_errors);
     } else {
-      std::printf("OK: %llu records, %llu frames, %llu statements%s\n", static_cast<unsigned long long>(records),
-                  static_cast<unsigned long long>(frames), static_cast<unsigned long long>(events),
-                  partial_sessions == 0 ? "" : fmt::format(", {} partial sessions", partial_sessions).c_str());
+      fmt::format_to(std::back_inserter(out.buffer()), "OK: {} records, {} frames, {} statements{}\n", records, frames,
+                     events, partial_sessions == 0 ? "" : fmt::format(", {} partial sessions", partial_sessions));
     }
+    out.flush();
   }
   if (damaged) return kExitDamaged;
   return open_errors.empty() ? kExitOk : kExitUsage;
