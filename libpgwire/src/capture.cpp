@@ -288,14 +288,8 @@ struct CaptureWriter::Impl {
 };
 
 Result<std::unique_ptr<CaptureWriter>> CaptureWriter::create(const std::string& path, CaptureWriterOptions opts) {
-  int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+  const int fd = open_private(path, O_TRUNC);
   if (fd < 0) return Error{Errc::kIo, 0, fmt::format("open {}: {}", path, errno_text(errno))};
-  // open() does not change the mode of a file that already existed.
-  if (::fchmod(fd, 0600) != 0) {
-    int err = errno;
-    ::close(fd);
-    return Error{Errc::kIo, 0, fmt::format("chmod {}: {}", path, errno_text(err))};
-  }
   return from_fd(fd, true, std::move(opts));
 }
 

@@ -321,16 +321,8 @@ struct PcapWriter::Impl {
 };
 
 Result<std::unique_ptr<PcapWriter>> PcapWriter::create(const std::string& path, PcapWriterOptions opts) {
-  const int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+  const int fd = open_private(path, O_TRUNC);
   if (fd < 0) return Error{Errc::kIo, 0, fmt::format("open {}: {}", path, errno_text(errno))};
-  // open() does not change the mode of a file that already existed; only a
-  // regular file's is set (a path such as /dev/null keeps its own).
-  struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ::fchmod(fd, 0600) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return Error{Errc::kIo, 0, fmt::format("chmod {}: {}", path, errno_text(err))};
-  }
   return from_fd(fd, true, opts);
 }
 

@@ -155,6 +155,9 @@ TEST(PgdumpLogHtml, SameFiguresAsStatsInTheSamePass) {
     const StatsJson stats{r.out};
     const std::string html = slurp(page);
     ASSERT_FALSE(html.empty());
+    // Its examples show statements with their parameters: private, as the SQL log is.
+    EXPECT_EQ(std::filesystem::status(page).permissions(),
+              std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
 
     const auto card = cards(html);
     EXPECT_EQ(card.at("sessions"), StatsJson::match(stats.text, "\"sessions\":\\{\"count\":([0-9]+)"));

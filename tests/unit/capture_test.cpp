@@ -732,6 +732,28 @@ TEST(CaptureFile, CreatedWithMode0600EvenIfItExisted) {
   EXPECT_EQ(o.records[0].reason, "x");
 }
 
+// A path that is not a regular file (pgproxy --capture /dev/null, a FIFO to
+// a compressor) keeps its own mode: run as root, setting 0600 on /dev/null
+// would lock every other user out of it.
+TEST(CaptureFile, WhatIsNotARegularFileKeepsItsMode) {
+  TempDir dir;
+  const std::string fifo = dir.file("to-zstd");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  ASSERT_EQ(::chmod(fifo.c_str(), 0644), 0);  // whatever the umask
+  const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);  // so that opening to write does not wait
+  ASSERT_GE(reader, 0);
+  {
+    auto w = CaptureWriter::create(fifo);
+    ASSERT_TRUE(w.ok()) << w.error().describe();
+    EXPECT_EQ(file_mode(fifo), 0644u);
+    ASSERT_TRUE((*w)->close().ok());
+  }
+  char header[8] = {};
+  EXPECT_EQ(::read(reader, header, sizeof header), static_cast<ssize_t>(sizeof header));  // the writer wrote through it
+  ::close(reader);
+  EXPECT_EQ(file_mode(fifo), 0644u);
+}
+
 TEST(CaptureFile, OpenErrorsCarryTheErrnoText) {
   auto w = CaptureWriter::create("/nonexistent-dir/x.pgwcap");
   ASSERT_FALSE(w.ok());

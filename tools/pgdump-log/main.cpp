@@ -59,21 +59,6 @@ class Output {
   bool failed_ = false;
 };
 
-// The -o file: created with mode 0600, as it holds captured data; an
-// existing regular file is truncated and its mode set too. Not the mode of
-// anything else: -o /dev/null run as root must leave /dev/null as it is.
-int open_output(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
-  if (fd < 0) return -1;
-  struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ::fchmod(fd, 0600) != 0) {
-    const int err = errno;
-    ::close(fd);
-    errno = err;
-    return -1;
-  }
-  return fd;
-}
 
 struct Filters {
   std::set<uint64_t> sessions;
@@ -245,7 +230,14 @@ int run(int argc, char** argv) {
   // once rather than after reading a day of traffic.
   std::unique_ptr<FILE, int (*)(FILE*)> html_file(nullptr, &std::fclose);
   if (!report_html.empty()) {
-    html_file.reset(std::fopen(report_html.c_str(), "w"));
+    // Mode 0600: its examples show statements with their parameters.
+    const int fd = open_private(report_html, O_TRUNC);
+    html_file.reset(fd < 0 ? nullptr : ::fdopen(fd, "w"));
+    if (fd >= 0 && !html_file) {
+      const int err = errno;
+      ::close(fd);
+      errno = err;
+    }
     if (!html_file) {
       std::fprintf(stderr, "pgdump-log: cannot write the report %s: %s\n", report_html.c_str(), std::strerror(errno));
       return kExitUsage;
@@ -256,7 +248,7 @@ int run(int argc, char** argv) {
   int output_fd = STDOUT_FILENO;
   std::unique_ptr<FILE, int (*)(FILE*)> output_file(nullptr, &std::fclose);
   if (!to_stdout) {
-    output_fd = open_output(output);
+    output_fd = open_private(output, O_TRUNC);  // holds captured data
     if (output_fd < 0) {
       std::fprintf(stderr, "pgdump-log: cannot write %s: %s\n", output.c_str(), std::strerror(errno));
       return kExitUsage;

@@ -384,8 +384,8 @@ bool Proxy::setup_tls(const pgwire::HostPort& upstream) {
     }
   }
   if (!opts_.tls_keylog.empty()) {
-    keylog_fd_ = open(opts_.tls_keylog.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (keylog_fd_ < 0 || fchmod(keylog_fd_, 0600) != 0) {
+    keylog_fd_ = pgwire::open_private(opts_.tls_keylog, O_APPEND | O_NOFOLLOW);
+    if (keylog_fd_ < 0) {
       diag("--tls-keylog {}: {}", opts_.tls_keylog, pgwire::errno_text(errno));
       return false;
     }
