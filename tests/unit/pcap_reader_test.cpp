@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pcap_builder.hpp"
@@ -91,7 +92,7 @@ struct Decoded {
 Decoded decode(const std::vector<std::string>& paths, PcapOptions opts = {}) {
   Decoded d;
   MergedReader reader;
-  reader.set_pcap_options(opts);
+  reader.set_pcap_options(std::move(opts));
   d.open_errors = reader.open(paths);
   CaptureDecoder::Callbacks cb;
   cb.event = [&](const StatementEvent& ev, const SessionInfo& s) {
@@ -306,7 +307,7 @@ TEST(PcapReader, TruncatedLastPacketIsDamageWithItsOffset) {
   int64_t ts = 1'000'000'000;
   for (const PacketBytes& p : session_packets(f, raw)) file.packet(ts += 1000, p);
   const size_t whole = file.bytes().size();
-  file.packet(ts += 1000, f.client(query("SELECT 'cut'")));
+  file.packet(ts + 1000, f.client(query("SELECT 'cut'")));
   file.bytes().resize(file.bytes().size() - 5);
   Decoded d = decode({dir.write("cut.pcap", file.bytes())});
   EXPECT_EQ(d.records, kOneSessionRecords);  // everything before it
