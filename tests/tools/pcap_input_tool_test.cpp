@@ -28,7 +28,7 @@ std::string temp_path(const std::string& name) {
 }
 
 std::string write(const std::string& name, const PacketBytes& bytes) {
-  const std::string p = temp_path(name);
+  std::string p = temp_path(name);
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   out.close();
@@ -36,7 +36,7 @@ std::string write(const std::string& name, const PacketBytes& bytes) {
   return p;
 }
 
-test::CommandResult run(std::vector<std::string> argv, const std::string& stdin_data = {}) {
+test::CommandResult run(const std::vector<std::string>& argv, const std::string& stdin_data = {}) {
   test::CommandOptions o;
   o.stdin_data = stdin_data;
   return test::run_command(argv, o);
@@ -120,9 +120,9 @@ TEST(PcapInputTool, PortSelectsConnectionsThatStartedBeforeTheCapture) {
   // No SYN: only a --port makes this connection PostgreSQL.
   test::PcapFile file(101);
   TcpFlow f(test::v4(10, 1, 1, 1, 41000), test::v4(10, 1, 1, 2, 7000));
-  int64_t ts = 1'764'700'000'000'000'000;
-  file.packet(ts += 1000, f.client(W().msg('Q', W().str("SELECT 'joined late'")).bytes()));
-  file.packet(ts += 1000, f.server(W().msg('C', W().str("SELECT 1")).msg('Z', W().byte('I')).bytes()));
+  const int64_t ts = 1'764'700'000'000'000'000;
+  file.packet(ts + 1000, f.client(W().msg('Q', W().str("SELECT 'joined late'")).bytes()));
+  file.packet(ts + 2000, f.server(W().msg('C', W().str("SELECT 1")).msg('Z', W().byte('I')).bytes()));
   const std::string pcap = write("late.pcap", file.bytes());
   test::CommandResult without = run({kPgdumpLog, "--no-progress", pcap});
   EXPECT_EQ(without.exit_code, 0) << without.describe();
