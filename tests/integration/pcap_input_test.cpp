@@ -3,8 +3,11 @@
 // with tcpdump watching the client -> proxy leg, so the same traffic is in
 // both pgproxy's capture and the pcap, and pgdump-log must say the same of
 // both. Skipped when tcpdump cannot capture (not root, no CAP_NET_RAW).
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +17,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -191,6 +195,72 @@ TEST_F(PcapInputTest, PsqlPgbenchAndCopyThroughProxySayTheSameInThePcap) {
   pt::CommandResult from_stdin = pgdump_log({"-"}, read_file(pcap));
   EXPECT_EQ(from_stdin.exit_code, 0) << from_stdin.describe();
   EXPECT_EQ(stable_lines(from_stdin.out), a);
+}
+
+// A port nobody listens on now, on ::1 (for a pgproxy that must listen there).
+uint16_t free_ipv6_port() {
+  const int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  socklen_t len = sizeof a;
+  uint16_t port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin6_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+TEST_F(PcapInputTest, Ipv6AndACancelThroughProxySayTheSameInThePcap) {
+  const uint16_t port = free_ipv6_port();
+  if (port == 0) GTEST_SKIP() << "no IPv6 loopback here";
+  ProxyProcess proxy(pt::ProxyOptions{
+      pg().host() + ":" + std::to_string(pg().port()), {"--capture-backend"}, {}, {}, "[::1]:" + std::to_string(port)});
+  const std::string pcap = proxy.dir() + "/v6.pcap";
+  Tcpdump dump(pcap, port);
+  if (!dump.ready()) GTEST_SKIP() << dump.why();
+  std::map<std::string, std::string> env = pg().client_env();
+  env["PGHOST"] = "::1";
+  env["PGPORT"] = std::to_string(port);
+  pt::CommandOptions o;
+  o.env = env;
+  pt::CommandResult r = pt::run_command({pg().bindir() + "/psql", "-X", "-At", "-c", "SELECT 'over-ipv6'"}, o);
+  ASSERT_TRUE(r.ok()) << r.describe();
+  // psql sends a CancelRequest on a connection of its own when it gets SIGINT.
+  const std::string psql_out = proxy.dir() + "/psql.out";
+  const int fd = ::open(psql_out.c_str(), O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+  ASSERT_GE(fd, 0);
+  pt::SpawnOptions so;
+  so.env = pt::child_environment(env);
+  so.output_fd = fd;
+  so.parent_death_signal = SIGKILL;
+  const pid_t psql = pt::spawn_process({pg().bindir() + "/psql", "-X", "-At", "-c", "SELECT pg_sleep(30)"}, so);
+  ::close(fd);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ::kill(psql, SIGINT);
+  int status = 0;
+  ::waitpid(psql, &status, 0);
+  EXPECT_NE(read_file(psql_out).find("canceling statement due to user request"), std::string::npos)
+      << read_file(psql_out);
+  dump.stop();
+  ASSERT_EQ(proxy.stop(), 0) << proxy.output();
+
+  pt::CommandResult from_pcap = pgdump_log({pcap});
+  ASSERT_EQ(from_pcap.exit_code, 0) << from_pcap.describe();
+  pt::CommandResult from_capture = pgdump_log({proxy.capture()});
+  ASSERT_EQ(from_capture.exit_code, 0) << from_capture.describe();
+  EXPECT_NE(from_pcap.out.find("client=[::1]:"), std::string::npos) << from_pcap.out;
+  EXPECT_NE(from_pcap.out.find("SELECT 'over-ipv6'"), std::string::npos) << from_pcap.out;
+  EXPECT_NE(from_pcap.out.find("57014"), std::string::npos) << "the cancelled statement: " << from_pcap.out;
+  EXPECT_EQ(stable_lines(from_pcap.out), stable_lines(from_capture.out));
+  // The cancel request is a session of its own in both.
+  pt::CommandResult trace = pgdump_log({"--format", "trace", "--hide-volatile", pcap});
+  pt::CommandResult trace_capture = pgdump_log({"--format", "trace", "--hide-volatile", proxy.capture()});
+  EXPECT_NE(trace.out.find("CancelRequest"), std::string::npos) << trace.out;
+  EXPECT_NE(trace_capture.out.find("CancelRequest"), std::string::npos) << trace_capture.out;
 }
 
 TEST_F(PcapInputTest, DirectToTheServerOnAnotherPortAndCutShort) {
