@@ -173,7 +173,7 @@ struct PcapReader::Impl {
   };
 
   struct Connection {
-    Connection(size_t max_buffered) : stream{TcpStream(max_buffered), TcpStream(max_buffered)} {}
+    explicit Connection(size_t max_buffered) : stream{TcpStream(max_buffered), TcpStream(max_buffered)} {}
     Endpoint client, server;
     std::string client_text, server_text;
     State state = State::kWaitStartup;
@@ -299,7 +299,25 @@ struct PcapReader::Impl {
 
   // A session's data is missing from here: reported, and the session ends.
   void damaged(Connection& c, Direction dir, const std::string& what) {
-    if (c.session == 0) {  // not a session yet: nothing to report on
+    const int d = static_cast<int>(dir);
+    if (c.state == State::kMidStream && !c.joined[d]) {
+      // Still looking for a message boundary in this direction: what was
+      // lost was going to be dropped anyway. The stream starts again at the
+      // next segment.
+      total_buffered -= c.stream[d].buffered();
+      c.stream[d] = TcpStream(opts.max_buffered_per_direction);
+      return;
+    }
+    if (c.session == 0) {
+      // Before the startup packet decided anything: damage only where a
+      // PostgreSQL connection was expected.
+      if (is_postgres_port(c.server.port)) {
+        damage.push_back(
+            Error{Errc::kTruncated, packet_offset,
+                  fmt::format("packet {}: connection {} -> {}: {} stream at offset {}: {}, before its "
+                              "startup packet was whole; the connection is not read",
+                              packet_no, c.client_text, c.server_text, side_name(dir), c.stream[d].delivered(), what)});
+      }
       drop(c);
       return;
     }

@@ -421,6 +421,40 @@ TEST(PcapReader, OutOfOrderBufferingIsBoundedAndCounted) {
   EXPECT_NE(d.damage[0].find("out of order (the buffering limit)"), std::string::npos) << d.damage[0];
 }
 
+TEST(PcapReader, LossBeforeAMidStreamJoinIsNotDamage) {
+  TempDir dir;
+  TcpFlow f(kClient, kServer);
+  PcapFile file(kLinkRaw);
+  int64_t ts = 1'000'000'000;
+  auto put = [&](const PacketBytes& p) { file.packet(ts += 1000, p); };
+  put(f.client(PacketBytes(50, std::byte{'x'})));  // the middle of something: no boundary
+  f.skip_client(30);                               // lost, and acknowledged by the server
+  put(f.server(PacketBytes(20, std::byte{'y'})));
+  put(f.client(query("SELECT 'after'")));
+  put(f.server(complete("SELECT 1")));
+  Decoded d = decode({dir.write("midloss.pcap", file.bytes())});
+  EXPECT_EQ(d.statements, std::vector<std::string>{"1 ? SELECT 'after' -> SELECT 1"});
+  EXPECT_TRUE(d.damage.empty()) << d.damage.front();
+}
+
+TEST(PcapReader, LostStartupPacketIsReportedWithoutASession) {
+  TempDir dir;
+  TcpFlow f(kClient, kServer);
+  PcapFile file(kLinkRaw);
+  int64_t ts = 1'000'000'000;
+  auto put = [&](const PacketBytes& p) { file.packet(ts += 1000, p); };
+  put(f.syn());
+  put(f.syn_ack());
+  f.skip_client(static_cast<uint32_t>(startup().size()));
+  put(f.server(auth_ok_ready()));
+  Decoded d = decode({dir.write("nostartup.pcap", file.bytes())});
+  EXPECT_TRUE(d.records.empty());
+  ASSERT_EQ(d.damage.size(), 1u);
+  EXPECT_NE(d.damage[0].find("packet 3: connection 10.0.0.1:40000 -> 10.0.0.2:5432: client stream at offset 0"),
+            std::string::npos)
+      << d.damage[0];
+}
+
 // Damaged files of every kind: bytes of a valid capture flipped, cut or
 // repeated at random (a fixed seed): never a crash or a hang, and what can
 // be read is read.
