@@ -191,6 +191,15 @@ TEST_F(PcapInputTest, PsqlPgbenchAndCopyThroughProxySayTheSameInThePcap) {
   EXPECT_EQ(trace.exit_code, 0) << trace.describe();
   EXPECT_NE(trace.out.find("Query"), std::string::npos);
 
+  // pgreplay replays the pcap against the server: every session logs in and runs.
+  pt::CommandOptions replay_opts;
+  replay_opts.env = pg().client_env();
+  replay_opts.timeout = std::chrono::seconds(120);
+  pt::CommandResult replay = pt::run_command({pt::tool_path("pgreplay"), "--no-progress", "--speed", "max", "-h",
+                                              pg().host(), "-p", std::to_string(pg().port()), pcap},
+                                             replay_opts);
+  EXPECT_EQ(replay.exit_code, 0) << replay.describe();
+
   // From stdin, as in tcpdump -w - | pgdump-log -.
   pt::CommandResult from_stdin = pgdump_log({"-"}, read_file(pcap));
   EXPECT_EQ(from_stdin.exit_code, 0) << from_stdin.describe();
