@@ -121,7 +121,8 @@ inline PacketBytes ip_tcp(const Addr& src, const Addr& dst, uint32_t seq, uint32
 }
 
 // Link layers around an IP packet.
-inline PacketBytes ethernet(const PacketBytes& ip, bool v6, std::vector<std::pair<uint16_t, uint16_t>> tags = {}) {
+inline PacketBytes ethernet(const PacketBytes& ip, bool v6,
+                            const std::vector<std::pair<uint16_t, uint16_t>>& tags = {}) {
   PacketBytes b;
   for (int i = 0; i < 6; ++i) put8(b, 0x02);  // destination MAC
   for (int i = 0; i < 6; ++i) put8(b, 0x04);  // source MAC
