@@ -441,6 +441,10 @@ struct CaptureReader::Impl {
   };
   std::unique_ptr<Zstd> zstd;
   uint64_t raw_read = 0;  // bytes read from the descriptor
+  // The first bytes, read by whoever opened the file to see what it is
+  // (MergedReader, on a pipe): read_raw() gives them back first.
+  std::vector<std::byte> prefix;
+  size_t prefix_used = 0;
 
   ~Impl() {
     if (owns_fd && fd >= 0) ::close(fd);
@@ -467,6 +471,14 @@ struct CaptureReader::Impl {
   // One read(2) of at most `room` bytes; *got = 0 at the end of the file.
   // Errors have no offset yet: fill() gives them one.
   Status read_raw(std::byte* dst, size_t room, size_t* got) {
+    if (prefix_used < prefix.size()) {
+      const size_t n = std::min(room, prefix.size() - prefix_used);
+      std::copy_n(prefix.begin() + static_cast<std::ptrdiff_t>(prefix_used), n, dst);
+      prefix_used += n;
+      raw_read += n;
+      *got = n;
+      return {};
+    }
     for (;;) {
       ssize_t n = ::read(fd, dst, room);
       if (n >= 0) {
@@ -770,6 +782,10 @@ Result<std::unique_ptr<CaptureReader>> CaptureReader::open(const std::string& pa
 }
 
 Result<std::unique_ptr<CaptureReader>> CaptureReader::from_fd(int fd, bool owns_fd, std::string name) {
+  return from_fd(fd, owns_fd, std::move(name), {});
+}
+
+Result<std::unique_ptr<CaptureReader>> CaptureReader::from_fd(int fd, bool owns_fd, std::string name, Bytes prefix) {
   if (fd < 0) return Error{Errc::kIo, 0, "invalid file descriptor"};
   std::unique_ptr<CaptureReader> r(new CaptureReader());
   r->impl_ = std::make_unique<Impl>();
@@ -777,6 +793,7 @@ Result<std::unique_ptr<CaptureReader>> CaptureReader::from_fd(int fd, bool owns_
   m.fd = fd;
   m.owns_fd = owns_fd;
   m.name = std::move(name);
+  m.prefix.assign(prefix.begin(), prefix.end());
   m.buf.resize(kInitialReadBuffer);
   if (Status s = m.detect_compression(); !s) return m.located(s.error());
   if (Status s = m.read_header(); !s) return m.located(s.error());

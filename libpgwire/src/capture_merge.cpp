@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -44,6 +45,7 @@ MergedReader::Member& MergedReader::Member::operator=(Member&& o) noexcept {
   size = o.size;
   regular = o.regular;
   reader = std::move(o.reader);
+  pcap = std::move(o.pcap);
   fd = std::exchange(o.fd, -1);
   created_ns = o.created_ns;
   set_id = o.set_id;
@@ -62,9 +64,60 @@ void append_range(std::string& out, uint64_t from, uint64_t to) {
   out += from == to ? fmt::format("{}", from) : fmt::format("{}-{}", from, to);
 }
 
+// For descriptors someone made non-blocking: wait instead of failing with EAGAIN.
+bool wait_readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  for (;;) {
+    if (::poll(&p, 1, -1) >= 0) return true;
+    if (errno != EINTR) return false;
+  }
+}
+
+// A capture file or a packet capture, told apart by their first bytes (on
+// a pipe too: what was read to see is handed to the reader).
+struct AnyReader {
+  std::unique_ptr<CaptureReader> capture;
+  std::unique_ptr<PcapReader> pcap;
+};
+
+Result<AnyReader> open_any(const std::string& path, const PcapOptions& pcap_opts) {
+  const bool is_stdin = path == "-";
+  const int fd = is_stdin ? STDIN_FILENO : ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Error{Errc::kIo, 0, fmt::format("open {}: {}", path, errno_text(errno))};
+  const std::string name = is_stdin ? "<stdin>" : path;
+  std::byte head[4];
+  size_t have = 0;
+  while (have < sizeof head) {
+    const ssize_t n = ::read(fd, head + have, sizeof head - have);
+    if (n > 0) {
+      have += static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) break;
+    if (errno == EINTR) continue;
+    if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_readable(fd)) continue;
+    const int err = errno;
+    if (!is_stdin) ::close(fd);
+    return Error{Errc::kIo, 0, fmt::format("read {}: {}", name, errno_text(err))};
+  }
+  AnyReader any;
+  const Bytes prefix{head, have};
+  if (is_packet_capture_magic(prefix)) {
+    auto r = PcapReader::from_fd(fd, !is_stdin, name, prefix, pcap_opts);
+    if (!r) return r.error();
+    any.pcap = std::move(r).value();
+    return any;
+  }
+  auto r = CaptureReader::from_fd(fd, !is_stdin, name, prefix);
+  if (!r) return r.error();
+  any.capture = std::move(r).value();
+  return any;
+}
+
 struct Opened {
   std::string path;
   std::unique_ptr<CaptureReader> reader;
+  std::unique_ptr<PcapReader> pcap;
   struct stat st {};
   bool regular = false;
   size_t order = 0;  // in the order given
@@ -76,7 +129,7 @@ struct Opened {
 // (decompressed) first bytes are a capture's magic. A compression's .tmp is
 // left out: it is incomplete by design.
 void open_directory(const std::string& dir, std::vector<Opened>& out, std::vector<std::string>& errors,
-                    std::vector<MergedReader::Damage>& damage) {
+                    std::vector<MergedReader::Damage>& damage, const PcapOptions& pcap_opts) {
   std::error_code ec;
   std::vector<std::string> names;
   for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
@@ -93,7 +146,7 @@ void open_directory(const std::string& dir, std::vector<Opened>& out, std::vecto
   std::sort(names.begin(), names.end());
   size_t found = 0;
   for (std::string& path : names) {
-    auto r = CaptureReader::open(path);
+    auto r = open_any(path, pcap_opts);
     if (!r) {
       if (r.error().code == Errc::kBadMagic) continue;  // not a capture: the SQL log, say
       ++found;
@@ -107,7 +160,8 @@ void open_directory(const std::string& dir, std::vector<Opened>& out, std::vecto
     ++found;
     Opened o;
     o.path = std::move(path);
-    o.reader = std::move(r).value();
+    o.reader = std::move(r->capture);
+    o.pcap = std::move(r->pcap);
     o.regular = ::stat(o.path.c_str(), &o.st) == 0 && S_ISREG(o.st.st_mode);
     out.push_back(std::move(o));
   }
@@ -128,10 +182,10 @@ std::vector<std::string> MergedReader::open(const std::vector<std::string>& path
   for (const std::string& p : paths) {
     struct stat st {};
     if (p != "-" && ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-      open_directory(p, opened, errors, damage_);
+      open_directory(p, opened, errors, damage_, pcap_opts_);
       continue;
     }
-    auto r = CaptureReader::open(p);
+    auto r = open_any(p, pcap_opts_);
     if (!r) {
       if (r.error().code == Errc::kIo) {
         errors.push_back(p + ": " + r.error().message);
@@ -143,12 +197,14 @@ std::vector<std::string> MergedReader::open(const std::vector<std::string>& path
     }
     Opened o;
     o.path = p;
-    o.reader = std::move(r).value();
+    o.reader = std::move(r->capture);
+    o.pcap = std::move(r->pcap);
     o.regular = p != "-" && ::stat(p.c_str(), &o.st) == 0 && S_ISREG(o.st.st_mode);
     opened.push_back(std::move(o));
   }
   for (size_t i = 0; i < opened.size(); ++i) {
     opened[i].order = i;
+    if (!opened[i].reader) continue;  // a packet capture: never part of a set
     opened[i].set_id = opened[i].reader->set_id();
     opened[i].set_index = opened[i].reader->set_index();
   }
@@ -162,7 +218,7 @@ std::vector<std::string> MergedReader::open(const std::vector<std::string>& path
     m.path = o.path;
     m.set_index = o.set_index;
     m.set_id = o.set_id;
-    m.created_ns = o.reader->created_ns();
+    m.created_ns = o.reader ? o.reader->created_ns() : 0;
     m.regular = o.regular;
     m.size = o.regular ? static_cast<uint64_t>(o.st.st_size) : 0;
     return m;
@@ -180,6 +236,8 @@ std::vector<std::string> MergedReader::open(const std::vector<std::string>& path
       Input in;
       Member m = member_of(o);
       m.reader = std::move(o.reader);
+      m.pcap = std::move(o.pcap);
+      if (m.pcap) ++packet_captures_;
       in.members.push_back(std::move(m));
       by_order.emplace_back(o.order, std::move(in));
       continue;
@@ -274,6 +332,10 @@ Result<std::unique_ptr<CaptureReader>> MergedReader::reopen(Member& m) {
 bool MergedReader::start_member(Input& in) {
   while (in.member < in.members.size()) {
     Member& m = in.members[in.member];
+    if (m.pcap) {
+      in.pcap = std::move(m.pcap);
+      return true;
+    }
     std::unique_ptr<CaptureReader> reader = std::move(m.reader);
     if (!reader) {
       Result<std::unique_ptr<CaptureReader>> r = reopen(m);
@@ -303,6 +365,25 @@ bool MergedReader::start_member(Input& in) {
 // (`reason`, or a gap before the next file), the sessions open so far end.
 void MergedReader::next_member(Input& in, std::string reason) {
   in.done_bytes += in.members[in.member].size;
+  if (in.pcap) {
+    const PcapStats& s = in.pcap->stats();
+    PcapStats& t = pcap_stats_;
+    t.packets += s.packets;
+    t.tcp_packets += s.tcp_packets;
+    t.fragments += s.fragments;
+    t.malformed += s.malformed;
+    t.unsupported_link += s.unsupported_link;
+    t.sessions += s.sessions;
+    t.partial_sessions += s.partial_sessions;
+    t.encrypted_sessions += s.encrypted_sessions;
+    t.damaged_sessions += s.damaged_sessions;
+    t.not_postgres += s.not_postgres;
+    t.duplicate_segments += s.duplicate_segments;
+    t.early_segments += s.early_segments;
+    t.buffer_limit_hits += s.buffer_limit_hits;
+    t.peak_buffered = std::max(t.peak_buffered, s.peak_buffered);
+    in.pcap.reset();
+  }
   in.reader.reset();
   in.ahead.reset();
   const size_t next = in.member + 1;
@@ -342,7 +423,7 @@ const CaptureRecord* MergedReader::read(Input& in) {
       return &made.view();
     }
     if (in.done) return nullptr;
-    if (!in.reader && !in.ahead) {
+    if (!in.reader && !in.ahead && !in.pcap) {
       if (!start_member(in)) {
         in.done = true;
         return nullptr;
@@ -350,7 +431,16 @@ const CaptureRecord* MergedReader::read(Input& in) {
     }
     const std::string& path = in.members[in.member].path;
     Result<const CaptureRecord*> r = nullptr;
-    if (in.ahead) {
+    if (in.pcap) {
+      Result<bool> more = in.pcap->next(in.rec);
+      // Damage that ended a session, not the file: reported, and reading goes on.
+      for (Error& e : in.pcap->take_damage()) damage_.push_back({path, std::move(e)});
+      if (!more) {
+        r = more.error();
+      } else if (*more) {
+        r = &in.rec;
+      }
+    } else if (in.ahead) {
       r = in.ahead->next();
     } else {
       Result<bool> more = in.reader->next(in.rec);
@@ -436,7 +526,9 @@ uint64_t MergedReader::consumed() const {
   uint64_t n = 0;
   for (const Input& in : inputs_) {
     n += in.done_bytes;
-    if (in.ahead) {
+    if (in.pcap) {
+      n += in.pcap->input_offset();
+    } else if (in.ahead) {
       n += in.ahead->input_offset();
     } else if (in.reader) {
       n += in.reader->input_offset();

@@ -23,11 +23,14 @@ common=("${generator[@]}" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=None -D
 mkdir -p "$work"
 
 echo "== liburing hidden from pkg-config: PGWIRE_IO_URING defaults to OFF, forced ON fails"
-# A pkg-config directory with what the build requires (libzstd) and no liburing.
+# A pkg-config directory with what the build requires (libzstd, libpcap and
+# what libpcap.pc requires) and no liburing.
 mkdir -p "$work/no-pc"
-zstd_pc=$(pkg-config --variable=pcfiledir libzstd)/libzstd.pc
-[ -f "$zstd_pc" ] || fail "pkg-config does not find libzstd.pc (libzstd-dev)"
-ln -sf "$zstd_pc" "$work/no-pc/libzstd.pc"
+for module in libzstd libpcap $(pkg-config --print-requires --print-requires-private libpcap | cut -d' ' -f1); do
+  pc=$(pkg-config --variable=pcfiledir "$module")/$module.pc
+  [ -f "$pc" ] || fail "pkg-config does not find $module.pc"
+  ln -sf "$pc" "$work/no-pc/$module.pc"
+done
 hidden=(env PKG_CONFIG_LIBDIR="$work/no-pc" PKG_CONFIG_PATH=)
 rm -rf "$work/hidden-default" "$work/hidden-on"
 "${hidden[@]}" cmake -S "$src" -B "$work/hidden-default" "${common[@]}" >"$work/hidden-default.log" 2>&1 ||

@@ -117,6 +117,19 @@ class Progress {
 
 namespace {
 
+// What the packet captures held that is not in the output: said on stderr, as warnings.
+void print_pcap_notes(const PcapStats& s) {
+  auto note = [](uint64_t n, const char* what) {
+    if (n > 0)
+      std::fprintf(stderr, "pgdump-log: warning: packet captures: %llu %s\n", static_cast<unsigned long long>(n), what);
+  };
+  note(s.encrypted_sessions, "encrypted sessions (TLS or GSS) skipped");
+  note(s.not_postgres, "connections to a PostgreSQL port that did not speak the protocol, skipped");
+  note(s.fragments, "IP fragments not reassembled (the sessions they belong to are damaged there)");
+  note(s.malformed, "packets whose headers could not be decoded, skipped");
+  note(s.buffer_limit_hits, "times the out-of-order buffering limit was hit");
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"pgdump-log: decode pgwire-toolkit captures offline (SQL log, JSON, trace, statistics, pcap)."};
   app.footer(
@@ -126,6 +139,12 @@ int run(int argc, char** argv) {
       "given as a directory, a glob or a list, are read one after another as one stream: a session that\n"
       "spans files is one session. Files missing from a set are reported; a session whose start is not in\n"
       "what was read is partial (user and database unknown) and said so on stderr.\n"
+      "\n"
+      "Packet captures (pcap and pcapng, e.g. tcpdump -w) are read too, recognised by their magic, stdin\n"
+      "included (tcpdump -i any -w - port 5432 | pgdump-log -): the PostgreSQL connections in them (to a\n"
+      "--port, or any whose client opens with a startup packet) are put back together and read as\n"
+      "sessions. Encrypted sessions are skipped; a packet the capture lost ends its session, reported as\n"
+      "damage with the packet's number and offset (docs/pcap-input.md).\n"
       "\n"
       "--format pcap writes a classic pcap (nanosecond timestamps) for Wireshark: read it with\n"
       "'tshark -r FILE -d tcp.port==5432,pgsql' (the server's port). Each session is a TCP connection over\n"
@@ -152,8 +171,15 @@ int run(int argc, char** argv) {
   std::string report_html;
   std::string output = "-";
   size_t report_top = 100;
-  app.add_option("captures", files, "capture files (zstd-compressed too) or directories of them; '-' for stdin")
+  app.add_option("captures", files,
+                 "capture files (zstd-compressed too), pcap/pcapng files, or directories of them; '-' for stdin")
       ->required();
+  std::vector<uint16_t> ports;
+  app.add_option("--port,--pcap-port", ports,
+                 "packet captures only: server ports whose TCP connections are PostgreSQL (repeatable or a "
+                 "comma-separated list; default 5432)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 65535));
   app.add_option("-f,--format", format,
                  "output: sql (the SQL log), json (statement events), trace (every frame), pcap (packets for "
                  "Wireshark, see below)")
@@ -273,6 +299,9 @@ int run(int argc, char** argv) {
   }
 
   MergedReader reader;
+  PcapOptions pcap_opts;
+  if (!ports.empty()) pcap_opts.ports = ports;
+  reader.set_pcap_options(pcap_opts);
   // Not the default: the hand-over costs CPU (copies, another core's cache),
   // and on the 2-vCPU machines we measured it was as often slower as faster.
   std::vector<std::string> open_errors = reader.open(files, read_ahead);
@@ -433,6 +462,7 @@ int run(int argc, char** argv) {
     }
   }
 
+  if (reader.packet_captures() > 0) print_pcap_notes(reader.pcap_stats());
   for (const auto& d : reader.damage()) {
     std::fprintf(stderr, "pgdump-log: %s: damaged: %s\n", d.file.c_str(), d.error.describe().c_str());
   }

@@ -52,6 +52,7 @@ CaptureFeed::CaptureFeed(const ReplayOptions& opts, Report& report, SessionTable
 }
 
 std::vector<std::string> CaptureFeed::open() {
+  reader_.set_pcap_options(pcap_options(opts_));
   std::vector<std::string> errors = reader_.open(opts_.captures);
   for (const std::string& w : reader_.warnings()) report_.add_warning(w);
   return errors;

@@ -30,6 +30,7 @@ class DryRun {
   explicit DryRun(const ReplayOptions& opts) : opts_(opts), login_notice_(opts) {}
 
   int run() {
+    reader_.set_pcap_options(pcap_options(opts_));
     std::vector<std::string> errors = reader_.open(opts_.captures);
     for (const std::string& e : errors) fmt::print(stderr, "pgreplay: cannot open {}\n", e);
     if (reader_.files() == 0 || !errors.empty()) {

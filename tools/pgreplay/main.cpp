@@ -84,8 +84,14 @@ int run(int argc, char** argv) {
   bool no_progress = false, force_progress = false;
 
   app.add_option("captures", o.captures,
-                 "capture files (pgproxy --capture), zstd-compressed too, or directories of them; '-' = stdin")
+                 "capture files (pgproxy --capture), zstd-compressed too, pcap/pcapng packet captures, or "
+                 "directories of them; '-' = stdin")
       ->required();
+  app.add_option("--pcap-port", o.pcap_ports,
+                 "packet captures only: server ports whose TCP connections are PostgreSQL (repeatable or a "
+                 "comma-separated list; default 5432)")
+      ->delimiter(',')
+      ->check(CLI::Range(1, 65535));
   app.add_option("-h,--host", o.host, "server host name, address or Unix socket directory (default: PGHOST)");
   app.add_option("-p,--port", o.port, "server port (default: PGPORT, else 5432)");
   app.add_option("-U,--user", o.user,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "conninfo.hpp"
+#include "pgwire/pcap_reader.hpp"
 #include "pgwire/version.hpp"
 
 namespace pgreplay {
@@ -25,6 +26,9 @@ inline constexpr int kExitDamagedCapture = 4;  // a capture is damaged: replayed
 
 struct ReplayOptions {
   std::vector<std::string> captures;
+  // Packet captures (pcap, pcapng): the server ports whose connections are
+  // PostgreSQL (--pcap-port; -p is the port to replay to). Empty: 5432.
+  std::vector<uint16_t> pcap_ports;
 
   // Connection. The environment gives defaults only for what the capture does
   // not say: host, port, password, password file, connect timeout. Whom each
@@ -61,6 +65,13 @@ struct ReplayOptions {
   bool dry_run = false;
   int progress = -1;  // -1: when stderr is a terminal
 };
+
+// How pgwire::MergedReader reads the packet captures among the inputs.
+inline pgwire::PcapOptions pcap_options(const ReplayOptions& o) {
+  pgwire::PcapOptions p;
+  if (!o.pcap_ports.empty()) p.ports = o.pcap_ports;
+  return p;
+}
 
 // Looks an environment variable up: its value, or nothing when unset or empty.
 using EnvLookup = std::function<std::optional<std::string>(const char* name)>;

@@ -210,6 +210,9 @@ class CaptureReader {
   // (records, errors) are offsets in the decompressed data, and errors say so.
   static Result<std::unique_ptr<CaptureReader>> open(const std::string& path);  // "-" = stdin
   static Result<std::unique_ptr<CaptureReader>> from_fd(int fd, bool owns_fd, std::string name);
+  // The same, for a descriptor whose first bytes (`prefix`) the caller has
+  // already read to see what the file is (a pipe cannot be rewound).
+  static Result<std::unique_ptr<CaptureReader>> from_fd(int fd, bool owns_fd, std::string name, Bytes prefix);
   ~CaptureReader();
 
   // Reads the next record. Returns true with `rec` filled, false at the clean

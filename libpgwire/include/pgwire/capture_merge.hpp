@@ -8,6 +8,10 @@
 // are merged by timestamp; with several inputs, session ids are renumbered
 // so that two proxies' session 1 stay apart. A directory stands for the
 // capture files in it. Files may be zstd-compressed (CaptureReader).
+//
+// An input may also be a packet capture (pcap or pcapng, recognised by its
+// magic, on stdin too): its PostgreSQL connections are read as sessions
+// (PcapReader), merged with the other inputs like any capture file.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +24,7 @@
 
 #include "pgwire/capture.hpp"
 #include "pgwire/capture_read_ahead.hpp"
+#include "pgwire/pcap_reader.hpp"
 
 namespace pgwire {
 
@@ -50,6 +55,8 @@ class MergedReader {
   // With read_ahead, regular files are read on threads of their own
   // (CaptureReadAhead); the records and errors are the same.
   std::vector<std::string> open(const std::vector<std::string>& paths, bool read_ahead = false);
+  // How packet captures are read (ports, limits): set before open().
+  void set_pcap_options(PcapOptions opts) { pcap_opts_ = std::move(opts); }
   // The next record across all inputs by (timestamp, input order); nullptr at
   // the end. Valid until the next call. Damaged files stop at their damage,
   // recorded in damage(); a set goes on with its next file. Where a set's
@@ -72,6 +79,10 @@ class MergedReader {
   const std::string& current_file() const;
   size_t files() const { return files_; }           // files to read, every file of every set
   size_t inputs() const { return inputs_.size(); }  // sets and single files
+  // Packet captures: how many were given, and what they held besides the
+  // sessions (summed over those read to their end so far).
+  size_t packet_captures() const { return packet_captures_; }
+  const PcapStats& pcap_stats() const { return pcap_stats_; }
 
  private:
   // One file of an input.
@@ -87,6 +98,7 @@ class MergedReader {
     // The reader open() used to read the header: kept for the first file of
     // an input and for those that cannot be reopened (a pipe)...
     std::unique_ptr<CaptureReader> reader;
+    std::unique_ptr<PcapReader> pcap;  // a packet capture (never part of a set)
     // ...the others keep their descriptor, rewound when their turn comes
     // (the file may have been renamed or removed by a rotation meanwhile).
     // -1 when it could not be kept (too many files): opened by path again.
@@ -101,6 +113,7 @@ class MergedReader {
     // thread of its own (ahead, which then owns the reader).
     std::unique_ptr<CaptureReader> reader;
     std::unique_ptr<CaptureReadAhead> ahead;
+    std::unique_ptr<PcapReader> pcap;
     CaptureRecord rec;
     OwnedRecord head;  // the next record, with several inputs
     const std::string* head_file = nullptr;
@@ -134,6 +147,9 @@ class MergedReader {
   // so two proxies' session 1 stay apart; one input keeps its ids.
   std::map<std::pair<size_t, uint64_t>, uint64_t> renumbered_;
   uint64_t next_session_ = 1;
+  PcapOptions pcap_opts_;
+  size_t packet_captures_ = 0;
+  PcapStats pcap_stats_;
 };
 
 }  // namespace pgwire
