@@ -52,7 +52,8 @@ struct SessionInfo {
   int32_t backend_pid = 0;
   std::vector<std::byte> cancel_key;
   bool authenticated = false;
-  std::string auth_method;  // "trust", "password", "md5", "SCRAM-SHA-256", ...
+  int64_t authenticated_ns = 0;  // when AuthenticationOk was seen; 0 before (or never seen)
+  std::string auth_method;       // "trust", "password", "md5", "SCRAM-SHA-256", ...
   // TLS of the client's and of the server's connection as a proxy recorded
   // it (kMetaClientTls / kMetaServerTls): empty when not known or not used.
   std::string client_tls;
@@ -147,6 +148,12 @@ class ConnectionTracker {
   void on_frame(Direction dir, const Frame& frame, int64_t ts_ns);
   // The connection ended: every request still waiting is emitted with Outcome::kUnknown.
   void on_close(int64_t ts_ns);
+
+  // Called once, at the session's first ReadyForQuery: the startup is over,
+  // and what the server says of the session (BackendKeyData, the
+  // authentication) is in session(). The csvlog's "connection authorized".
+  using ReadySink = std::function<void(const SessionInfo&, int64_t ts_ns)>;
+  void set_ready_sink(ReadySink sink);
 
   SessionInfo& session();
   const SessionInfo& session() const;
