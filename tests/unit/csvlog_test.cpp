@@ -189,7 +189,7 @@ TEST(Csvlog, PgbenchExtendedWithParametersAsTheServerWritesThem) {
   CsvlogSession csv(at("07:32:31", 261));
   std::string out;
   csv.connected(s, out);
-  auto run = [&](StatementEvent ev) { csv.statement(ev, s, out); };
+  auto run = [&](const StatementEvent& ev) { csv.statement(ev, s, out); };
   run(execute("", "BEGIN;", {}, at("07:32:31", 277), at("07:32:31", 277, 28), "BEGIN"));
   run(execute("", "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;", {"-155", "29486"},
               at("07:32:31", 285, 800), at("07:32:31", 286, 64), "UPDATE 1"));
@@ -212,7 +212,7 @@ TEST(Csvlog, NamedPreparedStatementsAsTheServerWritesThem) {
   CsvlogSession csv(at("07:32:31", 405));
   std::string out;
   csv.connected(s, out);
-  auto run = [&](StatementEvent ev) { csv.statement(ev, s, out); };
+  auto run = [&](const StatementEvent& ev) { csv.statement(ev, s, out); };
   run(execute("P_0", "BEGIN;", {}, at("07:32:31", 425), at("07:32:31", 425, 17), "BEGIN"));
   run(execute("P_1", "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2;", {"-4550", "45944"},
               at("07:32:31", 426), at("07:32:31", 426, 199), "UPDATE 1"));
@@ -296,8 +296,8 @@ TEST(Csvlog, OutcomesAndParameterForms) {
   EXPECT_FALSE(records[0][14].quoted);  // no DETAIL: the values are not logged
 
   out.clear();
-  csv.disconnected(s, at("07:32:31", 3601 * 1000 + 5), out);
-  csv.disconnected(s, at("07:32:31", 3602 * 1000), out);  // once only
+  csv.disconnected(s, at("07:32:31", int64_t{3601} * 1000 + 5), out);
+  csv.disconnected(s, at("07:32:31", int64_t{3602} * 1000), out);  // once only
   records = parse_csv(out);
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0][13].text,

@@ -277,6 +277,7 @@ bool Proxy::setup() {
   wo.rotation.interval_s = opts_.rotate_interval_s;
   wo.rotation.keep = opts_.rotate_keep;
   wo.rotation.compress = opts_.rotate_compress;
+  wo.log_csv = opts_.log_format == "csvlog";
   writer_ = AsyncWriter::start(std::move(wo), error);
   if (!writer_) {
     diag("{}", error);
