@@ -206,6 +206,20 @@ void CsvlogSession::statement(const StatementEvent& ev, const SessionInfo& s, st
     out += ',';
   };
 
+  // The Parse, Bind or Describe of an Execute failed: the server logged the
+  // error alone, with the step as its command.
+  if (ev.kind == StatementKind::kExecute && ev.outcome == Outcome::kError && ev.failed_step != FailedStep::kExecute) {
+    line(ev.end_ns,
+         ev.failed_step == FailedStep::kParse  ? "PARSE"
+         : ev.failed_step == FailedStep::kBind ? "BIND"
+                                               : "",
+         "ERROR", ev.sqlstate);
+    append_csv(out, ev.error_message);
+    out += ',';
+    append_tail(out, s.application_name, "client backend");
+    return;
+  }
+
   std::string message;
   std::string detail;
   if (ev.kind == StatementKind::kExecute) {

@@ -131,6 +131,7 @@ void reset(StatementEvent& ev) {
   ev.rows.reset();
   ev.sqlstate.clear();
   ev.error_message.clear();
+  ev.failed_step = FailedStep::kExecute;
   ev.rows_digest = 0;
   ev.start_ns = 0;
   ev.end_ns = 0;
@@ -927,6 +928,9 @@ struct ConnectionTracker::Impl {
       Request& q = queue.front();
       if (!attributed && q.what == Pending::kExecute && prepares(failed_step, q.event)) {
         record(q);
+        q.event.failed_step = failed_step.what == Pending::kParse  ? FailedStep::kParse
+                              : failed_step.what == Pending::kBind ? FailedStep::kBind
+                                                                   : FailedStep::kDescribe;
         finish(q, Outcome::kError, ts);
         attributed = true;
       } else {

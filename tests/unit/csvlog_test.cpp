@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -75,16 +76,17 @@ std::string read_file(const fs::path& p) {
 std::string expected_records(const std::string& file) {
   const std::string text = read_file(fs::path(PGWIRE_CORPUS_DIR) / "csvlog" / file);
   std::string out;
-  int line = 0;
+  std::map<std::string, int> lines;  // per session id
   for (std::vector<Field>& r : parse_csv(text)) {
     EXPECT_EQ(r.size(), 26u) << "PostgreSQL 15 writes 26 columns";
     if (r.size() != 26) continue;
-    if (r[7].text == "PARSE" || r[7].text == "BIND") continue;
-    r[6].text = std::to_string(++line);
+    const bool step = r[7].text == "PARSE" || r[7].text == "BIND";
+    if (step && r[11].text == "LOG") continue;
+    r[6].text = std::to_string(++lines[r[5].text]);
     for (int unknown : {9, 10, 25}) r[static_cast<size_t>(unknown)] = Field{};
     // The command of a statement that failed: the server parsed it, a proxy
     // has no CommandComplete to tell.
-    if (r[11].text == "ERROR") r[7] = Field{"", true};
+    if (r[11].text == "ERROR" && !step) r[7] = Field{"", true};
     for (size_t i = 0; i < r.size(); ++i) {
       if (i) out += ',';
       if (!r[i].quoted) {
@@ -229,6 +231,38 @@ TEST(Csvlog, NamedPreparedStatementsAsTheServerWritesThem) {
   csv.disconnected(s, at("07:32:31", 441, 900), out);
   EXPECT_EQ(out, with_session_time(expected_records("pg15_pgbench_prepared.csv"), "session time: 0:00:00.038",
                                    "session time: 0:00:00.036"));
+}
+
+// An Execute whose Parse or Bind failed never began: the server logged the
+// error alone, with the step as its command.
+TEST(Csvlog, ParseAndBindErrorsAsTheServerWritesThem) {
+  std::string out;
+  const SessionInfo parse = session("127.0.0.1:51950", 7214, "pgbench", at("08:02:28", 853));
+  CsvlogSession first(at("08:02:28", 853));
+  first.connected(parse, out);
+  StatementEvent ev = execute("", "selec 1;", {}, at("08:02:28", 857), at("08:02:28", 857, 500), "");
+  ev.outcome = Outcome::kError;
+  ev.failed_step = FailedStep::kParse;
+  ev.sqlstate = "42601";
+  ev.error_message = "syntax error at or near \"selec\"";
+  first.statement(ev, parse, out);
+  first.disconnected(parse, at("08:02:28", 859), out);
+
+  const SessionInfo bind = session("127.0.0.1:51976", 7219, "pgbench", at("08:02:28", 929));
+  CsvlogSession second(at("08:02:28", 929));
+  second.connected(bind, out);
+  ev = execute("", "select 1/($1 - 1);", {"1"}, at("08:02:28", 933), at("08:02:28", 933, 400), "");
+  ev.outcome = Outcome::kError;
+  ev.failed_step = FailedStep::kBind;
+  ev.sqlstate = "22012";
+  ev.error_message = "division by zero";
+  second.statement(ev, bind, out);
+  second.disconnected(bind, at("08:02:28", 934), out);
+
+  std::string expected = expected_records("pg15_pgbench_extended_errors.csv");
+  expected = with_session_time(expected, "session time: 0:00:00.012", "session time: 0:00:00.006");
+  expected = with_session_time(expected, "session time: 0:00:00.013", "session time: 0:00:00.005");
+  EXPECT_EQ(out, expected);
 }
 
 // What the capture does not say stays empty: no pid without BackendKeyData

@@ -86,6 +86,12 @@ enum class Outcome : uint8_t {
 // "ok", "error", "not_executed", "unknown": the words of the SQL log and reports.
 const char* statement_outcome_name(Outcome o);
 
+// Which extended-protocol step the ErrorResponse of a failed Execute
+// answered: the Execute itself, or the Parse, Bind or Describe that prepared
+// it, in which case the Execute never began (the server logs no "execute"
+// line for it, only the error).
+enum class FailedStep : uint8_t { kExecute, kParse, kBind, kDescribe };
+
 struct StatementEvent {
   StatementKind kind = StatementKind::kQuery;
   std::string sql;             // Query text, or Parse text resolved through portal and statement
@@ -106,6 +112,8 @@ struct StatementEvent {
   // marked: "...(cut, N bytes in all)"); with Outcome::kUnknown, why the
   // outcome is not known, if a response could not be decoded.
   std::string error_message;
+  // Of an Execute with Outcome::kError: the step its ErrorResponse answered.
+  FailedStep failed_step = FailedStep::kExecute;
   uint64_t rows_digest = 0;  // FNV-1a of the DataRow messages, when TrackerOptions::digest_rows
   int64_t start_ns = 0;      // when the request frame was seen (Execute / Query / FunctionCall)
   int64_t end_ns = 0;        // when its outcome was seen; always 0 when the outcome is kUnknown
