@@ -130,6 +130,7 @@ void CaptureDecoder::on_frame_record(DecodedSession& s, const CaptureRecord& rec
     TrackerOptions opts = tracker_opts_;
     opts.frontend_only = opts.frontend_only || s.frontend_only;
     s.monitor = std::make_unique<SessionMonitor>(opts, cb_.event);
+    if (cb_.ready) s.monitor->tracker().set_ready_sink(cb_.ready);
     s.monitor->tracker().session() = std::move(s.info);
   }
   SessionMonitor& m = *s.monitor;
@@ -214,7 +215,7 @@ void CaptureDecoder::finish(int64_t ts_ns) {
   for (uint64_t id : ids) {
     DecodedSession& s = *sessions_[id];
     if (s.monitor) s.monitor->close(ts_ns);
-    if (cb_.session_close) cb_.session_close(s.current(), ts_ns, "capture ended");
+    if (cb_.session_close) cb_.session_close(s.current(), ts_ns, kCaptureEndedReason);
   }
   sessions_.clear();
   recent_.fill({});

@@ -321,7 +321,7 @@ void format_statement(LogFormat format, const StatementEvent& ev, const SessionI
                       ParamLogging params) {
   if (format == LogFormat::kJson) {
     format_json(ev, session, out, params);
-  } else {
+  } else if (format == LogFormat::kText) {
     format_text(ev, session, out, params);
   }
 }

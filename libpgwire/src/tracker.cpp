@@ -131,6 +131,7 @@ void reset(StatementEvent& ev) {
   ev.rows.reset();
   ev.sqlstate.clear();
   ev.error_message.clear();
+  ev.failed_step = FailedStep::kExecute;
   ev.rows_digest = 0;
   ev.start_ns = 0;
   ev.end_ns = 0;
@@ -472,6 +473,8 @@ std::string_view auth_method_name(int32_t code) {
 struct ConnectionTracker::Impl {
   TrackerOptions opts;
   Sink sink;
+  ReadySink ready_sink;
+  bool ready_seen = false;
   SessionInfo session;
   TrackerStats stats;
   int32_t last_auth_code = -1;
@@ -763,10 +766,11 @@ struct ConnectionTracker::Impl {
     std::visit([&](const auto& m) { backend(m, ts); }, msg);
   }
 
-  void backend(const be::Authentication& m, int64_t) {
+  void backend(const be::Authentication& m, int64_t ts) {
     last_auth_code = m.code;
     if (m.code == static_cast<int32_t>(AuthCode::kOk)) {
       session.authenticated = true;
+      session.authenticated_ns = ts;
       if (session.auth_method.empty()) session.auth_method = "trust";
     } else if (std::string_view name = auth_method_name(m.code); !name.empty() && session.auth_method.empty()) {
       session.auth_method = std::string(name);
@@ -924,6 +928,9 @@ struct ConnectionTracker::Impl {
       Request& q = queue.front();
       if (!attributed && q.what == Pending::kExecute && prepares(failed_step, q.event)) {
         record(q);
+        q.event.failed_step = failed_step.what == Pending::kParse  ? FailedStep::kParse
+                              : failed_step.what == Pending::kBind ? FailedStep::kBind
+                                                                   : FailedStep::kDescribe;
         finish(q, Outcome::kError, ts);
         attributed = true;
       } else {
@@ -945,6 +952,10 @@ struct ConnectionTracker::Impl {
 
   void backend(const be::ReadyForQuery&, int64_t ts) {
     discard_until_sync = false;
+    if (!ready_seen) {
+      ready_seen = true;
+      if (ready_sink) ready_sink(session, ts);
+    }
     // Normally the front is the Query / FunctionCall / Sync this answers. If
     // anything else is still ahead of it, the stream and our model disagree:
     // settle those with an unknown outcome rather than mismatch forever.
@@ -1286,6 +1297,7 @@ void ConnectionTracker::on_frame(Direction dir, const Frame& frame, int64_t ts_n
   impl_->on_frame(dir, frame, ts_ns);
 }
 void ConnectionTracker::on_close(int64_t ts_ns) { impl_->on_close(ts_ns); }
+void ConnectionTracker::set_ready_sink(ReadySink sink) { impl_->ready_sink = std::move(sink); }
 SessionInfo& ConnectionTracker::session() { return impl_->session; }
 const SessionInfo& ConnectionTracker::session() const { return impl_->session; }
 PasswordKind ConnectionTracker::password_kind() const { return password_kind_after(impl_->last_auth_code); }

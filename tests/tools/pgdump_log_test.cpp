@@ -40,7 +40,7 @@ TEST_P(Golden, EveryFormatMatchesTheReference) {
     std::string expected;
   };
   for (const Case& c : {Case{{}, ".sql"}, Case{{"--format", "json"}, ".json"}, Case{{"--format", "trace"}, ".trace"},
-                        Case{{"--stats"}, ".stats"}}) {
+                        Case{{"--stats"}, ".stats"}, Case{{"--format", "csvlog"}, ".csvlog"}}) {
     std::vector<std::string> args = c.args;
     args.push_back(cap);
     test::CommandResult r = dump(args);

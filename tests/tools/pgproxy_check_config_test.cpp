@@ -221,7 +221,7 @@ TEST(PgproxyCheckConfig, BadValueInTheFileIsNamed) {
   const std::string file = write_file(dir.file("c.conf"), "log-format = \"xml\"\n");
   pt::CommandResult r = check({"--config", file});
   EXPECT_EQ(r.exit_code, 2) << r.describe();
-  EXPECT_NE(r.err.find("--log-format: xml not in {text,json}"), std::string::npos) << r.describe();
+  EXPECT_NE(r.err.find("--log-format: xml not in {text,json,csvlog}"), std::string::npos) << r.describe();
 }
 
 TEST(PgproxyCheckConfig, MissingConfigFileFails) {

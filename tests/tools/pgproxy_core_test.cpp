@@ -47,6 +47,24 @@ using Phase = ProxySession::Phase;
 using ByteVec = std::vector<std::byte>;
 
 // ---------------------------------------------------------------------------
+// The SQL log's torn write (a full disk) is cut back to whole lines, or to
+// whole csvlog records, whose quoted fields may hold newlines.
+
+TEST(WholeLogPrefix, LinesAndCsvlogRecords) {
+  EXPECT_EQ(whole_log_prefix("a\nb\nc", false), 4u);
+  EXPECT_EQ(whole_log_prefix("abc", false), 0u);
+  // Records as PostgreSQL's csvlog writes them (corpus/csvlog): a statement
+  // of two lines, a message with doubled quotes, one record torn inside its SQL.
+  const std::string_view two = "1,\"statement: select 1,\n2 as two\",x\n";
+  const std::string_view quotes = "2,\"column \"\"c\"\" does not exist\",y\n";
+  const std::string_view torn = "3,\"statement: select\n1\n";
+  const std::string log = std::string(two) + std::string(quotes) + std::string(torn);
+  EXPECT_EQ(whole_log_prefix(log, true), two.size() + quotes.size());
+  EXPECT_EQ(whole_log_prefix(two.substr(0, two.find("2 as")), true), 0u);  // cut after the inner newline
+  EXPECT_EQ(whole_log_prefix(log, false), log.size());                     // as lines, everything is whole
+}
+
+// ---------------------------------------------------------------------------
 // OutBuf
 
 TEST(OutBuf, KeepsOrderAcrossCompaction) {

@@ -201,10 +201,30 @@ TEST(Tracker, PipelinedBatchWithErrorSkipsToSync) {
   EXPECT_EQ(h.events[1].sql, "SELECT 1/0");
   EXPECT_EQ(h.events[1].outcome, Outcome::kError);
   EXPECT_EQ(h.events[1].sqlstate, "22012");
+  EXPECT_EQ(h.events[1].failed_step, FailedStep::kExecute);
   EXPECT_EQ(h.events[2].sql, "INSERT INTO t VALUES (3)");
   EXPECT_EQ(h.events[2].outcome, Outcome::kNotExecuted);
   EXPECT_EQ(h.events[3].sql, "SELECT 4");
   EXPECT_EQ(h.events[3].outcome, Outcome::kOk);
+}
+
+// The step an Execute's error answered: its own Execute (the pipelined batch
+// above), its Parse (a syntax error), or its Bind (a constant folded when
+// the statement is planned); a recycled request starts from kExecute again.
+TEST(Tracker, FailedStepSaysWhichStepTheErrorAnswered) {
+  TrackerHarness h;
+  login(h);
+  h.fe(W().append(parse("", "selec 1")).append(bind_text("", "", {})).append(execute()).append(sync()));
+  h.be(W().append(error("42601", "syntax error at or near \"selec\"")).append(ready()));
+  h.fe(W().append(parse("", "SELECT 1/($1 - 1)")).append(bind_text("", "", {"1"})).append(execute()).append(sync()));
+  h.be(W().msg('1', W()).append(error("22012", "division by zero")).append(ready()));
+  h.fe(W().append(parse("", "SELECT 1/0")).append(bind_text("", "", {})).append(execute()).append(sync()));
+  h.be(W().msg('1', W()).msg('2', W()).append(error("22012", "division by zero")).append(ready()));
+  ASSERT_EQ(h.events.size(), 3u);
+  for (const StatementEvent& ev : h.events) EXPECT_EQ(ev.outcome, Outcome::kError);
+  EXPECT_EQ(h.events[0].failed_step, FailedStep::kParse);
+  EXPECT_EQ(h.events[1].failed_step, FailedStep::kBind);
+  EXPECT_EQ(h.events[2].failed_step, FailedStep::kExecute);
 }
 
 TEST(Tracker, ErrorBeforeTheClientSentSyncDiscardsLaterMessages) {

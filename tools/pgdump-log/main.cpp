@@ -14,6 +14,7 @@
 #include <regex>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <fmt/format.h>
@@ -21,6 +22,7 @@
 
 #include "pgwire/capture_merge.hpp"
 #include "pgwire/pcap_writer.hpp"
+#include "pgwire/csvlog.hpp"
 #include "pgwire/session_monitor.hpp"
 #include "pgwire/statement_log.hpp"
 #include "pgwire/system.hpp"
@@ -181,14 +183,16 @@ int run(int argc, char** argv) {
       ->delimiter(',')
       ->check(CLI::Range(1, 65535));
   app.add_option("-f,--format", format,
-                 "output: sql (the SQL log), json (statement events), trace (every frame), pcap (packets for "
-                 "Wireshark, see below)")
-      ->check(CLI::IsMember({"sql", "json", "trace", "pcap"}));
+                 "output: sql (the SQL log), json (statement events), trace (every frame), csvlog (PostgreSQL's "
+                 "csvlog, for pgBadger -f csv and pgreplay -c; the same as --format sql --log-format csvlog), pcap "
+                 "(packets for Wireshark, see below)")
+      ->check(CLI::IsMember({"sql", "json", "trace", "csvlog", "pcap"}));
   app.add_option("-o,--output", output,
                  "write the output (of every format, --stats and --check) to FILE, created mode 0600; '-' for stdout")
       ->type_name("FILE");
-  app.add_option("--log-format", log_format, "line format of --format sql: text or json, as pgproxy's --log-format")
-      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--log-format", log_format,
+                 "line format of --format sql: text, json or csvlog, as pgproxy's --log-format")
+      ->check(CLI::IsMember({"text", "json", "csvlog"}));
   app.add_flag("--stats", stats, "print a summary instead of the statements");
   app.add_option("--stats-format", stats_format, "text or json")->check(CLI::IsMember({"text", "json"}));
   app.add_option("--top", top_n, "statements in the top lists of --stats")->check(CLI::PositiveNumber);
@@ -311,7 +315,15 @@ int run(int argc, char** argv) {
 
   const bool trace = format == "trace" && !stats && !check;
   const bool statements = !trace && !stats && !check && !pcap;
-  const LogFormat line_format = format == "json" || log_format == "json" ? LogFormat::kJson : LogFormat::kText;
+  LogFormat line_format = LogFormat::kText;
+  if (format == "json" || (format == "sql" && log_format == "json")) line_format = LogFormat::kJson;
+  if (format == "csvlog" || (format == "sql" && log_format == "csvlog")) line_format = LogFormat::kCsvlog;
+  const bool csvlog = statements && line_format == LogFormat::kCsvlog;
+  // csvlog lines are numbered per session and begin and end with it.
+  std::unordered_map<uint64_t, CsvlogSession> csv_sessions;
+  auto csv_session = [&](const SessionInfo& s) -> CsvlogSession& {
+    return csv_sessions.try_emplace(s.session_id, int64_t{0}).first->second;
+  };
   TraceOptions trace_opts;
   trace_opts.hide_volatile = hide_volatile;
 
@@ -326,7 +338,10 @@ int run(int argc, char** argv) {
     ++events;
     if (!filters.session_ok(s) || !filters.time_ok(ev.start_ns) || !filters.text_ok(ev.sql)) return;
     if (reporting) report.event(ev, s);
-    if (statements) {
+    if (csvlog) {
+      csv_session(s).statement(ev, s, out.buffer());
+      out.maybe_flush();
+    } else if (statements) {
       format_statement(line_format, ev, s, out.buffer());
       out.maybe_flush();
     }
@@ -357,10 +372,28 @@ int run(int argc, char** argv) {
   if (!trace && !reporting && !check) cb.frame = nullptr;  // not needed: spare a call per frame
   cb.session_open = [&](const SessionInfo& s, int64_t ts, std::string_view) {
     if (reporting) report.session_open(s, ts);
+    // A writer repeats SessionOpen in every file of a rotated set: the session
+    // began at the first.
+    if (csvlog) csv_sessions.try_emplace(s.session_id, ts);
   };
-  cb.session_close = [&](const SessionInfo& s, int64_t ts, std::string_view) {
+  cb.session_close = [&](const SessionInfo& s, int64_t ts, std::string_view reason) {
     if (reporting && filters.session_ok(s)) report.session_close(s, ts);
+    if (!csvlog) return;
+    auto it = csv_sessions.find(s.session_id);
+    if (it == csv_sessions.end()) return;
+    // The end of the input is not the end of the session: no disconnection.
+    if (reason != kCaptureEndedReason && filters.session_ok(s) && filters.time_ok(ts)) {
+      it->second.disconnected(s, ts, out.buffer());
+      out.maybe_flush();
+    }
+    csv_sessions.erase(it);
   };
+  if (csvlog) {
+    cb.ready = [&](const SessionInfo& s, int64_t ts) {
+      if (!filters.session_ok(s) || !filters.time_ok(ts)) return;
+      csv_session(s).connected(s, out.buffer());
+    };
+  }
   // The trace shows how each leg of a session was protected.
   if (trace) {
     cb.session_meta = [&](const SessionInfo& s, int64_t ts, std::string_view key, Bytes value) {
@@ -384,6 +417,7 @@ int run(int argc, char** argv) {
   cb.partial = [&](const SessionInfo& s, int64_t ts) {
     ++partial_sessions;
     if (reporting) report.session_partial(s, ts);
+    if (csvlog) csv_sessions.try_emplace(s.session_id, ts);  // its start is not known: from here
     if (pcap) return;  // said by the export, in its own words
     std::fprintf(stderr,
                  "pgdump-log: %s: session %llu is partial: its start is not in the capture data read (a file "

@@ -29,6 +29,24 @@ size_t count_lines(std::string_view s) { return static_cast<size_t>(std::count(s
 
 }  // namespace
 
+size_t whole_log_prefix(std::string_view written, bool csv) {
+  if (!csv) {
+    const size_t nl = written.rfind('\n');
+    return nl == std::string_view::npos ? 0 : nl + 1;
+  }
+  // A doubled quote inside a field flips twice: only the field's own quotes count.
+  size_t whole = 0;
+  bool quoted = false;
+  for (size_t i = 0; i < written.size(); ++i) {
+    if (written[i] == '"') {
+      quoted = !quoted;
+    } else if (written[i] == '\n' && !quoted) {
+      whole = i + 1;
+    }
+  }
+  return whole;
+}
+
 void WriteBatch::clear() {
   log.clear();
   log_lines = 0;
@@ -353,15 +371,13 @@ void AsyncWriter::write_log(const WriteBatch& batch) {
     // The partial line already written stays (an append-only log cannot take
     // it back); it and every line after it count as lost.
     size_t written = batch.log.size() - rest.size();
-    size_t lines_done = count_lines(std::string_view(batch.log).substr(0, written));
+    // The torn line (record) is cut off, so that the next one, once the disk
+    // has room again, starts a line of its own.
+    const size_t whole = whole_log_prefix(std::string_view(batch.log).substr(0, written), opts_.log_csv);
+    size_t lines_done = count_lines(std::string_view(batch.log).substr(0, whole));
     uint64_t lost = batch.log_lines > lines_done ? batch.log_lines - lines_done : 0;
     stats_.lines_lost += lost;
     stats_.lines_written += lines_done;
-    // The torn line is cut off, so that the next line, once the disk has
-    // room again, starts a line of its own.
-    size_t whole = 0;
-    if (size_t nl = std::string_view(batch.log).substr(0, written).rfind('\n'); nl != std::string_view::npos)
-      whole = nl + 1;
     if (log_regular_ && whole < written && ftruncate(log_fd_, static_cast<off_t>(log_size_ + whole)) != 0) {
       diag("cannot cut the torn last line of {}: {}", opts_.sql_log_path, pgwire::errno_text(errno));
     }

@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -50,11 +51,18 @@ struct WriterOptions {
   std::string capture_path;              // "" = no capture, "-" = stdout
   pgwire::CaptureWriterOptions capture;  // set_id: of the rotated set (each new file: set_index + 1)
   RotationOptions rotation;
+  // The SQL log is csvlog, whose records may hold newlines inside quoted
+  // fields: a torn write is cut back to the last whole record, not line.
+  bool log_csv = false;
   // Queued memory (allocated, not just used) above which the event loop stops
   // reading, and below which it resumes.
   size_t high_water = size_t{16} << 20;
   size_t low_water = size_t{4} << 20;
 };
+
+// How much of `written` (the start of a batch of whole lines or csvlog
+// records) is whole lines, or whole records when `csv`.
+size_t whole_log_prefix(std::string_view written, bool csv);
 
 struct WriterStats {
   std::atomic<uint64_t> lines_written{0};

@@ -128,8 +128,8 @@ class Checker {
   }
 
   void check_output_files() {
-    if (opts_.log_format != "text" && opts_.log_format != "json") {
-      problem("--log-format", "--log-format must be text or json");
+    if (opts_.log_format != "text" && opts_.log_format != "json" && opts_.log_format != "csvlog") {
+      problem("--log-format", "--log-format must be text, json or csvlog");
     }
     if (!opts_.sql_log.empty() && opts_.sql_log == opts_.capture) {
       problem("--sql-log", fmt::format("--sql-log and --capture cannot both be {}",

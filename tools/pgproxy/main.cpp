@@ -35,8 +35,9 @@ int run(int argc, char** argv) {
   app.add_option("--sql-log", o.sql_log, "SQL log file, one line per statement ('-' = stdout, '' = none)")
       ->capture_default_str();
   app.add_option("--capture", o.capture, "capture file of the raw frames (see docs/capture-format.md)");
-  app.add_option("--log-format", o.log_format, "SQL log format")
-      ->check(CLI::IsMember({"text", "json"}))
+  app.add_option("--log-format", o.log_format,
+                 "SQL log format: text, json, or csvlog (PostgreSQL's csvlog, for pgBadger -f csv and pgreplay -c)")
+      ->check(CLI::IsMember({"text", "json", "csvlog"}))
       ->capture_default_str();
   app.add_flag("--capture-backend", o.capture_backend, "also record the server's frames in the capture");
   app.add_flag("--capture-secrets", o.capture_secrets, "record password and SASL frames instead of redacting them");

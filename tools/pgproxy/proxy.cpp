@@ -263,8 +263,8 @@ bool Proxy::setup() {
   }
   start_time_seconds_ = static_cast<double>(pgwire::realtime_ns()) / 1e9;
 
-  if (opts_.log_format != "text" && opts_.log_format != "json") {
-    diag("--log-format must be text or json");
+  if (opts_.log_format != "text" && opts_.log_format != "json" && opts_.log_format != "csvlog") {
+    diag("--log-format must be text, json or csvlog");
     return false;
   }
   WriterOptions wo;
@@ -277,13 +277,16 @@ bool Proxy::setup() {
   wo.rotation.interval_s = opts_.rotate_interval_s;
   wo.rotation.keep = opts_.rotate_keep;
   wo.rotation.compress = opts_.rotate_compress;
+  wo.log_csv = opts_.log_format == "csvlog";
   writer_ = AsyncWriter::start(std::move(wo), error);
   if (!writer_) {
     diag("{}", error);
     return false;
   }
 
-  ctx_.log_format = opts_.log_format == "json" ? pgwire::LogFormat::kJson : pgwire::LogFormat::kText;
+  ctx_.log_format = opts_.log_format == "json"     ? pgwire::LogFormat::kJson
+                    : opts_.log_format == "csvlog" ? pgwire::LogFormat::kCsvlog
+                                                   : pgwire::LogFormat::kText;
   if (!setup_log_selection()) return false;
   ctx_.log_enabled = writer_->has_log();
   ctx_.capture_enabled = writer_->has_capture();

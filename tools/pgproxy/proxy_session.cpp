@@ -47,6 +47,12 @@ ProxySession::ProxySession(SessionContext& ctx, uint64_t id, int client_fd, std:
   info.session_id = id_;
   info.client = client_addr_;
   if (reject) monitor_.stop_tracking(open_ts_ns_);  // framed (for a CancelRequest), never logged
+  if (!reject && ctx_.log_enabled && ctx_.log_format == pgwire::LogFormat::kCsvlog) {
+    csvlog_.emplace(open_ts_ns_);
+    monitor_.tracker().set_ready_sink([this](const pgwire::SessionInfo& s, int64_t) {
+      if (log_session_selected(s)) write_csvlog([&](std::string& out) { csvlog_->connected(s, out); });
+    });
+  }
   // --capture-filter-same: the records wait here until the startup packet
   // tells whether the --log-* patterns select the session.
   if (capturing_ && ctx_.capture_filter != nullptr) held_capture_.emplace(ctx_.batch->capture.redact_secrets());
@@ -68,13 +74,36 @@ void ProxySession::judge_capture() {
   held_capture_.reset();
 }
 
+bool ProxySession::log_session_selected(const pgwire::SessionInfo& info) {
+  if (ctx_.log_filter == nullptr) return true;
+  if (log_selected_ < 0) log_selected_ = ctx_.log_filter->session_selected(info) ? 1 : 0;
+  return log_selected_ == 1;
+}
+
+// A csvlog record may hold newlines (those of the SQL, in a quoted field):
+// the writer counts lines as it finds them, so they are counted the same way.
+template <class Write>
+void ProxySession::write_csvlog(const Write& write) {
+  std::string& log = ctx_.batch->log;
+  const size_t from = log.size();
+  write(log);
+  ctx_.batch->log_lines +=
+      static_cast<uint64_t>(std::count(log.begin() + static_cast<std::ptrdiff_t>(from), log.end(), '\n'));
+}
+
+// The session's end as the csvlog shows it, where its capture shows it (a
+// SessionClose record): pgdump-log writes the same line from that record.
+void ProxySession::csvlog_disconnected(int64_t ts) {
+  if (!csvlog_ || !log_session_selected(monitor_.tracker().session())) return;
+  write_csvlog([&](std::string& out) { csvlog_->disconnected(monitor_.tracker().session(), ts, out); });
+}
+
 void ProxySession::on_statement(const pgwire::StatementEvent& ev, const pgwire::SessionInfo& info) {
   ++ctx_.stats.statements;
   if (ctx_.metrics != nullptr) ctx_.metrics->record(ev);
   if (!ctx_.log_enabled) return;
   if (ctx_.log_filter != nullptr) {
-    if (log_selected_ < 0) log_selected_ = ctx_.log_filter->session_selected(info) ? 1 : 0;
-    if (log_selected_ == 0) {
+    if (!log_session_selected(info)) {
       ++ctx_.stats.not_logged_session;
       return;
     }
@@ -82,6 +111,10 @@ void ProxySession::on_statement(const pgwire::StatementEvent& ev, const pgwire::
       ++ctx_.stats.not_logged_duration;
       return;
     }
+  }
+  if (csvlog_) {
+    write_csvlog([&](std::string& out) { csvlog_->statement(ev, info, out, ctx_.log_params); });
+    return;
   }
   pgwire::format_statement(ctx_.log_format, ev, info, ctx_.batch->log, ctx_.log_params);
   ++ctx_.batch->log_lines;
@@ -608,6 +641,7 @@ void ProxySession::stop_analysis(std::string_view why) {
   const int64_t ts = pgwire::realtime_ns();
   monitor_.stop_tracking(ts);
   analysing_ = false;
+  csvlog_disconnected(ts);
   if (capturing_) capture(cap().session_close(id_, ts, fmt::format("analysis stopped: {}", why)));
   capturing_ = false;  // frames stop; the close record went out now
 }
@@ -922,6 +956,7 @@ void ProxySession::finish(std::string_view reason) {
   if (phase_ == Phase::kDone) return;
   int64_t ts = pgwire::realtime_ns();
   monitor_.stop_tracking(ts);  // what is pending is logged with an unknown outcome
+  csvlog_disconnected(ts);
   if (held_capture_) {
     // Ended before its startup packet (a CancelRequest, a bad first packet):
     // no user to match, so not one of the sessions asked for.

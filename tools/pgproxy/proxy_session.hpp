@@ -19,6 +19,7 @@
 
 #include "async_writer.hpp"
 #include "out_buf.hpp"
+#include "pgwire/csvlog.hpp"
 #include "pgwire/net.hpp"
 #include "pgwire/session_monitor.hpp"
 #include "pgwire/statement_log.hpp"
@@ -194,6 +195,10 @@ class ProxySession {
   void server_tls_established();
   void upstream_ready();
   void on_statement(const pgwire::StatementEvent& ev, const pgwire::SessionInfo& info);
+  bool log_session_selected(const pgwire::SessionInfo& info);
+  template <class Write>
+  void write_csvlog(const Write& write);
+  void csvlog_disconnected(int64_t ts);
   void capture_frame(pgwire::Direction dir, const pgwire::Frame& f, int64_t ts);
   void capture(const pgwire::Status& st);
   pgwire::CaptureRecords& cap();  // where this session's capture records go now
@@ -247,6 +252,9 @@ class ProxySession {
   int64_t deadline_ms_ = 0;
   int64_t open_ts_ns_ = 0;
   std::string close_reason_;
+  // --log-format csvlog: the session's line numbers, and whether its
+  // connection lines went out.
+  std::optional<pgwire::CsvlogSession> csvlog_;
 
   OutBuf to_client_;  // bytes for the client's socket (encrypted when its TLS is on)
   OutBuf to_server_;  // bytes for the server's socket (likewise)

@@ -22,6 +22,10 @@
 
 namespace pgwire {
 
+// The reason CaptureDecoder::finish gives the sessions still open: the
+// capture ended, not the session.
+inline constexpr std::string_view kCaptureEndedReason = "capture ended";
+
 // Session metadata keys written by pgproxy.
 inline constexpr std::string_view kMetaBackendKeyData = "backend_key_data";  // BackendKeyData body
 inline constexpr std::string_view kMetaCaptureBackend = "capture_backend";   // "1" or "0"
@@ -143,6 +147,8 @@ class CaptureDecoder {
     // earlier ones, or the data after a gap). Called once per session, at the
     // first record that shows it; SessionInfo::partial is set from then on.
     std::function<void(const SessionInfo&, int64_t ts_ns)> partial;
+    // The session's first ReadyForQuery (ConnectionTracker::set_ready_sink).
+    ConnectionTracker::ReadySink ready;
   };
 
   CaptureDecoder(TrackerOptions tracker_opts, Callbacks callbacks);

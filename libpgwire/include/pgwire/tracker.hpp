@@ -52,7 +52,8 @@ struct SessionInfo {
   int32_t backend_pid = 0;
   std::vector<std::byte> cancel_key;
   bool authenticated = false;
-  std::string auth_method;  // "trust", "password", "md5", "SCRAM-SHA-256", ...
+  int64_t authenticated_ns = 0;  // when AuthenticationOk was seen; 0 before (or never seen)
+  std::string auth_method;       // "trust", "password", "md5", "SCRAM-SHA-256", ...
   // TLS of the client's and of the server's connection as a proxy recorded
   // it (kMetaClientTls / kMetaServerTls): empty when not known or not used.
   std::string client_tls;
@@ -85,6 +86,12 @@ enum class Outcome : uint8_t {
 // "ok", "error", "not_executed", "unknown": the words of the SQL log and reports.
 const char* statement_outcome_name(Outcome o);
 
+// Which extended-protocol step the ErrorResponse of a failed Execute
+// answered: the Execute itself, or the Parse, Bind or Describe that prepared
+// it, in which case the Execute never began (the server logs no "execute"
+// line for it, only the error).
+enum class FailedStep : uint8_t { kExecute, kParse, kBind, kDescribe };
+
 struct StatementEvent {
   StatementKind kind = StatementKind::kQuery;
   std::string sql;             // Query text, or Parse text resolved through portal and statement
@@ -105,6 +112,8 @@ struct StatementEvent {
   // marked: "...(cut, N bytes in all)"); with Outcome::kUnknown, why the
   // outcome is not known, if a response could not be decoded.
   std::string error_message;
+  // Of an Execute with Outcome::kError: the step its ErrorResponse answered.
+  FailedStep failed_step = FailedStep::kExecute;
   uint64_t rows_digest = 0;  // FNV-1a of the DataRow messages, when TrackerOptions::digest_rows
   int64_t start_ns = 0;      // when the request frame was seen (Execute / Query / FunctionCall)
   int64_t end_ns = 0;        // when its outcome was seen; always 0 when the outcome is kUnknown
@@ -147,6 +156,12 @@ class ConnectionTracker {
   void on_frame(Direction dir, const Frame& frame, int64_t ts_ns);
   // The connection ended: every request still waiting is emitted with Outcome::kUnknown.
   void on_close(int64_t ts_ns);
+
+  // Called once, at the session's first ReadyForQuery: the startup is over,
+  // and what the server says of the session (BackendKeyData, the
+  // authentication) is in session(). The csvlog's "connection authorized".
+  using ReadySink = std::function<void(const SessionInfo&, int64_t ts_ns)>;
+  void set_ready_sink(ReadySink sink);
 
   SessionInfo& session();
   const SessionInfo& session() const;
