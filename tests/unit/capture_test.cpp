@@ -739,7 +739,7 @@ TEST(CaptureFile, WhatIsNotARegularFileKeepsItsMode) {
   TempDir dir;
   const std::string fifo = dir.file("to-zstd");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
-  ASSERT_EQ(::chmod(fifo.c_str(), 0644), 0);  // whatever the umask
+  ASSERT_EQ(::chmod(fifo.c_str(), 0644), 0);                                   // whatever the umask
   const int reader = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);  // so that opening to write does not wait
   ASSERT_GE(reader, 0);
   {

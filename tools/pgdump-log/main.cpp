@@ -21,8 +21,8 @@
 #include <CLI/CLI.hpp>
 
 #include "pgwire/capture_merge.hpp"
-#include "pgwire/pcap_writer.hpp"
 #include "pgwire/csvlog.hpp"
+#include "pgwire/pcap_writer.hpp"
 #include "pgwire/session_monitor.hpp"
 #include "pgwire/statement_log.hpp"
 #include "pgwire/system.hpp"
@@ -60,7 +60,6 @@ class Output {
   std::string buf_;
   bool failed_ = false;
 };
-
 
 struct Filters {
   std::set<uint64_t> sessions;
@@ -418,7 +417,7 @@ int run(int argc, char** argv) {
     ++partial_sessions;
     if (reporting) report.session_partial(s, ts);
     if (csvlog) csv_sessions.try_emplace(s.session_id, ts);  // its start is not known: from here
-    if (pcap) return;  // said by the export, in its own words
+    if (pcap) return;                                        // said by the export, in its own words
     std::fprintf(stderr,
                  "pgdump-log: %s: session %llu is partial: its start is not in the capture data read (a file "
                  "of its set not given, deleted or missing); its user, database and startup parameters are "
