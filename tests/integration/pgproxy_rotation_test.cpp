@@ -2,6 +2,7 @@
 // --rotate-size, --rotate-interval, --rotate-keep, --rotate-compress (checked with the zstd
 // program), a capture left by an earlier run, and a full disk (a real tmpfs filling up, then
 // given room again). pgdump-log reads each rotated set as one stream.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -21,6 +22,7 @@
 #include "proxy_process.hpp"
 #include "shared_server.hpp"
 #include "subprocess.hpp"
+#include "test_files.hpp"
 
 namespace fs = std::filesystem;
 namespace pt = pgwire::test;
@@ -257,6 +259,66 @@ TEST_F(PgproxyRotationTest, ACaptureLeftByAnEarlierRunIsKeptNotOverwritten) {
   EXPECT_EQ(old_run.out.find("'second run'"), std::string::npos) << old_run.describe();
   EXPECT_NE(new_run.out.find("'second run'"), std::string::npos) << new_run.describe();
   fs::remove_all(dir);
+}
+
+// Only a regular file is rotated. An SQL log or a capture that is a FIFO (or
+// /dev/null, which a test must not put at risk: run as root, renaming it and
+// creating a regular file in its place broke the machine) is written where it
+// is, whatever --rotate-* say, with a warning at start.
+TEST_F(PgproxyRotationTest, WhatIsNotARegularFileIsNeverRotated) {
+  pt::TempDir dir("pgproxy-rotation-fifo");
+  const std::string log = dir.file("sql.log"), cap = dir.file("capture.pgwc");
+  ASSERT_EQ(::mkfifo(log.c_str(), 0600), 0);
+  ASSERT_EQ(::mkfifo(cap.c_str(), 0600), 0);
+  auto drain = [](const std::string& path, std::string* out) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);  // waits for pgproxy to open it
+    if (fd < 0) return;
+    char buf[65536];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out->append(buf, static_cast<size_t>(n));
+    ::close(fd);
+  };
+  std::string log_text, cap_bytes, output;
+  std::thread log_reader(drain, log, &log_text), cap_reader(drain, cap, &cap_bytes);
+  {
+    pt::ProxyOptions o;
+    o.upstream = "127.0.0.1:" + std::to_string(pg().port());
+    o.sql_log = log;
+    o.capture = cap;
+    o.extra = {"--rotate-size", "4K", "--rotate-interval", "1s", "--rotate-keep", "1", "--capture-backend"};
+    ProxyProcess proxy(o);
+    run_pgbench(pg(), proxy, 200);
+    std::this_thread::sleep_for(1500ms);  // an interval boundary passes
+    EXPECT_TRUE(proxy.psql(pg(), {"-At", "-c", "SELECT 'after the interval'"}).ok());
+    EXPECT_EQ(proxy.stop(), 0) << proxy.output();
+    output = proxy.output();
+  }
+  // A reader still waiting in open() (pgproxy never opened its FIFO) gets its end of file.
+  for (const std::string& f : {log, cap}) {
+    const int fd = ::open(f.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0) ::close(fd);
+  }
+  log_reader.join();
+  cap_reader.join();
+
+  EXPECT_NE(output.find("warning: the SQL log " + log + " is not a regular file: written where it is, never rotated"),
+            std::string::npos)
+      << output;
+  EXPECT_NE(output.find("warning: the capture " + cap + " is not a regular file: written where it is, never rotated"),
+            std::string::npos)
+      << output;
+  EXPECT_EQ(dir.names(), (std::vector<std::string>{"capture.pgwc", "sql.log"}));
+  struct stat st {};
+  ASSERT_EQ(::stat(log.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  ASSERT_EQ(::stat(cap.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  // Everything went through the one FIFO each: 400 SELECTs of pgbench, then psql's.
+  EXPECT_GE(pt::proxy_statement_count(log_text), 401) << log_text.size();
+  EXPECT_NE(log_text.find("'after the interval'"), std::string::npos);
+  const std::string copy = pt::spit(dir.file("read-back.pgwc"), cap_bytes);
+  pt::CommandResult r = pt::run_command({pt::tool_path("pgdump-log"), "--no-progress", copy});
+  EXPECT_TRUE(r.ok()) << r.describe();
+  EXPECT_EQ(r.out, log_text);
 }
 
 // SIGHUP with the files where they were (systemctl reload, for new TLS certificates): both

@@ -89,9 +89,14 @@ std::unique_ptr<AsyncWriter> AsyncWriter::start(WriterOptions opts, std::string&
   if (!w->open_log(error) || !w->open_capture(error)) return nullptr;
   w->log_initial_size_ = w->log_size_;
   if (w->log_initial_size_ > 0) w->log_started_ns_ = file_start_ns(w->opts_.sql_log_path);
+  w->log_rotatable_ = w->log_owned_ && w->log_regular_;
+  struct stat st {};
+  w->capture_rotatable_ = capture_file && stat(cap.c_str(), &st) == 0 && S_ISREG(st.st_mode);
   if (w->opts_.rotation.enabled() || w->opts_.rotation.keep != 0) {
-    if (w->has_log() && w->opts_.sql_log_path != "-") w->queue_leftovers(w->opts_.sql_log_path);
-    if (capture_file) w->queue_leftovers(cap);
+    // Rotated names (and --rotate-keep's removals) next to /dev/null would be
+    // files in /dev: only regular files are rotated.
+    if (w->log_rotatable_) w->queue_leftovers(w->opts_.sql_log_path);
+    if (w->capture_rotatable_) w->queue_leftovers(cap);
   }
   w->thread_ = std::thread([p = w.get()] { p->run(); });
   return w;
@@ -294,7 +299,7 @@ void AsyncWriter::queue_leftovers(const std::string& path) {
 }
 
 void AsyncWriter::rotate_log() {
-  if (log_fd_ < 0 || !log_owned_ || opts_.sql_log_path == "-") return;
+  if (log_fd_ < 0 || !log_rotatable_) return;
   // Renamed while open: the descriptor follows the file, so if the new one
   // cannot be opened the lines keep going to the old one, renamed back.
   std::string closed = rename_to_rotated(opts_.sql_log_path, log_started_ns_);
@@ -320,7 +325,8 @@ void AsyncWriter::rotate_capture() {
   // it is overwritten, so a disk that stays full does not fill a directory
   // with empty files, one a second.
   bool worthless = restart && capture_ != nullptr && capture_->records_written() == 0;
-  if (capture_ != nullptr && !worthless) {
+  if (!capture_rotatable_ && !restart) return;  // written where it is, never renamed
+  if (capture_ != nullptr && !worthless && capture_rotatable_) {
     closed = rename_to_rotated(opts_.capture_path, capture_started_ns_);
     if (closed.empty() && errno != ENOENT) {
       diag("cannot rotate the capture {}: {}; still writing to it", opts_.capture_path, pgwire::errno_text(errno));

@@ -109,6 +109,12 @@ class AsyncWriter {
   const WriterStats& stats() const { return stats_; }
   bool has_log() const { return !opts_.sql_log_path.empty(); }
   bool has_capture() const { return !opts_.capture_path.empty(); }
+  // Whether a file can be rotated: only a regular file is. /dev/null, a FIFO
+  // or a terminal is written where it is and never renamed (run as root,
+  // renaming /dev/null and creating a regular file in its place would break
+  // the whole machine). Known at start().
+  bool log_rotatable() const { return log_rotatable_; }
+  bool capture_rotatable() const { return capture_rotatable_; }
   // Bytes already in the SQL log when it was opened (appended to), for size rotation.
   uint64_t log_initial_size() const { return log_initial_size_; }
   // The capture has no working file (a write failed, or creating one did):
@@ -138,6 +144,8 @@ class AsyncWriter {
   int log_fd_ = -1;
   bool log_owned_ = false;
   bool log_regular_ = false;  // a regular file: a torn last line can be cut off
+  bool log_rotatable_ = false;
+  bool capture_rotatable_ = false;
   uint64_t log_size_ = 0;     // of a regular file, as written so far
   uint64_t log_initial_size_ = 0;
   int64_t log_started_ns_ = 0;      // when the current SQL log was begun (its rotated name)

@@ -291,6 +291,14 @@ bool Proxy::setup() {
   ctx_.log_enabled = writer_->has_log();
   ctx_.capture_enabled = writer_->has_capture();
   log_bytes_ = writer_->log_initial_size();
+  if (opts_.rotate_size != 0 || opts_.rotate_interval_s > 0) {
+    if (writer_->has_log() && !writer_->log_rotatable())
+      diag("warning: the SQL log {} is not a regular file: written where it is, never rotated",
+           opts_.sql_log == "-" ? "(standard output)" : opts_.sql_log);
+    if (writer_->has_capture() && !writer_->capture_rotatable())
+      diag("warning: the capture {} is not a regular file: written where it is, never rotated",
+           opts_.capture == "-" ? "(standard output)" : opts_.capture);
+  }
   if (opts_.rotate_interval_s > 0) next_rotation_ns_ = next_rotation_ns(pgwire::realtime_ns(), opts_.rotate_interval_s);
   if (opts_.rotate_interval_s > 0 || (writer_->has_capture() && opts_.capture != "-"))
     next_housekeeping_ms_ = pgwire::monotonic_ms() + 1000;
@@ -777,8 +785,8 @@ void Proxy::start_new_files(bool log, bool capture) {
 }
 
 void Proxy::check_rotation_size() {
-  bool log = writer_->has_log() && log_bytes_ >= opts_.rotate_size;
-  bool capture = writer_->has_capture() && capture_bytes_ >= opts_.rotate_size;
+  bool log = writer_->log_rotatable() && log_bytes_ >= opts_.rotate_size;
+  bool capture = writer_->capture_rotatable() && capture_bytes_ >= opts_.rotate_size;
   start_new_files(log, capture);
 }
 
@@ -794,8 +802,8 @@ void Proxy::housekeeping(int64_t now) {
     if (real >= next_rotation_ns_) {
       next_rotation_ns_ = next_rotation_ns(real, opts_.rotate_interval_s);
       // Nothing written since the last one: no empty file.
-      log = writer_->has_log() && log_bytes_ > 0;
-      capture = writer_->has_capture() && capture_bytes_ > 0;
+      log = writer_->log_rotatable() && log_bytes_ > 0;
+      capture = writer_->capture_rotatable() && capture_bytes_ > 0;
     }
   }
   if (writer_->capture_down()) capture = true;
