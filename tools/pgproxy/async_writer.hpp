@@ -146,7 +146,7 @@ class AsyncWriter {
   bool log_regular_ = false;  // a regular file: a torn last line can be cut off
   bool log_rotatable_ = false;
   bool capture_rotatable_ = false;
-  uint64_t log_size_ = 0;     // of a regular file, as written so far
+  uint64_t log_size_ = 0;  // of a regular file, as written so far
   uint64_t log_initial_size_ = 0;
   int64_t log_started_ns_ = 0;      // when the current SQL log was begun (its rotated name)
   int64_t capture_started_ns_ = 0;  // the same for the capture
