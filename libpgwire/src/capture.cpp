@@ -236,25 +236,12 @@ struct CaptureWriter::Impl {
   // write(2) of all of `data`; on failure the writer is failed and `*done`
   // says how much went out.
   Status write_all(Bytes data, size_t* done) {
-    const std::byte* p = data.data();
-    size_t left = data.size();
-    *done = 0;
-    while (left > 0) {
-      ssize_t n = ::write(fd, p, left);
-      if (n > 0) {
-        p += n;
-        left -= static_cast<size_t>(n);
-        *done += static_cast<size_t>(n);
-        flushed += static_cast<uint64_t>(n);
-        continue;
-      }
-      int err = n == 0 ? EIO : errno;
-      if (err == EINTR) continue;
-      if ((err == EAGAIN || err == EWOULDBLOCK) && wait_ready(fd, POLLOUT)) continue;
-      failed = Error{Errc::kIo, flushed, "write capture: " + errno_text(err)};
-      return *failed;
-    }
-    return {};
+    const WriteResult w = write_fully(fd, data.data(), data.size());
+    *done = w.written;
+    flushed += w.written;
+    if (w.err == 0) return {};
+    failed = Error{Errc::kIo, flushed, "write capture: " + errno_text(w.err)};
+    return *failed;
   }
 
   // Writes encoded records; counts the ones that went out whole.

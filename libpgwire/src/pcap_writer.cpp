@@ -188,21 +188,12 @@ struct PcapWriter::Impl {
     if (owns_fd && fd >= 0) ::close(fd);
   }
 
-  Status write_all(const std::byte* p, size_t left) {
-    while (left > 0) {
-      ssize_t n = ::write(fd, p, left);
-      if (n > 0) {
-        p += n;
-        left -= static_cast<size_t>(n);
-        flushed += static_cast<uint64_t>(n);
-        continue;
-      }
-      const int err = n == 0 ? EIO : errno;
-      if (err == EINTR) continue;
-      failed = Error{Errc::kIo, flushed, "write pcap: " + errno_text(err)};
-      return *failed;
-    }
-    return {};
+  Status write_all(const std::byte* p, size_t size) {
+    const WriteResult w = write_fully(fd, p, size);
+    flushed += w.written;
+    if (w.err == 0) return {};
+    failed = Error{Errc::kIo, flushed, "write pcap: " + errno_text(w.err)};
+    return *failed;
   }
 
   Status write_buffer() {

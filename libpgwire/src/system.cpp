@@ -1,6 +1,7 @@
 #include "pgwire/system.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,6 +38,29 @@ int open_private(const std::string& path, int flags) {
     return -1;
   }
   return fd;
+}
+
+WriteResult write_fully(int fd, const void* data, size_t size) {
+  const auto* p = static_cast<const char*>(data);
+  WriteResult r;
+  while (r.written < size) {
+    const ssize_t n = ::write(fd, p + r.written, size - r.written);
+    if (n > 0) {
+      r.written += static_cast<size_t>(n);
+      continue;
+    }
+    const int err = n == 0 ? EIO : errno;  // no progress and no error: do not spin
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      pollfd pfd{fd, POLLOUT, 0};
+      if (::poll(&pfd, 1, -1) >= 0 || errno == EINTR) continue;
+      r.err = errno;
+      return r;
+    }
+    r.err = err;
+    return r;
+  }
+  return r;
 }
 
 int run_main(const char* tool, int fatal_exit, int (*body)(int argc, char** argv), int argc, char** argv) {

@@ -41,16 +41,8 @@ class Fd {
 };
 
 Status write_all(int fd, const std::byte* p, size_t n, const std::string& path) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w > 0) {
-      p += w;
-      n -= static_cast<size_t>(w);
-      continue;
-    }
-    const int err = w == 0 ? EIO : errno;
-    if (err == EINTR) continue;
-    return Error{Errc::kIo, 0, fmt::format("write {}: {}", path, errno_text(err))};
+  if (const WriteResult w = write_fully(fd, p, n); w.err != 0) {
+    return Error{Errc::kIo, 0, fmt::format("write {}: {}", path, errno_text(w.err))};
   }
   return {};
 }

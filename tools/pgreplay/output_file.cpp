@@ -18,19 +18,8 @@ namespace pgreplay {
 
 namespace {
 
-// errno of the first write(2) that failed, 0 when all of `data` was written.
-int write_all(int fd, std::string_view data) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if (n == 0) return EIO;  // no progress and no error: do not spin
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return 0;
-}
+// errno of the write(2) that failed, 0 when all of `data` was written.
+int write_all(int fd, std::string_view data) { return pgwire::write_fully(fd, data.data(), data.size()).err; }
 
 std::string failed(const char* step, const std::string& file, int err) {
   return fmt::format("{} {}: {}", step, file, pgwire::errno_text(err));
