@@ -27,12 +27,7 @@ namespace {
 
 class CsvlogTest : public pt::SharedServerTest<CsvlogTest> {
  public:
-  static void prepare(pt::TempPostgres& pg) {
-    pt::CommandOptions o;
-    o.env = pg.client_env();
-    pt::CommandResult r = pt::run_command({pg.bindir() + "/pgbench", "-i", "-q", "-s", "1"}, o);
-    if (!r.ok()) throw std::runtime_error("pgbench -i: " + r.describe());
-  }
+  static void prepare(pt::TempPostgres& pg) { pt::pgbench_init(pg); }
 };
 
 // Debian's interpreter and pgBadger's JSON report (JSON::XS); the numbers of

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,12 +17,11 @@
 #include "shared_server.hpp"
 #include "subprocess.hpp"
 #include "test_files.hpp"
+#include "tshark.hpp"
 
 namespace pt = pgwire::test;
 
 namespace {
-
-const std::string kTshark = "/usr/bin/tshark";
 
 bool ipv6_loopback() {
   const int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
@@ -36,24 +34,10 @@ bool ipv6_loopback() {
   return ok;
 }
 
-pt::CommandResult tshark(const std::string& pcap, uint16_t port, std::vector<std::string> args) {
-  std::vector<std::string> argv = {kTshark,
-                                   "-r",
-                                   pcap,
-                                   "-d",
-                                   "tcp.port==" + std::to_string(port) + ",pgsql",
-                                   "-o",
-                                   "ip.check_checksum:TRUE",
-                                   "-o",
-                                   "tcp.check_checksum:TRUE"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return pt::run_command(argv);
-}
-
 class PcapExportTest : public pt::SharedServerTest<PcapExportTest> {};
 
 TEST_F(PcapExportTest, PsqlAndPgbenchOverIpv6ReadBackByTshark) {
-  if (::access(kTshark.c_str(), X_OK) != 0) GTEST_SKIP() << "no " << kTshark;
+  if (!pt::have_tshark()) GTEST_SKIP() << "no " << pt::kTshark;
   if (!ipv6_loopback()) GTEST_SKIP() << "no IPv6 loopback";
   pt::ProxyOptions o;
   o.upstream = "127.0.0.1:" + std::to_string(pg().port());
@@ -84,27 +68,27 @@ TEST_F(PcapExportTest, PsqlAndPgbenchOverIpv6ReadBackByTshark) {
   ASSERT_TRUE(dump.ok()) << dump.describe();
 
   const uint16_t server_port = pg().port();
-  pt::CommandResult bad = tshark(pcap, server_port,
-                                 {"-Y",
-                                  "_ws.malformed || _ws.expert.severity >= 0x00600000 || ip || "
-                                  "tcp.checksum.status == 0 || (tcp && tcp.checksum.status != 1)"});
+  pt::CommandResult bad = pt::tshark(pcap, server_port,
+                                     {"-Y",
+                                      "_ws.malformed || _ws.expert.severity >= 0x00600000 || ip || "
+                                      "tcp.checksum.status == 0 || (tcp && tcp.checksum.status != 1)"});
   ASSERT_TRUE(bad.ok()) << bad.describe();
   EXPECT_EQ(bad.out, "");  // nothing malformed, no warning, no bad checksum, no IPv4 packet
 
   // Client [::1], server 127.0.0.1 as ::ffff:127.0.0.1: every packet IPv6.
-  pt::CommandResult addrs = tshark(pcap, server_port, {"-T", "fields", "-e", "ipv6.src", "-e", "ipv6.dst"});
+  pt::CommandResult addrs = pt::tshark(pcap, server_port, {"-T", "fields", "-e", "ipv6.src", "-e", "ipv6.dst"});
   ASSERT_TRUE(addrs.ok()) << addrs.describe();
   std::set<std::string> pairs;
   for (const std::string& l : pt::lines_of(addrs.out)) pairs.insert(l);
   EXPECT_EQ(pairs, (std::set<std::string>{"::1\t::ffff:127.0.0.1", "::ffff:127.0.0.1\t::1"}));
 
   // The big Query: segments of at most 65495 bytes, at least three of them full.
-  pt::CommandResult lens = tshark(pcap, server_port, {"-Y", "tcp.len >= 65495", "-T", "fields", "-e", "tcp.len"});
+  pt::CommandResult lens = pt::tshark(pcap, server_port, {"-Y", "tcp.len >= 65495", "-T", "fields", "-e", "tcp.len"});
   ASSERT_TRUE(lens.ok()) << lens.describe();
   EXPECT_EQ(pt::lines_of(lens.out), (std::vector<std::string>{"65495", "65495", "65495"}));
 
-  pt::CommandResult seen =
-      tshark(pcap, server_port, {"-T", "fields", "-E", "aggregator=\x01", "-e", "pgsql.query", "-Y", "pgsql.query"});
+  pt::CommandResult seen;
+  const std::vector<std::string> queries = pt::tshark_queries(pcap, server_port, &seen);
   ASSERT_TRUE(seen.ok()) << seen.describe();
   pt::CommandResult logged =
       pt::run_command({pt::tool_path("pgdump-log"), "--no-progress", "--format", "json", proxy.capture()});
@@ -125,7 +109,7 @@ TEST_F(PcapExportTest, PsqlAndPgbenchOverIpv6ReadBackByTshark) {
     }
     expected.push_back(text);
   }
-  EXPECT_EQ(pt::lines_of(seen.out), expected);
+  EXPECT_EQ(queries, expected);
   EXPECT_EQ(expected.size(), 6u);  // three from psql, three Executes of pgbench's unnamed Parse
   EXPECT_EQ(expected.back(), "SELECT $1::int + 1 AS answer;");
   EXPECT_EQ(expected[1], big);

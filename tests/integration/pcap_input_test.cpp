@@ -84,14 +84,32 @@ class Tcpdump {
   }
   ~Tcpdump() { stop(); }
   bool ready() const { return ready_; }
+  // Packets of the file so far that match a tcpdump filter (a record being
+  // written at the end is not counted).
+  size_t count_packets(const std::string& filter) const {
+    const std::string exe = pt::find_executable("tcpdump", "/usr/sbin:/usr/bin:/sbin:/bin");
+    pt::CommandResult r = pt::run_command({exe, "-n", "-Z", "root", "-r", file_, filter});
+    return pt::lines_of(r.out).size();
+  }
   const std::string& why() const { return why_; }
   // Stops it (SIGINT: it writes what it has and exits) and waits.
   void stop() {
     if (pid_ <= 0) return;
-    // --immediate-mode and -U: each packet is written as it comes (without
-    // them, the last second's packets wait in the kernel's ring and are lost
-    // at SIGINT); a moment for the last ones to pass the filter.
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    // --immediate-mode and -U: each packet is written as tcpdump reads it;
+    // what it has not read yet at SIGINT is lost. Under load that was the
+    // last packets of a session, after a fixed pause of 300 ms. So wait
+    // until the file holds every connection closed both ways (a FIN from
+    // each side for each SYN), or 10 s.
+    if (ready_) {
+      for (int i = 0; i < 100; ++i) {
+        // tcp[] is IPv4 only: over IPv6 (no extension headers on loopback) the flags are byte 53.
+        const size_t syns =
+            count_packets("(ip and tcp[13] & 0x12 == 0x02) or (ip6[6] == 6 and ip6[53] & 0x12 == 0x02)");
+        const size_t fins = count_packets("(ip and tcp[13] & 0x01 != 0) or (ip6[6] == 6 and ip6[53] & 0x01 != 0)");
+        if (syns > 0 && fins >= 2 * syns) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
     ::kill(pid_, SIGINT);
     int status = 0;
     for (int i = 0; i < 200 && ::waitpid(pid_, &status, WNOHANG) == 0; ++i) {
@@ -113,12 +131,7 @@ class Tcpdump {
 
 class PcapInputTest : public pt::SharedServerTest<PcapInputTest> {
  public:
-  static void prepare(pt::TempPostgres& pg) {
-    pt::CommandOptions o;
-    o.env = pg.client_env();
-    pt::CommandResult r = pt::run_command({pg.bindir() + "/pgbench", "-i", "-q", "-s", "1"}, o);
-    if (!r.ok()) throw std::runtime_error("pgbench -i: " + r.describe());
-  }
+  static void prepare(pt::TempPostgres& pg) { pt::pgbench_init(pg); }
 };
 
 pt::CommandResult pgdump_log(const std::vector<std::string>& args, const std::string& stdin_data = {}) {

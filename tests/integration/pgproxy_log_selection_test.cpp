@@ -25,8 +25,7 @@ class PgproxyLogSelectionTest : public pt::SharedServerTest<PgproxyLogSelectionT
     pt::CommandResult r = pt::run_command(
         {pg.bindir() + "/psql", "-X", "-q", "-c", "CREATE ROLE alice LOGIN", "-c", "CREATE DATABASE audited"}, o);
     if (!r.ok()) throw std::runtime_error("psql: " + r.describe());
-    r = pt::run_command({pg.bindir() + "/pgbench", "-i", "-q", "-s", "1"}, o);
-    if (!r.ok()) throw std::runtime_error("pgbench -i: " + r.describe());
+    pt::pgbench_init(pg);
   }
 };
 

@@ -30,12 +30,7 @@ namespace {
 
 class PgproxyMetricsTest : public pt::SharedServerTest<PgproxyMetricsTest> {
  public:
-  static void prepare(pt::TempPostgres& pg) {
-    pt::CommandOptions init;
-    init.env = pg.client_env();
-    pt::CommandResult r = pt::run_command({pg.bindir() + "/pgbench", "-i", "-q", "-s", "1"}, init);
-    if (!r.ok()) throw std::runtime_error("pgbench -i: " + r.describe());
-  }
+  static void prepare(pt::TempPostgres& pg) { pt::pgbench_init(pg); }
 };
 
 // The port of the endpoint, from pgproxy's "metrics: http://127.0.0.1:PORT/metrics" line.

@@ -235,12 +235,7 @@ class PgproxyMoreTest : public pt::SharedServerTest<PgproxyMoreTest> {
     options.settings = {{"log_statement", "all"}};
     return options;
   }
-  static void prepare(pt::TempPostgres& pg) {
-    pt::CommandOptions init;
-    init.env = pg.client_env();
-    pt::CommandResult r = pt::run_command({pg.bindir() + "/pgbench", "-i", "-q", "-s", "1"}, init);
-    if (!r.ok()) throw std::runtime_error("pgbench -i: " + r.describe());
-  }
+  static void prepare(pt::TempPostgres& pg) { pt::pgbench_init(pg); }
 };
 
 // (a) A 100 MB query string is streamed, not held: it reaches the server whole, the SQL log keeps

@@ -33,12 +33,7 @@ namespace {
 
 class PgproxyRotationTest : public pt::SharedServerTest<PgproxyRotationTest> {
  public:
-  static void prepare(pt::TempPostgres& pg) {
-    pt::CommandOptions o;
-    o.env = pg.client_env();
-    pt::CommandResult r = pt::run_command({pg.bindir() + "/pgbench", "-i", "-q", "-s", "1"}, o);
-    if (!r.ok()) throw std::runtime_error("pgbench -i: " + r.describe());
-  }
+  static void prepare(pt::TempPostgres& pg) { pt::pgbench_init(pg); }
 };
 
 struct Closed {

@@ -7,13 +7,27 @@
 // A suite that needs other server settings, or data loaded once, defines
 //   static TempPostgresOptions server_options();
 //   static void prepare(TempPostgres& pg);   // may throw to fail the suite
+// (pgbench_init(pg) for pgbench's tables).
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <stdexcept>
+#include <string>
+
 #include "pg_server.hpp"
+#include "subprocess.hpp"
 
 namespace pgwire::test {
+
+// pgbench -i -q -s SCALE into the server's default database; throws (failing
+// the suite that prepares with it) if pgbench fails.
+inline void pgbench_init(TempPostgres& pg, int scale = 1) {
+  CommandOptions o;
+  o.env = pg.client_env();
+  CommandResult r = run_command({pg.bindir() + "/pgbench", "-i", "-q", "-s", std::to_string(scale)}, o);
+  if (!r.ok()) throw std::runtime_error("pgbench -i: " + r.describe());
+}
 
 template <class Suite>
 class SharedServerTest : public ::testing::Test {

@@ -7,81 +7,46 @@
 
 #include <algorithm>
 #include <set>
-#include <sstream>
 
 #include "capture_builder.hpp"
 #include "pgwire/bytes.hpp"
 #include "subprocess.hpp"
 #include "test_files.hpp"
+#include "tshark.hpp"
 
 namespace pgwire {
 namespace {
 
 const std::string kCorpus = PGWIRE_CORPUS_DIR;
 const std::string kTool = std::string(PGWIRE_BINARY_DIR) + "/tools/pgdump-log/pgdump-log";
-const std::string kTshark = "/usr/bin/tshark";
 
 test::CommandResult dump(std::vector<std::string> args) {
   args.insert(args.begin(), {kTool, "--no-progress"});
   return test::run_command(args);
 }
 
-test::CommandResult tshark(const std::string& pcap, uint16_t port, std::vector<std::string> args) {
-  std::vector<std::string> argv = {kTshark,
-                                   "-r",
-                                   pcap,
-                                   "-d",
-                                   "tcp.port==" + std::to_string(port) + ",pgsql",
-                                   "-o",
-                                   "ip.check_checksum:TRUE",
-                                   "-o",
-                                   "tcp.check_checksum:TRUE"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return test::run_command(argv);
-}
-
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
-}
-
 // Packets tshark finds wrong: malformed, an expert warning or error
 // (severity 0x00600000 and up), or a checksum it computed as bad.
 std::string bad_packets(const std::string& pcap, uint16_t port) {
-  test::CommandResult r = tshark(pcap, port,
-                                 {"-Y",
-                                  "_ws.malformed || _ws.expert.severity >= 0x00600000 || ip.checksum.status == 0 || "
-                                  "tcp.checksum.status == 0 || (tcp && tcp.checksum.status != 1)"});
+  test::CommandResult r =
+      test::tshark(pcap, port,
+                   {"-Y",
+                    "_ws.malformed || _ws.expert.severity >= 0x00600000 || ip.checksum.status == 0 || "
+                    "tcp.checksum.status == 0 || (tcp && tcp.checksum.status != 1)"});
   EXPECT_TRUE(r.ok()) << r.describe();
   return r.out;
 }
 
 size_t packet_count(const std::string& pcap, uint16_t port) {
-  test::CommandResult r = tshark(pcap, port, {"-T", "fields", "-e", "frame.number"});
+  test::CommandResult r = test::tshark(pcap, port, {"-T", "fields", "-e", "frame.number"});
   EXPECT_TRUE(r.ok()) << r.describe();
-  return lines(r.out).size();
+  return test::lines_of(r.out).size();
 }
 
-// The pgsql.query fields (Query and Parse messages) in packet order; several
-// in one packet come joined by \x01.
 std::vector<std::string> tshark_queries(const std::string& pcap, uint16_t port) {
-  test::CommandResult r = tshark(pcap, port, {"-T", "fields", "-E", "aggregator=\x01", "-e", "pgsql.query"});
+  test::CommandResult r;
+  std::vector<std::string> out = test::tshark_queries(pcap, port, &r);
   EXPECT_TRUE(r.ok()) << r.describe();
-  std::vector<std::string> out;
-  for (const std::string& l : lines(r.out)) {
-    if (l.empty()) continue;
-    std::string q;
-    for (char c : l + '\x01') {
-      if (c != '\x01') {
-        q += c;
-        continue;
-      }
-      out.push_back(q);
-      q.clear();
-    }
-  }
   return out;
 }
 
@@ -129,7 +94,7 @@ std::vector<std::string> dump_queries(const std::vector<std::string>& captures) 
   test::CommandResult r = dump(args);
   EXPECT_TRUE(r.ok()) << r.describe();
   std::vector<std::string> out;
-  for (const std::string& l : lines(r.out)) {
+  for (const std::string& l : test::lines_of(r.out)) {
     const size_t at = l.find("\"query\":\"");
     if (at == std::string::npos) continue;
     std::string shown;
@@ -160,7 +125,7 @@ bool is_subsequence(const std::vector<std::string>& part, const std::vector<std:
 class PcapOfCorpus : public testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (::access(kTshark.c_str(), X_OK) != 0) GTEST_SKIP() << "no " << kTshark;
+    if (!test::have_tshark()) GTEST_SKIP() << "no " << test::kTshark;
   }
 };
 
@@ -208,7 +173,7 @@ std::vector<std::byte> startup(std::string_view user) {
 }
 
 TEST(PgdumpLogPcap, Ipv6UnixSocketsAndMessagesOverOneSegment) {
-  if (::access(kTshark.c_str(), X_OK) != 0) GTEST_SKIP() << "no " << kTshark;
+  if (!test::have_tshark()) GTEST_SKIP() << "no " << test::kTshark;
   // A 200 KiB statement: four segments. Session 1 over IPv6, session 2 a
   // Unix-socket session to a server whose socket says port 5439; each
   // with a Parse (extended protocol) and a Query.
@@ -246,20 +211,20 @@ TEST(PgdumpLogPcap, Ipv6UnixSocketsAndMessagesOverOneSegment) {
   EXPECT_EQ(bad_packets(pcap, 5439), "");
   EXPECT_EQ(tshark_queries(pcap, 5439), (std::vector<std::string>{"SELECT $1::int AS p", big, "SELECT 2", "SELECT 3"}));
   // The TLS session reads as plaintext: no TLS, its StartupMessage right after the handshake.
-  test::CommandResult tls = tshark(pcap, 5439, {"-Y", "tls", "-T", "fields", "-e", "frame.number"});
+  test::CommandResult tls = test::tshark(pcap, 5439, {"-Y", "tls", "-T", "fields", "-e", "frame.number"});
   ASSERT_TRUE(tls.ok()) << tls.describe();
   EXPECT_EQ(tls.out, "");
-  test::CommandResult carol = tshark(
+  test::CommandResult carol = test::tshark(
       pcap, 5439, {"-Y", "ip.src == 192.0.2.9 && pgsql.parameter_value == \"carol\"", "-T", "fields", "-e", "tcp.seq"});
   ASSERT_TRUE(carol.ok()) << carol.describe();
   EXPECT_EQ(carol.out, "1\n");
   // The big Query: four segments from the IPv6 client, none over 65495 bytes of payload.
-  test::CommandResult segs =
-      tshark(pcap, 5439,
-             {"-Y", "ipv6.src == 2001:db8::5 && tcp.len > 0", "-T", "fields", "-e", "tcp.len", "-e", "tcp.srcport"});
+  test::CommandResult segs = test::tshark(
+      pcap, 5439,
+      {"-Y", "ipv6.src == 2001:db8::5 && tcp.len > 0", "-T", "fields", "-e", "tcp.len", "-e", "tcp.srcport"});
   ASSERT_TRUE(segs.ok()) << segs.describe();
   size_t full = 0;
-  for (const std::string& l : lines(segs.out)) {
+  for (const std::string& l : test::lines_of(segs.out)) {
     const unsigned long len = std::stoul(l);
     EXPECT_LE(len, 65495u);
     if (len == 65495) ++full;
@@ -267,11 +232,11 @@ TEST(PgdumpLogPcap, Ipv6UnixSocketsAndMessagesOverOneSegment) {
   }
   EXPECT_EQ(full, 3u);
   // The Unix-socket session: 127.0.0.2, port 1024 + 2, to 127.0.0.1:5439, with its handshake and FIN.
-  test::CommandResult local = tshark(pcap, 5439,
-                                     {"-Y", "ip.src == 127.0.0.2 && tcp.srcport == 1026 && tcp.dstport == 5439", "-T",
-                                      "fields", "-e", "tcp.flags.str"});
+  test::CommandResult local = test::tshark(pcap, 5439,
+                                           {"-Y", "ip.src == 127.0.0.2 && tcp.srcport == 1026 && tcp.dstport == 5439",
+                                            "-T", "fields", "-e", "tcp.flags.str"});
   ASSERT_TRUE(local.ok()) << local.describe();
-  const std::vector<std::string> flags = lines(local.out);
+  const std::vector<std::string> flags = test::lines_of(local.out);
   ASSERT_EQ(flags.size(), 6u);  // SYN, ACK, startup, Query, FIN, last ACK
   EXPECT_NE(flags.front().find('S'), std::string::npos);
   EXPECT_NE(flags[4].find('F'), std::string::npos);

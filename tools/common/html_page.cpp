@@ -534,7 +534,11 @@ void put_card(std::string& out, std::string_view label, std::string_view key, st
                  label, err ? " err" : "", key, value, display);
 }
 
-void begin_page(std::string& out, const PageHead& head) {
+std::string begin_page(const PageHead& head) {
+  std::string out;
+  out.reserve(256 << 10);
+  std::string inputs;
+  for (const std::string& f : head.inputs) inputs += (inputs.empty() ? "" : ", ") + f;
   std::string style(kStyle);
   style += head.extra_style;
   out += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
@@ -545,12 +549,13 @@ void begin_page(std::string& out, const PageHead& head) {
   fmt::format_to(
       std::back_inserter(out),
       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{} report: ", head.tool);
-  put_text(out, head.inputs);
+  put_text(out, inputs);
   out += "</title>\n<style>";
   out += style;
   fmt::format_to(std::back_inserter(out), "</style>\n</head>\n<body>\n<header><h1>{} report</h1><p>", head.tool);
-  put_text(out, head.inputs);
+  put_text(out, inputs);
   fmt::format_to(std::back_inserter(out), " · {} {}</p></header>\n<main>\n", head.tool, kVersion);
+  return out;
 }
 
 void end_page(std::string& out, std::string_view footer) {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -78,14 +79,14 @@ void put_card(std::string& out, std::string_view label, std::string_view key, st
               std::string_view display, bool err = false);
 
 struct PageHead {
-  std::string_view tool;    // "pgdump-log": the title is "<tool> report: <inputs>"
-  std::string_view inputs;  // the files read, from the command line
+  std::string_view tool;                // "pgdump-log": the title is "<tool> report: <inputs>"
+  std::span<const std::string> inputs;  // the files read, from the command line, shown joined by ", "
   // CSS rules after the shared ones (classes of a tool's own lines): covered
   // by the page's Content-Security-Policy like the rest.
   std::string_view extra_style;
 };
-// Everything up to and including <main>.
-void begin_page(std::string& out, const PageHead& head);
+// A new page, with room reserved for a report: everything up to and including <main>.
+std::string begin_page(const PageHead& head);
 // </main>, the footer (HTML, not escaped: the caller's own words), the
 // script, and the end of the page.
 void end_page(std::string& out, std::string_view footer);

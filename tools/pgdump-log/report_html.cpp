@@ -46,11 +46,7 @@ std::string bucket_tip(const StatementTimeline::Series& s, size_t i) {
 }  // namespace
 
 std::string Report::html(const HtmlOptions& opts) const {
-  std::string out;
-  out.reserve(256 << 10);
-  std::string inputs;
-  for (const std::string& f : opts.inputs) inputs += (inputs.empty() ? "" : ", ") + f;
-  begin_page(out, {"pgdump-log", inputs, ""});
+  std::string out = begin_page({"pgdump-log", opts.inputs, ""});
 
   // --- Overview: the totals, the same numbers as --stats.
   uint64_t events = 0, executed = 0;

@@ -79,11 +79,7 @@ void put_code(std::string& out, std::string_view text) {
 }  // namespace
 
 std::string Report::html(const HtmlOptions& opts) const {
-  std::string out;
-  out.reserve(256 << 10);
-  std::string inputs;
-  for (const std::string& f : opts.inputs) inputs += (inputs.empty() ? "" : ", ") + f;
-  begin_page(out, {"pgreplay", inputs, kExtraStyle});
+  std::string out = begin_page({"pgreplay", opts.inputs, kExtraStyle});
 
   // --- Overview: the figures of the text report.
   const std::string speed = opts_.speed_max ? std::string("max") : fmt::format("{:g}", opts_.speed);
