@@ -40,7 +40,9 @@ inline std::vector<std::string> tshark_queries(const std::string& pcap, uint16_t
   std::vector<std::string> out;
   for (const std::string& l : lines_of(r->out)) {
     size_t from = 0;
-    for (size_t at; (at = l.find('\x01', from)) != std::string::npos; from = at + 1) out.push_back(l.substr(from, at - from));
+    for (size_t at; (at = l.find('\x01', from)) != std::string::npos; from = at + 1) {
+      out.push_back(l.substr(from, at - from));
+    }
     out.push_back(l.substr(from));
   }
   return out;
