@@ -101,7 +101,11 @@ TEST_F(CsvlogTest, PgbadgerAndPgreplayReadPgproxysCsvlog) {
       {"-c", "SELECT 'it''s \"quoted\"' AS x, 1", "-c", "SELECT 1,\n2 AS two", "-c", "SELECT 1/0", "-c", "SELECT 3"},
       {{"PGAPPNAME", "csvlog-test"}});
   EXPECT_NE(r.err.find("division by zero"), std::string::npos) << r.describe();
-  r = proxy.client(pg(), "pgbench", {"-n", "-M", "extended", "-c", "2", "-t", "10"});
+  // -N (no updates of pgbench_tellers and pgbench_branches): the two
+  // sessions do not wait on each other's row locks, on which Debian's
+  // pgreplay may stall (docs/csvlog.md); with tpcb-like it did, in CI under
+  // ASan ("Execution is 1 minute behind schedule", then the 120 s limit).
+  r = proxy.client(pg(), "pgbench", {"-n", "-N", "-M", "extended", "-c", "2", "-t", "10"});
   ASSERT_TRUE(r.ok()) << r.describe();
   ASSERT_EQ(proxy.stop(), 0) << proxy.output();
 
@@ -131,7 +135,8 @@ TEST_F(CsvlogTest, PgbadgerAndPgreplayReadPgproxysCsvlog) {
 
   // pgBadger's report against pgdump-log's statistics of the capture.
   const std::string badger_json = proxy.dir() + "/pgbadger.json";
-  r = pt::run_command({"pgbadger", "-q", "-f", "csv", "-o", badger_json, proxy.sql_log()});
+  // --pid-dir: pgBadger refuses to start while /tmp/pgbadger.pid exists (exit 3), so two runs at once would fail.
+  r = pt::run_command({"pgbadger", "-q", "--pid-dir", proxy.dir(), "-f", "csv", "-o", badger_json, proxy.sql_log()});
   ASSERT_TRUE(r.ok()) << r.describe();
   const std::string stats_json = proxy.dir() + "/stats.json";
   r = pt::run_command({"sh", "-c", "\"$0\" --no-progress --stats --stats-format json --top 5 \"$1\" > \"$2\"",
@@ -139,8 +144,8 @@ TEST_F(CsvlogTest, PgbadgerAndPgreplayReadPgproxysCsvlog) {
   ASSERT_TRUE(r.ok()) << r.describe();
   const Summary badger = summarize("pgbadger", badger_json);
   const Summary ours = summarize("stats", stats_json);
-  // 4 psql statements, pgbench's 2 of set-up, 2 x 10 transactions of 7.
-  EXPECT_EQ(ours.numbers.at("statements"), 4 + 2 + 140);
+  // 4 psql statements, pgbench's 2 of set-up, 2 x 10 transactions of 5.
+  EXPECT_EQ(ours.numbers.at("statements"), 4 + 2 + 100);
   EXPECT_EQ(badger.numbers.at("statements"), ours.numbers.at("statements"));
   EXPECT_EQ(ours.numbers.at("errors"), 1);
   EXPECT_EQ(badger.numbers.at("errors"), ours.numbers.at("errors"));
@@ -157,10 +162,10 @@ TEST_F(CsvlogTest, PgbadgerAndPgreplayReadPgproxysCsvlog) {
       pg().client_env(), std::chrono::seconds(120));
   ASSERT_TRUE(r.ok()) << r.describe();
   EXPECT_EQ(r.err, "") << "pgreplay said: " << r.err;
-  EXPECT_NE(r.out.find("Total SQL statements processed: 146\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Total SQL statements processed: 106\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Simple SQL statements processed: 6\n"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("Parametrized SQL statements processed: 140\n"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("SQL statements executed: 146\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Parametrized SQL statements processed: 100\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("SQL statements executed: 106\n"), std::string::npos) << r.out;
 }
 
 // --format csvlog is --format sql --log-format csvlog; pgproxy --check-config
