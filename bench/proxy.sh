@@ -41,13 +41,16 @@
 #    percent from one run to the next). Each run is printed as it happens (stderr): tps, the client's
 #    average latency (pgbench's "latency average", sysbench's "avg" latency), for the proxies their
 #    CPU time per transaction (utime + stime of /proc/PID/stat, all threads) and context switches
-#    per transaction (voluntary + involuntary, summed over /proc/PID/task/*/status), per transaction
-#    meaning per transaction the client reports having processed; for pgbouncer, how many server
+#    per transaction (voluntary + involuntary, summed over /proc/PID/task/*/status) and the time their
+#    threads spent runnable but waiting for a CPU (/proc/PID/task/*/schedstat), per transaction
+#    meaning per transaction the client reports having processed; for every way, the whole machine's
+#    busy, idle and steal time per transaction (/proc/stat); for pgbouncer, how many server
 #    connections it held after the run.
 # 4. The summary, per upstream mode: a throughput table (median tps of each way, the ratios of the
 #    medians pgproxy/pgbouncer, pgproxy/direct, send()/pgproxy, the spread min-max of pgproxy and
 #    pgbouncer), a cost table (median latency, CPU per transaction, context switches per transaction,
-#    pgbouncer's server connections), the extras if any; pgproxy's SQL log checked against its
+#    pgbouncer's server connections), where the machine's time goes (busy and idle µs per transaction of
+#    each way, each proxy's wait for a CPU), the extras if any; pgproxy's SQL log checked against its
 #    "exiting:" line, capture size, exit status, peak RSS; then the targets, each met or NOT met.
 # 5. Memory with idle connections: a fresh pgproxy (first upstream mode), IDLE complete sessions
 #    opened through it by a small python3 client (StartupMessage, authentication, ReadyForQuery;
@@ -529,6 +532,12 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }  # utime + stime of a
 ctx_switches() {  # voluntary + involuntary context switches, summed over the process's threads
   awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }' /proc/"$1"/task/*/status 2>/dev/null || true
 }
+# machine_ticks: the whole machine's busy (user + nice + system + irq + softirq), idle (idle + iowait) and
+# steal clock ticks so far, from /proc/stat's "cpu" line
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $5 + $6, $9 + 0; exit }' /proc/stat; }
+# rq_wait_us PID: the time the process's threads have spent runnable but waiting for a CPU, in µs
+# (the second field of /proc/PID/task/*/schedstat, in ns)
+rq_wait_us() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ n += $2 } END { printf "%d\n", n / 1000 }'; }
 clk_tck=$(getconf CLK_TCK)
 
 # run_workload WORKLOAD CLIENTS PORT SECONDS OUT: one run, its output in OUT; sets r_tps, r_txns (the
@@ -572,11 +581,12 @@ way_name() {
   esac
 }
 # Every run's figures, keyed MODE,WORKLOAD,CLIENTS,WAY, as space-separated lists (one per round).
-declare -A tps_runs lat_runs cpu_runs ctx_runs srv_runs conn_runs
+declare -A tps_runs lat_runs cpu_runs ctx_runs srv_runs conn_runs busy_runs idle_runs wait_runs
 failed=()
 # measure MODE WORKLOAD CLIENTS WAY ROUND: one measured run through WAY, recorded and printed.
 measure() {
   local mode=$1 workload=$2 clients=$3 way=$4 round=$5 port pid='' ticks ctx line detail='' unit cpu ctxn srv
+  local mach0 mach1 wait0 busy idle steal waitn
   local key="$1,$2,$3,$4" out="$work/$1/$2-c$3-$4-$5.out"
   case "$way" in
     direct) port=$PG_PORT ;;
@@ -604,7 +614,9 @@ measure() {
   if [ -n "$pid" ]; then
     ticks=$(cpu_ticks "$pid")
     ctx=$(ctx_switches "$pid")
+    wait0=$(rq_wait_us "$pid")
   fi
+  read -ra mach0 < <(machine_ticks)
   line="  [$mode] $(label_of "$workload"), $(count_word "$clients"), round $round, $(way_name "$way"):"
   if ! run_workload "$workload" "$clients" "$port" "$DURATION" "$out"; then
     failed+=("[$mode] $(label_of "$workload"), $(count_word "$clients"), round $round, $(way_name "$way")")
@@ -617,6 +629,13 @@ measure() {
     unit=tps
     [ "$workload" = connect ] && unit=connections/s
     line+=" $r_tps $unit, latency $r_lat ms"
+    read -ra mach1 < <(machine_ticks)
+    read -r busy idle steal < <(awk -v b=$((mach1[0] - mach0[0])) -v i=$((mach1[1] - mach0[1])) \
+      -v s=$((mach1[2] - mach0[2])) -v hz="$clk_tck" -v n="$r_txns" \
+      'BEGIN { f = 1e6 / hz / n; printf "%.1f %.1f %.1f\n", b * f, i * f, s * f }')
+    busy_runs[$key]+=" $busy"
+    idle_runs[$key]+=" $idle"
+    line+=", machine $busy µs busy + $idle µs idle per txn (steal $steal)"
     if [ -n "$r_conn_ms" ]; then
       conn_runs[$key]+=" $r_conn_ms"
       line+=", average connection time $r_conn_ms ms"
@@ -626,9 +645,11 @@ measure() {
       cpu=$(awk -v d=$(($(cpu_ticks "$pid") - ticks)) -v hz="$clk_tck" -v n="$r_txns" \
         'BEGIN { printf "%.1f", d / hz * 1e6 / n }')
       ctxn=$(awk -v d=$(($(ctx_switches "$pid") - ctx)) -v n="$r_txns" 'BEGIN { printf "%.3f", d / n }')
+      waitn=$(awk -v d=$(($(rq_wait_us "$pid") - wait0)) -v n="$r_txns" 'BEGIN { printf "%.1f", d / n }')
       cpu_runs[$key]+=" $cpu"
       ctx_runs[$key]+=" $ctxn"
-      line+=", CPU $cpu µs/txn, $ctxn context switches/txn"
+      wait_runs[$key]+=" $waitn"
+      line+=", CPU $cpu µs/txn, $ctxn context switches/txn, $waitn µs/txn waiting for a CPU"
     fi
   fi
   case "$way" in
@@ -718,6 +739,28 @@ for mode in "${modes[@]}"; do
         BEGIN { printf "%-24s %7s %10s %11s %11s %10s %11s %11s %10s %11s %10s %8s\n", l, c, num(ld, "%.3f"),
           num(lb, "%.3f"), num(lp, "%.3f"), num(lq, "%.3f"), num(cb, "%.1f"), num(cp, "%.1f"), num(cq, "%.1f"),
           num(xp, "%.3f"), num(xq, "%.3f"), num(s, "%.0f") }'
+    done
+  done
+  echo
+  echo
+  echo "== upstream $mode: where the machine's time goes, medians, µs per transaction. busy: user + system + irq +" \
+    "softirq of the whole"
+  echo "   machine (clients, server and proxy); idle: its idle time; wait: the proxy's threads runnable but waiting" \
+    "for a CPU. On this"
+  echo "   VM the same work takes up to 1.5x the CPU time from one run to the next: compare ways within a round" \
+    "(stderr), not runs"
+  printf '%-24s %7s %12s %13s %13s %12s %13s %13s %13s %13s\n' workload clients "busy:direct" "busy:bouncer" \
+    "busy:pgproxy" "idle:direct" "idle:bouncer" "idle:pgproxy" "wait:bouncer" "wait:pgproxy"
+  for workload in "${workloads[@]}"; do
+    for clients in "${client_counts[@]}"; do
+      k="$mode,$workload,$clients"
+      awk -v l="$(label_of "$workload")" -v c="$clients" -v bd="$(med busy_runs "$k,direct")" \
+        -v bb="$(med busy_runs "$k,fresh")" -v bp="$(med busy_runs "$k,pgproxy")" \
+        -v id="$(med idle_runs "$k,direct")" -v ib="$(med idle_runs "$k,fresh")" -v ip="$(med idle_runs "$k,pgproxy")" \
+        -v wb="$(med wait_runs "$k,fresh")" -v wp="$(med wait_runs "$k,pgproxy")" "$awk_lib"'
+        BEGIN { printf "%-24s %7s %12s %13s %13s %12s %13s %13s %13s %13s\n", l, c, num(bd, "%.1f"),
+          num(bb, "%.1f"), num(bp, "%.1f"), num(id, "%.1f"), num(ib, "%.1f"), num(ip, "%.1f"), num(wb, "%.1f"),
+          num(wp, "%.1f") }'
     done
   done
   for workload in "${workloads[@]}"; do
