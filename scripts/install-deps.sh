@@ -12,6 +12,7 @@ packages=(
   sysbench pgbouncer python3 python3-prometheus-client time bc openssl
   man-db dpkg-dev chromium
   libpcap-dev tcpdump tshark pgbadger pgreplay
+  linux-perf
 )
 
 missing=()
