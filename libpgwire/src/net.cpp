@@ -168,7 +168,7 @@ bool stale_unix_socket(const SocketAddress& addr) {
 
 }  // namespace
 
-int listen_on(const SocketAddress& addr, int backlog, std::string& error) {
+int listen_on(const SocketAddress& addr, int backlog, std::string& error, bool reuse_port) {
   int fd = socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, stream_protocol(addr.family()));
   if (fd < 0) {
     error = fmt::format("socket: {}", errno_text(errno));
@@ -177,6 +177,11 @@ int listen_on(const SocketAddress& addr, int backlog, std::string& error) {
   int one = 1;
   if (addr.family() != AF_UNIX) (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (addr.family() == AF_INET6) (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (reuse_port && addr.family() != AF_UNIX && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    error = fmt::format("SO_REUSEPORT on {}: {}", format_address(addr), errno_text(errno));
+    close(fd);
+    return -1;
+  }
   int rc = bind(fd, addr.get(), addr.length);
   if (rc != 0 && errno == EADDRINUSE && addr.family() == AF_UNIX && stale_unix_socket(addr)) {
     (void)unlink(unix_path(addr).c_str());

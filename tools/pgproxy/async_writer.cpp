@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -59,6 +60,31 @@ void WriteBatch::clear() {
 
 // ---------------------------------------------------------------------------
 
+namespace {
+
+// The SQL log and the capture hold an exclusive flock() while this process
+// writes them, so that a second pgproxy given the same file (easily done with
+// --reuse-port) refuses to start instead of truncating, renaming or
+// interleaving the first one's file. Only regular files: stdout, /dev/null or
+// a FIFO may well be shared on purpose.
+
+// Whether another process holds the lock on the regular file at `path`.
+bool locked_by_another(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return false;
+  struct stat st {};
+  bool locked = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  close(fd);
+  return locked;
+}
+
+std::string in_use(std::string_view what, const std::string& path, std::string_view option) {
+  return fmt::format("the {} {} is being written by another process (another pgproxy? each one needs its own {})", what,
+                     path, option);
+}
+
+}  // namespace
+
 AsyncWriter::AsyncWriter(WriterOptions opts) : opts_(std::move(opts)), closed_(opts_.rotation) {}
 
 std::unique_ptr<AsyncWriter> AsyncWriter::start(WriterOptions opts, std::string& error) {
@@ -79,6 +105,10 @@ std::unique_ptr<AsyncWriter> AsyncWriter::start(WriterOptions opts, std::string&
         id = static_cast<uint64_t>(pgwire::realtime_ns());
     }
     w->opts_.capture.set_id = id;
+  }
+  if (capture_file && locked_by_another(cap)) {
+    error = in_use("capture", cap, "--capture");
+    return nullptr;
   }
   // A capture left by an earlier run (a restart) joins the closed files
   // instead of being overwritten.
@@ -106,6 +136,7 @@ AsyncWriter::~AsyncWriter() {
   begin_stop();
   join();
   if (log_owned_ && log_fd_ >= 0) close(log_fd_);
+  if (capture_lock_fd_ >= 0) close(capture_lock_fd_);
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 
@@ -121,11 +152,26 @@ bool AsyncWriter::open_log(std::string& error) {
     error = fmt::format("cannot open SQL log {}: {}", opts_.sql_log_path, pgwire::errno_text(errno));
     return false;
   }
+  struct stat st {};
+  const bool regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  if (regular) {
+    struct stat old {};
+    if (log_owned_ && log_fd_ >= 0 && fstat(log_fd_, &old) == 0 && old.st_dev == st.st_dev && old.st_ino == st.st_ino) {
+      // The same file again (SIGHUP without a rotation): its lock is held by
+      // the old descriptor, and goes with it.
+      close(log_fd_);
+      log_fd_ = -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+      close(fd);
+      error = in_use("SQL log", opts_.sql_log_path, "--sql-log");
+      return false;
+    }
+  }
   if (log_owned_ && log_fd_ >= 0) close(log_fd_);
   log_fd_ = fd;
   log_owned_ = true;
-  struct stat st {};
-  log_regular_ = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  log_regular_ = regular;
   log_size_ = log_regular_ ? static_cast<uint64_t>(st.st_size) : 0;
   log_started_ns_ = pgwire::realtime_ns();
   return true;
@@ -133,6 +179,17 @@ bool AsyncWriter::open_log(std::string& error) {
 
 bool AsyncWriter::open_capture(std::string& error) {
   if (opts_.capture_path.empty()) return true;
+  struct stat cur {};
+  if (capture_lock_fd_ >= 0 && stat(opts_.capture_path.c_str(), &cur) == 0 && cur.st_dev == capture_dev_ &&
+      cur.st_ino == capture_ino_) {
+    // Our own file, written anew after a failure: our lock is no other process's.
+    close(capture_lock_fd_);
+    capture_lock_fd_ = -1;
+  }
+  if (opts_.capture_path != "-" && locked_by_another(opts_.capture_path)) {
+    error = in_use("capture", opts_.capture_path, "--capture");
+    return false;
+  }
   auto created = opts_.capture_path == "-" ? pgwire::CaptureWriter::from_fd(STDOUT_FILENO, false, opts_.capture)
                                            : pgwire::CaptureWriter::create(opts_.capture_path, opts_.capture);
   if (!created.ok()) {
@@ -142,6 +199,17 @@ bool AsyncWriter::open_capture(std::string& error) {
   close_capture();
   capture_ = std::move(created.value());
   capture_started_ns_ = pgwire::realtime_ns();
+  if (opts_.capture_path != "-") {
+    // The lock is taken on a descriptor of its own: the writer's is inside CaptureWriter.
+    int lock = open(opts_.capture_path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st {};
+    if (lock >= 0 && (fstat(lock, &st) != 0 || !S_ISREG(st.st_mode) || flock(lock, LOCK_EX | LOCK_NB) != 0)) {
+      close(lock);
+      lock = -1;
+    }
+    if (capture_lock_fd_ >= 0) close(capture_lock_fd_);
+    capture_lock_fd_ = lock;
+  }
   ++opts_.capture.set_index;  // of the next file
   struct stat st {};
   if (opts_.capture_path != "-" && stat(opts_.capture_path.c_str(), &st) == 0) {

@@ -142,6 +142,7 @@ class AsyncWriter {
 
   WriterOptions opts_;
   int log_fd_ = -1;
+  int capture_lock_fd_ = -1;  // holds the capture file's flock() (see locked_by_another)
   bool log_owned_ = false;
   bool log_regular_ = false;  // a regular file: a torn last line can be cut off
   bool log_rotatable_ = false;

@@ -29,6 +29,9 @@ int run(int argc, char** argv) {
                  "HOST:PORT to accept clients on ([::1]:6432 for IPv6, *:6432 for all, /DIR:PORT for the Unix socket "
                  "DIR/.s.PGSQL.PORT)")
       ->capture_default_str();
+  app.add_flag("--reuse-port", o.reuse_port,
+               "let several pgproxy processes listen on the same TCP --listen address (SO_REUSEPORT; the kernel "
+               "spreads new clients among them), each with its own --sql-log, --capture and --metrics-listen");
   app.add_option("--upstream", o.upstream,
                  "HOST:PORT of the PostgreSQL server (/DIR:PORT: its Unix socket in DIR, as libpq's host=/DIR)")
       ->capture_default_str();

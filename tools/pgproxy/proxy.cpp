@@ -244,7 +244,7 @@ bool Proxy::setup() {
     return false;
   }
   for (const auto& a : addrs) {
-    int fd = pgwire::listen_on(a, 1024, error);
+    int fd = pgwire::listen_on(a, 1024, error, opts_.reuse_port);
     if (fd < 0) {
       diag("{}", error);
       continue;

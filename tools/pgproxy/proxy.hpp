@@ -15,6 +15,7 @@ inline constexpr const char* kVersion = pgwire::kVersion;
 
 struct ProxyOptions {
   std::string listen = "127.0.0.1:6432";
+  bool reuse_port = false;  // SO_REUSEPORT on the TCP listeners: several pgproxy processes on one address
   std::string upstream = "127.0.0.1:5432";
   std::string sql_log = "-";  // "" = none, "-" = stdout
   std::string capture;        // "" = none, "-" = stdout

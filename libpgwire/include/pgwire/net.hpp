@@ -44,8 +44,11 @@ inline std::string format_address(const SocketAddress& a) { return format_addres
 
 // A listening socket (SO_REUSEADDR, IPV6_V6ONLY, non-blocking); -1 and `error` on failure.
 // A Unix socket is created mode 0777 like PostgreSQL's; a stale socket file that
-// nobody listens on is replaced, a live one is an error.
-int listen_on(const SocketAddress& addr, int backlog, std::string& error);
+// nobody listens on is replaced, a live one is an error. `reuse_port`: also
+// SO_REUSEPORT on a TCP socket, so that several processes of the same user can
+// listen on one address and the kernel spreads new connections among them
+// (a Unix socket's path stays one listener's).
+int listen_on(const SocketAddress& addr, int backlog, std::string& error, bool reuse_port = false);
 // The path of a Unix-socket address; empty for other families.
 std::string unix_path(const SocketAddress& addr);
 // The address a socket is bound to, printable.
