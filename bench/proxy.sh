@@ -174,12 +174,8 @@ for n in $((IDLE + 100)) $((max_clients + HELD + 100)); do
 done
 
 scripts/install-deps.sh  # sysbench, pgbouncer, the PostgreSQL server and clients (apt-get --no-upgrade)
-if [ ! -f "$build_dir/CMakeCache.txt" ]; then
-  generator=()
-  command -v ninja >/dev/null && generator=(-G Ninja)
-  cmake -S . -B "$build_dir" "${generator[@]}" -DPGWIRE_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-fi
-cmake --build "$build_dir" --target pgproxy >/dev/null
+source scripts/lib/build.sh
+bench_build "$build_dir" release pgproxy
 pgproxy_bin="$build_dir/tools/pgproxy/pgproxy"
 
 source scripts/lib/pg.sh

@@ -43,12 +43,8 @@ if [ "$DURATION" -lt $((TRACED + 4)) ]; then
 fi
 
 scripts/install-deps.sh
-if [ ! -f "$build_dir/CMakeCache.txt" ]; then
-  generator=()
-  command -v ninja >/dev/null && generator=(-G Ninja)
-  cmake -S . -B "$build_dir" "${generator[@]}" -DPGWIRE_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-fi
-cmake --build "$build_dir" --target pgproxy >/dev/null
+source scripts/lib/build.sh
+bench_build "$build_dir" release pgproxy
 pgproxy_bin="$build_dir/tools/pgproxy/pgproxy"
 
 source scripts/lib/pg.sh

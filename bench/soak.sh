@@ -31,16 +31,9 @@ build_dir=${BUILD_DIR:-build/release}
 asan_dir=${ASAN_BUILD_DIR:-build/asan}
 
 scripts/install-deps.sh  # sysbench, the PostgreSQL server and clients (apt-get --no-upgrade)
-generator=()
-command -v ninja >/dev/null && generator=(-G Ninja)
-if [ ! -f "$build_dir/CMakeCache.txt" ]; then
-  cmake -S . -B "$build_dir" "${generator[@]}" -DPGWIRE_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-fi
-if [ ! -f "$asan_dir/CMakeCache.txt" ]; then  # the flags of scripts/build.sh asan
-  cmake -S . -B "$asan_dir" "${generator[@]}" -DPGWIRE_WERROR=ON -DCMAKE_BUILD_TYPE=Debug -DPGWIRE_SANITIZE=ON >/dev/null
-fi
-cmake --build "$build_dir" --target pgproxy >/dev/null
-cmake --build "$asan_dir" --target pgproxy >/dev/null
+source scripts/lib/build.sh
+bench_build "$build_dir" release pgproxy
+bench_build "$asan_dir" asan pgproxy
 
 source scripts/lib/pg.sh
 work=$(mktemp -d /tmp/pgwire-soak.XXXXXX)
