@@ -503,7 +503,9 @@ bouncer_fill() {
     [ "$have" -ge "$n" ] && break
     sleep 0.1
   done
-  kill -INT "$holder" 2>/dev/null
+  # SIGTERM: a background job of a non-interactive shell ignores SIGINT, so -INT left the holder
+  # running its whole -T 90 (and the wait below waiting for it) before every "fresh" run.
+  kill -TERM "$holder" 2>/dev/null
   wait "$holder" 2>/dev/null || true
   # until its clients are gone and every server connection is back in the pool
   for i in $(seq 100); do
