@@ -16,6 +16,11 @@
 #   WARM=0                  WARM=1 adds pgbouncer with a warm pool, an extra (marked) column
 #   ADMISSION=              ADMISSION=N adds pgbouncer with default_pool_size N, an extra (marked) column,
 #                           at the client counts above N, where it queues the surplus clients
+#   REUSE=0                 REUSE=1 adds two extra (marked) ways: two pgproxy processes with --reuse-port on
+#                           one port ("pgproxy x2"), and two pgbouncer processes with so_reuseport = 1 on
+#                           one port ("pgbouncer x2", each filled to the run's client count beforehand,
+#                           since the kernel, not pgbouncer, decides which process gets which client);
+#                           shown apart, beside one pgproxy; HELD's sessions do not go through them
 #   HELD=0                  HELD=N holds N idle sessions open through every way in (direct, pgbouncer,
 #                           both pgproxy processes; database "held") while the runs go on, as a pooler or
 #                           an application server keeps connections it rarely uses: what a round of each
@@ -101,6 +106,7 @@ else
 fi
 WARM=${WARM:-0}
 ADMISSION=${ADMISSION:-}
+REUSE=${REUSE:-0}
 HELD=${HELD:-0}
 SCALE=${SCALE:-10}
 IDLE=${IDLE:-1000}
@@ -135,6 +141,8 @@ for workload in "${workloads[@]}"; do
 done
 for var in DURATION ROUNDS SCALE IDLE; do is_count "${!var}" || usage_error "$var must be a positive number"; done
 case "$WARM" in 0 | 1) ;; *) usage_error "WARM must be 0 or 1" ;; esac
+case "$REUSE" in 0 | 1) ;; *) usage_error "REUSE must be 0 or 1" ;; esac
+[ "$REUSE" = 1 ] && [ "$TLS" = 1 ] && usage_error "REUSE=1 is not measured with TLS=1"
 [ "$HELD" = 0 ] || is_count "$HELD" || usage_error "HELD must be 0 or a positive number"
 [ -z "$ADMISSION" ] || is_count "$ADMISSION" || usage_error "ADMISSION must be empty or a positive number"
 case "$TLS" in 0 | 1) ;; *) usage_error "TLS must be 0 or 1" ;; esac
@@ -153,6 +161,7 @@ fi
 ways=(direct fresh pgproxy send)
 [ "$WARM" = 1 ] && ways+=(warm)
 [ -n "$ADMISSION" ] && ways+=(admission)
+[ "$REUSE" = 1 ] && ways+=(pair bpair)
 runs_in_cell() {  # runs_in_cell CLIENTS: how many ways are measured at that client count
   local n=${#ways[@]}
   [ -n "$ADMISSION" ] && [ "$1" -le "$ADMISSION" ] && n=$((n - 1))
@@ -168,6 +177,7 @@ bouncer_max_clients=$((max_clients + HELD + 100))
 # (plus those of the previous run that are still exiting) are open at a time; the idle test runs alone.
 # HELD: that many idle backends per way in, all the time.
 pg_max_connections=$((IDLE + 2 * max_clients + 4 * HELD + 100))
+[ "$REUSE" = 1 ] && pg_max_connections=$((pg_max_connections + max_clients))  # bpair: two pools of max_clients
 proxy_max_connections=2000
 for n in $((IDLE + 100)) $((max_clients + HELD + 100)); do
   [ "$n" -gt "$proxy_max_connections" ] && proxy_max_connections=$n
@@ -184,6 +194,8 @@ held_pids=()  # HELD: the processes holding idle sessions open
 proxy_pid=
 send_pid=
 bouncer_pid=
+pair_pids=()   # REUSE: the two pgproxy --reuse-port processes
+bpair_pids=()  # REUSE: the two pgbouncer so_reuseport processes
 stop_pid() {  # stop_pid PID: SIGTERM, wait; the exit status goes to $stopped_rc
   stopped_rc=0
   kill -TERM "$1" 2>/dev/null || true
@@ -195,6 +207,7 @@ cleanup() {
   [ -n "$proxy_pid" ] && kill "$proxy_pid" 2>/dev/null && wait "$proxy_pid" 2>/dev/null
   [ -n "$send_pid" ] && kill "$send_pid" 2>/dev/null && wait "$send_pid" 2>/dev/null
   [ -n "$bouncer_pid" ] && kill "$bouncer_pid" 2>/dev/null && wait "$bouncer_pid" 2>/dev/null
+  for pid in "${pair_pids[@]}" "${bpair_pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
   pg_stop
   rm -rf "$work"
 }
@@ -204,7 +217,7 @@ commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD -- 2>/dev/null || commit+=" (with uncommitted changes)"
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 echo "parameters: UPSTREAM=\"${modes[*]}\" CLIENTS=\"${client_counts[*]}\" WORKLOADS=\"${workloads[*]}\"" \
-  "ROUNDS=$ROUNDS DURATION=$DURATION WARM=$WARM ADMISSION=${ADMISSION:-none} HELD=$HELD TLS=$TLS SCALE=$SCALE" \
+  "ROUNDS=$ROUNDS DURATION=$DURATION WARM=$WARM ADMISSION=${ADMISSION:-none} REUSE=$REUSE HELD=$HELD TLS=$TLS SCALE=$SCALE" \
   "IDLE=$IDLE"
 echo "versions: $(pgbouncer --version 2>&1 | sed -n 1p), pgproxy at commit $commit" \
   "($pgproxy_bin), $(pgbench --version), $(sysbench --version)"
@@ -273,15 +286,16 @@ start_pgproxy() {  # start_pgproxy PORT UPSTREAM NAME [OPTION...]: a pgproxy, SQ
     "$@" "${proxy_tls[@]}" --sql-log "$work/$name.sql.log" --capture "$work/$name.pgwcap" --stats-interval 0 \
     2>"$work/$name.err" &
 }
-wait_ready() {  # wait_ready PORT: until a query goes through (10 s at most)
-  for _ in $(seq 100); do psql -p "$1" -Atc 'SELECT 1' >/dev/null 2>&1 && return 0; sleep 0.1; done
-  psql -p "$1" -Atc 'SELECT 1' >/dev/null
+wait_ready() {  # wait_ready PORT [HOST]: until a query goes through (10 s at most)
+  local host=${2:-$PGHOST}
+  for _ in $(seq 100); do psql -h "$host" -p "$1" -Atc 'SELECT 1' >/dev/null 2>&1 && return 0; sleep 0.1; done
+  psql -h "$host" -p "$1" -Atc 'SELECT 1' >/dev/null
 }
 
 # start_ways MODE: pgbouncer and both pgproxy processes, reaching the server over MODE (unix or
 # tcp); sets bouncer_port/pid, pgproxy_port/proxy_pid, send_port/send_pid. Their files: $work/MODE/.
 start_ways() {
-  local mode=$1 dir=$work/$1 bouncer_host way port legs
+  local mode=$1 dir=$work/$1 bouncer_host way port legs i
   mkdir "$dir"
   case "$mode" in
     unix) bouncer_host=$PG_DIR ;;
@@ -319,6 +333,17 @@ EOF
     printf "%s\n" "client_tls_sslmode = require" "client_tls_cert_file = $tls/proxy.crt" \
       "client_tls_key_file = $tls/proxy.key" "server_tls_sslmode = require" >>"$dir/pgbouncer.ini"
   fi
+  if [ "$REUSE" = 1 ]; then
+    # Two more, sharing one port (so_reuseport); each with its own Unix socket, through which its
+    # console is reached and its pool filled (the shared port reaches either).
+    bpair_port=$(free_port)
+    for i in 1 2; do
+      mkdir "$dir/b$i"
+      sed -e "s|^listen_port = .*|listen_port = $bpair_port|" -e "s|^unix_socket_dir =.*|unix_socket_dir = $dir/b$i|" \
+        -e "s|^logfile = .*|logfile = $dir/b$i/pgbouncer.log|" "$dir/pgbouncer.ini" >"$dir/b$i/pgbouncer.ini"
+      echo "so_reuseport = 1" >>"$dir/b$i/pgbouncer.ini"
+    done
+  fi
   local bouncer_user=()
   if [ "$(id -u)" -eq 0 ]; then
     chown -R postgres: "$work"
@@ -335,6 +360,23 @@ EOF
   for port in "$bouncer_port" "$pgproxy_port" "$send_port"; do
     wait_ready "$port" || { cat "$dir"/pgbouncer.{out,log} "$dir"/*.err >&2; exit 1; }
   done
+  if [ "$REUSE" = 1 ]; then
+    pair_port=$(free_port)
+    pair_pids=()
+    bpair_pids=()
+    for i in 1 2; do
+      start_pgproxy "$pair_port" "$(upstream_of "$mode")" "$mode/pair$i" --reuse-port
+      pair_pids+=($!)
+      pgbouncer "${bouncer_user[@]}" "$dir/b$i/pgbouncer.ini" >"$dir/b$i/pgbouncer.out" 2>&1 &
+      bpair_pids+=($!)
+    done
+    for i in 1 2; do
+      wait_ready "$bpair_port" "$dir/b$i" || { cat "$dir/b$i"/pgbouncer.{out,log} >&2; exit 1; }
+      for _ in $(seq 100); do grep -q '^.*listening on' "$dir/pair$i.err" && break; sleep 0.1; done
+      grep -q 'listening on' "$dir/pair$i.err" || { cat "$dir/pair$i.err" >&2; exit 1; }
+    done
+    wait_ready "$pair_port" || { cat "$dir"/pair*.err >&2; exit 1; }
+  fi
   echo "upstream $mode: pgbouncer reaches the server at host=$bouncer_host, both pgproxy processes at" \
     "$(upstream_of "$mode")" >&2
   if [ "$TLS" = 1 ]; then
@@ -354,6 +396,7 @@ EOF
     done
   fi
   bouncer_drop  # the server connections the checks above left in its pool
+  if [ "$REUSE" = 1 ]; then bouncer_drop "$dir/b1"; bouncer_drop "$dir/b2"; fi
   if [ "$HELD" -gt 0 ]; then
     # HELD idle sessions through every way in, until stop_ways.
     held_pids=()
@@ -458,6 +501,17 @@ stop_ways() {  # stop_ways MODE: stops what start_ways started; what they leave 
   stop_pid "$proxy_pid"; proxy_rc=$stopped_rc; proxy_pid=
   stop_pid "$send_pid"; send_rc=$stopped_rc; send_pid=
   stop_pid "$bouncer_pid"; bouncer_pid=
+  local pair_notes=() i=0
+  for pid in "${pair_pids[@]}"; do
+    i=$((i + 1))
+    hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+    stop_pid "$pid"
+    pair_notes+=("pgproxy x2, process $i: capture $(($(stat -c %s "$dir/pair$i.pgwcap") >> 20)) MB, exit status $stopped_rc, peak RSS $((hwm / 1024)) MB")
+    pair_notes+=("$(check_sql_log "$mode/pair$i" "pgproxy x2, process $i")")
+  done
+  for pid in "${bpair_pids[@]}"; do stop_pid "$pid"; done
+  pair_pids=()
+  bpair_pids=()
   problems=$(grep -E ' (WARNING|ERROR) ' "$dir/pgbouncer.log" | sed -E 's/^.* (WARNING|ERROR) /\1 /' |
     sed -E 's/[0-9]+/N/g' | sort | uniq -c | sort -rn | sed -E 's/^ +//' || true)
   notes[$mode]=$(
@@ -467,6 +521,7 @@ stop_ways() {  # stop_ways MODE: stops what start_ways started; what they leave 
     echo "pgproxy --no-io-uring: capture $(($(stat -c %s "$dir/send.pgwcap") >> 20)) MB, exit status $send_rc," \
       "peak RSS $((send_hwm / 1024)) MB"
     check_sql_log "$mode/send" "pgproxy --no-io-uring"
+    [ ${#pair_notes[@]} -eq 0 ] || printf '%s\n' "${pair_notes[@]}"
     if [ -z "$problems" ]; then
       echo "pgbouncer: no WARNING or ERROR in its log"
     else
@@ -479,12 +534,23 @@ stop_ways() {  # stop_ways MODE: stops what start_ways started; what they leave 
   rm -f "$dir"/*.sql.log "$dir"/*.pgwcap
 }
 
-bouncer_console() { psql -p "$bouncer_port" -d pgbouncer -qc "$1" >/dev/null; }
-bouncer_drop() {  # closes all of pgbouncer's server connections (KILL pauses the database; RESUME undoes that)
-  local db
-  for db in postgres sbtest; do bouncer_console "KILL $db"; bouncer_console "RESUME $db"; done
+# The console functions take the pgbouncer to talk to as an optional last argument: empty for the
+# one on $bouncer_port, or the Unix socket directory of one of REUSE's pair (on $bpair_port).
+bouncer_at() {  # bouncer_at [SOCKET_DIR]: psql's -h and -p for it
+  if [ -n "${1:-}" ]; then echo "-h $1 -p $bpair_port"; else echo "-p $bouncer_port"; fi
 }
-bouncer_servers() { psql -p "$bouncer_port" -d pgbouncer -Atc 'SHOW SERVERS' | wc -l; }
+bouncer_console() {  # bouncer_console COMMAND [SOCKET_DIR]
+  # shellcheck disable=SC2046  # bouncer_at's words are meant to split
+  psql $(bouncer_at "${2:-}") -d pgbouncer -qc "$1" >/dev/null
+}
+bouncer_drop() {  # bouncer_drop [SOCKET_DIR]: closes all its server connections (KILL pauses the database; RESUME undoes that)
+  local db
+  for db in postgres sbtest; do bouncer_console "KILL $db" "${1:-}"; bouncer_console "RESUME $db" "${1:-}"; done
+}
+bouncer_servers() {  # bouncer_servers [SOCKET_DIR]
+  # shellcheck disable=SC2046
+  psql $(bouncer_at "${1:-}") -d pgbouncer -Atc 'SHOW SERVERS' | wc -l
+}
 # bouncer_fill DATABASE N: pgbouncer opens N new server connections for DATABASE before a "fresh" run.
 # pgbouncer opens server connections one after another (about 50 a second here), so a run that
 # started with an empty pool would spend its first seconds with fewer backends than clients, the
@@ -493,13 +559,17 @@ bouncer_servers() { psql -p "$bouncer_port" -d pgbouncer -Atc 'SHOW SERVERS' | w
 # pgbouncer the same start. N clients hold a session each (pgbench, one SELECT 1 per client and
 # second) until pgbouncer holds N server connections, then leave; the backends have run nothing but
 # SELECT 1 and pgbouncer's DISCARD ALL. Returns 1 if the pool did not fill in 60 s.
+# bouncer_fill DATABASE N SOCKET_DIR: the same for one of REUSE's pair.
 bouncer_fill() {
-  local db=$1 n=$2 holder have=0 i
-  pgbench -p "$bouncer_port" -n -f "$work/select1.sql" -c "$n" -j "$(($n < 2 ? $n : 2))" -R "$n" -T 90 "$db" \
+  local db=$1 n=$2 at holder have=0 i
+  at=$(bouncer_at "${3:-}")
+  # shellcheck disable=SC2086  # $at: psql's -h and -p, meant to split
+  pgbench $at -n -f "$work/select1.sql" -c "$n" -j "$(($n < 2 ? $n : 2))" -R "$n" -T 90 "$db" \
     >"$work/fill.out" 2>&1 &
   holder=$!
   for i in $(seq 600); do
-    have=$(psql -p "$bouncer_port" -d pgbouncer -Atc 'SHOW SERVERS' | awk -F'|' -v d="$db" '$3 == d' | wc -l)
+    # shellcheck disable=SC2086
+    have=$(psql $at -d pgbouncer -Atc 'SHOW SERVERS' | awk -F'|' -v d="$db" '$3 == d' | wc -l)
     [ "$have" -ge "$n" ] && break
     sleep 0.1
   done
@@ -509,7 +579,8 @@ bouncer_fill() {
   wait "$holder" 2>/dev/null || true
   # until its clients are gone and every server connection is back in the pool
   for i in $(seq 100); do
-    [ "$(psql -p "$bouncer_port" -d pgbouncer -Atc 'SHOW CLIENTS' | awk -F'|' -v d="$db" '$3 == d' | wc -l)" = 0 ] && break
+    # shellcheck disable=SC2086
+    [ "$(psql $at -d pgbouncer -Atc 'SHOW CLIENTS' | awk -F'|' -v d="$db" '$3 == d' | wc -l)" = 0 ] && break
     sleep 0.1
   done
   [ "$have" -ge "$n" ]
@@ -526,16 +597,26 @@ settle() {
   done
   echo "  (still $((n - 1)) backends of the previous run after 10 s)" >&2
 }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }  # utime + stime of all threads, in clock ticks
-ctx_switches() {  # voluntary + involuntary context switches, summed over the process's threads
-  awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }' /proc/"$1"/task/*/status 2>/dev/null || true
+# The per-process figures take one PID or several (REUSE's pairs), and sum over them.
+cpu_ticks() {  # utime + stime of all threads, in clock ticks
+  local pid
+  for pid in "$@"; do cat "/proc/$pid/stat"; done | awk '{ n += $14 + $15 } END { print n + 0 }'
+}
+ctx_switches() {  # voluntary + involuntary context switches, summed over the processes' threads
+  local pid
+  for pid in "$@"; do cat /proc/"$pid"/task/*/status 2>/dev/null || true; done |
+    awk '/^(non)?voluntary_ctxt_switches:/ { n += $2 } END { print n + 0 }'
 }
 # machine_ticks: the whole machine's busy (user + nice + system + irq + softirq), idle (idle + iowait) and
 # steal clock ticks so far, from /proc/stat's "cpu" line
 machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $5 + $6, $9 + 0; exit }' /proc/stat; }
-# rq_wait_us PID: the time the process's threads have spent runnable but waiting for a CPU, in µs
+# rq_wait_us PID...: the time the processes' threads have spent runnable but waiting for a CPU, in µs
 # (the second field of /proc/PID/task/*/schedstat, in ns)
-rq_wait_us() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ n += $2 } END { printf "%d\n", n / 1000 }'; }
+rq_wait_us() {
+  local pid
+  for pid in "$@"; do cat /proc/"$pid"/task/*/schedstat 2>/dev/null || true; done |
+    awk '{ n += $2 } END { printf "%d\n", n / 1000 }'
+}
 clk_tck=$(getconf CLK_TCK)
 
 # run_workload WORKLOAD CLIENTS PORT SECONDS OUT: one run, its output in OUT; sets r_tps, r_txns (the
@@ -575,6 +656,8 @@ way_name() {
     pgproxy) echo pgproxy ;;
     send) echo "pgproxy --no-io-uring" ;;
     warm) echo "pgbouncer (warm pool, extra)" ;;
+    pair) echo "pgproxy x2 (--reuse-port, extra)" ;;
+    bpair) echo "pgbouncer x2 (so_reuseport, extra)" ;;
     admission) echo "pgbouncer pool $ADMISSION (admission-controlled, extra)" ;;
   esac
 }
@@ -583,14 +666,16 @@ declare -A tps_runs lat_runs cpu_runs ctx_runs srv_runs conn_runs busy_runs idle
 failed=()
 # measure MODE WORKLOAD CLIENTS WAY ROUND: one measured run through WAY, recorded and printed.
 measure() {
-  local mode=$1 workload=$2 clients=$3 way=$4 round=$5 port pid='' ticks ctx line detail='' unit cpu ctxn srv
+  local mode=$1 workload=$2 clients=$3 way=$4 round=$5 port pids=() ticks ctx line detail='' unit cpu ctxn srv i
   local mach0 mach1 wait0 busy idle steal waitn
   local key="$1,$2,$3,$4" out="$work/$1/$2-c$3-$4-$5.out"
   case "$way" in
     direct) port=$PG_PORT ;;
-    fresh | warm | admission) port=$bouncer_port; pid=$bouncer_pid ;;
-    pgproxy) port=$pgproxy_port; pid=$proxy_pid ;;
-    send) port=$send_port; pid=$send_pid ;;
+    fresh | warm | admission) port=$bouncer_port; pids=("$bouncer_pid") ;;
+    pgproxy) port=$pgproxy_port; pids=("$proxy_pid") ;;
+    pair) port=$pair_port; pids=("${pair_pids[@]}") ;;
+    bpair) port=$bpair_port; pids=("${bpair_pids[@]}") ;;
+    send) port=$send_port; pids=("$send_pid") ;;
   esac
   settle
   case "$way" in
@@ -605,14 +690,20 @@ measure() {
     warm)  # a steady state: the pool holds backends warmed by a short run of the same workload
       run_workload "$workload" "$clients" "$port" 3 "$out.warm-up" || echo "  (the warm-up run failed)" >&2
       ;;
+    bpair)  # each of the two filled to the run's client count: the kernel spreads the clients by a hash
+      for i in 1 2; do
+        bouncer_fill "$(db_of "$workload")" "$clients" "$work/$mode/b$i" ||
+          echo "  (pgbouncer x2, process $i: its pool did not reach $clients server connections in 60 s)" >&2
+      done
+      ;;
     admission)  # fewer server sessions than clients: pgbouncer queues the surplus clients
       bouncer_console "SET default_pool_size = $ADMISSION"
       ;;
   esac
-  if [ -n "$pid" ]; then
-    ticks=$(cpu_ticks "$pid")
-    ctx=$(ctx_switches "$pid")
-    wait0=$(rq_wait_us "$pid")
+  if [ ${#pids[@]} -gt 0 ]; then
+    ticks=$(cpu_ticks "${pids[@]}")
+    ctx=$(ctx_switches "${pids[@]}")
+    wait0=$(rq_wait_us "${pids[@]}")
   fi
   read -ra mach0 < <(machine_ticks)
   line="  [$mode] $(label_of "$workload"), $(count_word "$clients"), round $round, $(way_name "$way"):"
@@ -639,11 +730,11 @@ measure() {
       line+=", average connection time $r_conn_ms ms"
     fi
     [ -n "$r_init_ms" ] && line+=", initial connection time $r_init_ms ms"
-    if [ -n "$pid" ]; then
-      cpu=$(awk -v d=$(($(cpu_ticks "$pid") - ticks)) -v hz="$clk_tck" -v n="$r_txns" \
+    if [ ${#pids[@]} -gt 0 ]; then
+      cpu=$(awk -v d=$(($(cpu_ticks "${pids[@]}") - ticks)) -v hz="$clk_tck" -v n="$r_txns" \
         'BEGIN { printf "%.1f", d / hz * 1e6 / n }')
-      ctxn=$(awk -v d=$(($(ctx_switches "$pid") - ctx)) -v n="$r_txns" 'BEGIN { printf "%.3f", d / n }')
-      waitn=$(awk -v d=$(($(rq_wait_us "$pid") - wait0)) -v n="$r_txns" 'BEGIN { printf "%.1f", d / n }')
+      ctxn=$(awk -v d=$(($(ctx_switches "${pids[@]}") - ctx)) -v n="$r_txns" 'BEGIN { printf "%.3f", d / n }')
+      waitn=$(awk -v d=$(($(rq_wait_us "${pids[@]}") - wait0)) -v n="$r_txns" 'BEGIN { printf "%.1f", d / n }')
       cpu_runs[$key]+=" $cpu"
       ctx_runs[$key]+=" $ctxn"
       wait_runs[$key]+=" $waitn"
@@ -658,6 +749,13 @@ measure() {
       [ "$way" = fresh ] && [ "$workload" = connect ] && bouncer_console "SET server_lifetime = 3600"
       [ "$way" = admission ] && bouncer_console "SET default_pool_size = $bouncer_pool"
       bouncer_drop  # its backends must not sit beside the next way's
+      ;;
+    bpair)
+      srv=$(($(bouncer_servers "$work/$mode/b1") + $(bouncer_servers "$work/$mode/b2")))
+      srv_runs[$key]+=" $srv"
+      line+=", $srv server connections in their pools after the run"
+      bouncer_drop "$work/$mode/b1"
+      bouncer_drop "$work/$mode/b2"
       ;;
   esac
   echo "$line$detail" >&2
@@ -789,6 +887,26 @@ for mode in "${modes[@]}"; do
           BEGIN { printf "%-24s %7s %9s %13s %10s %9s %9s %12s %9s %9s %9s\n", l, c, num(w, "%.0f"), ratio(p, w),
             num(wl, "%.3f"), num(wc, "%.1f"), num(a, "%.0f"), ratio(p, a), num(al, "%.3f"), num(ac, "%.1f"),
             num(as, "%.0f") }'
+      done
+    done
+  fi
+  if [ "$REUSE" = 1 ]; then
+    echo
+    echo "== upstream $mode: two processes on one port (extras, not the figures of the targets), medians." \
+      "x2: two pgproxy --reuse-port, each with"
+    echo "   its own SQL log and capture; bouncer x2: two pgbouncer with so_reuseport = 1; cpu: both processes'" \
+      "CPU per transaction (µs)"
+    printf '%-24s %7s %9s %11s %14s %11s %13s %15s %7s %15s\n' workload clients "x2 tps" "bouncer x2" \
+      "x2/bouncer x2" x2/pgproxy "x2 spread" "bouncer x2 spr" "cpu:x2" "cpu:bouncer x2"
+    for workload in "${workloads[@]}"; do
+      for clients in "${client_counts[@]}"; do
+        k="$mode,$workload,$clients"
+        awk -v l="$(label_of "$workload")" -v c="$clients" -v p="$(med tps_runs "$k,pgproxy")" \
+          -v x="$(med tps_runs "$k,pair")" -v y="$(med tps_runs "$k,bpair")" -v xs="$(spread tps_runs "$k,pair")" \
+          -v ys="$(spread tps_runs "$k,bpair")" -v xc="$(med cpu_runs "$k,pair")" -v yc="$(med cpu_runs "$k,bpair")" \
+          "$awk_lib"'
+          BEGIN { printf "%-24s %7s %9s %11s %14s %11s %13s %15s %7s %15s\n", l, c, num(x, "%.0f"), num(y, "%.0f"),
+            ratio(x, y), ratio(x, p), xs, ys, num(xc, "%.1f"), num(yc, "%.1f") }'
       done
     done
   fi
