@@ -68,12 +68,26 @@ namespace {
 // interleaving the first one's file. Only regular files: stdout, /dev/null or
 // a FIFO may well be shared on purpose.
 
+// What lock_regular() did. kBusy: another process holds the lock; kNone:
+// nothing taken (not a regular file, or an error).
+enum class FileLock { kTaken, kBusy, kNone };
+
+// flock(op | LOCK_NB) on `fd`, if it is a regular file.
+FileLock lock_regular(int fd, int op) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) return FileLock::kNone;
+  if (flock(fd, op | LOCK_NB) == 0) return FileLock::kTaken;
+  return errno == EWOULDBLOCK ? FileLock::kBusy : FileLock::kNone;
+}
+
+// A descriptor of its own for the lock on `path` (none if it cannot be opened).
+int open_for_lock(const std::string& path) { return open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK); }
+
 // Whether another process holds the lock on the regular file at `path`.
 bool locked_by_another(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  int fd = open_for_lock(path);
   if (fd < 0) return false;
-  struct stat st {};
-  bool locked = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  bool locked = lock_regular(fd, LOCK_SH) == FileLock::kBusy;
   close(fd);
   return locked;
 }
@@ -162,7 +176,7 @@ bool AsyncWriter::open_log(std::string& error) {
       close(log_fd_);
       log_fd_ = -1;
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+    if (lock_regular(fd, LOCK_EX) == FileLock::kBusy) {
       close(fd);
       error = in_use("SQL log", opts_.sql_log_path, "--sql-log");
       return false;
@@ -201,9 +215,8 @@ bool AsyncWriter::open_capture(std::string& error) {
   capture_started_ns_ = pgwire::realtime_ns();
   if (opts_.capture_path != "-") {
     // The lock is taken on a descriptor of its own: the writer's is inside CaptureWriter.
-    int lock = open(opts_.capture_path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    struct stat st {};
-    if (lock >= 0 && (fstat(lock, &st) != 0 || !S_ISREG(st.st_mode) || flock(lock, LOCK_EX | LOCK_NB) != 0)) {
+    int lock = open_for_lock(opts_.capture_path);
+    if (lock >= 0 && lock_regular(lock, LOCK_EX) != FileLock::kTaken) {
       close(lock);
       lock = -1;
     }
